@@ -1,0 +1,54 @@
+"""`occlum` — the command-line entry point; each command lives in its own cli module."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from .common import Parser, main_with
+
+# Command modules; each exposes register(subparsers).  Add a module here to add commands.
+_MODULES = ("instance",)
+
+USAGE_EPILOG = """\
+commands (as in the Occlum manual):
+  occlum new <path> [--init-ra grpc_ratls|aecs]
+  occlum init [--init-ra grpc_ratls|aecs]
+  occlum build [--sign-key <key>] [--sign-tool <tool>] [--image-key <key>] [--buildin-image-key]
+               [--sgx-mode <HW|SIM>] [-f/--force]
+  occlum run <program_name> <program_args>
+  occlum start / exec [cmd1] [args1] / stop
+  occlum package [<package_name>.tar.gz] [--debug]
+  occlum mount [--sign-key <key>] [--image-key <key>] <path>
+  occlum gen-image-key <key_path>
+  occlum status
+  occlum print mrsigner|mrenclave
+environment: OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace
+"""
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="occlum", description="Build and run Occlum instances (occlum-build).",
+                    epilog=USAGE_EPILOG, formatter_class=_RawFmt)
+    parser.add_argument("--version", action="version", version=f"occlum-build {__version__}")
+    sub = parser.add_subparsers(title="command", metavar="<command>")
+    for name in _MODULES:
+        importlib.import_module(f"{__package__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_with(build_parser(), argv)
+
+
+class _RawFmt:  # argparse formatter that keeps the epilog's layout
+    def __new__(cls, *a, **k):  # type: ignore[no-untyped-def]
+        import argparse
+
+        return argparse.RawDescriptionHelpFormatter(*a, **k)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

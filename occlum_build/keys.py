@@ -1,0 +1,73 @@
+"""Image keys: 16 bytes written as ``xx-xx-...-xx`` (47 characters) plus a newline.
+
+This is Occlum's format (``occlum gen-image-key``, sefs-cli ``--key``); the same text form is
+used for MACs (``.ROOT_MAC``, ``.builtin_config``).  One parser, used everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+from .errors import KeyFileError
+
+KEY_LEN = 16
+_KEY_RE = re.compile(r"[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){15}")
+
+
+def format_hex16(data: bytes) -> str:
+    """16 bytes as lower-case ``xx-xx-…`` (Occlum's key and MAC text form)."""
+    if len(data) != KEY_LEN:
+        raise ValueError("expected 16 bytes")
+    return "-".join(f"{b:02x}" for b in data)
+
+
+def parse_hex16(text: str, where: str) -> bytes:
+    """Parse ``xx-xx-…`` (16 bytes); trailing CR/LF is allowed, nothing else."""
+    body = text.rstrip("\r\n")
+    if not _KEY_RE.fullmatch(body):
+        if len(body) != 47:
+            why = f"expected 47 characters 'xx-xx-...-xx' (16 hex bytes), found {len(body)}"
+        else:
+            why = "expected 16 two-digit hex bytes separated by '-'"
+        raise KeyFileError(why, where=where)
+    return bytes(int(p, 16) for p in body.split("-"))
+
+
+def read_image_key(path: str | os.PathLike[str]) -> bytes:
+    """Read an image key file written by ``occlum gen-image-key``."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError("image key file does not exist", where=str(p)) from None
+    except OSError as e:
+        raise KeyFileError(f"cannot read image key file: {e.strerror}", where=str(p)) from None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyFileError("image key file is not text 'xx-xx-...-xx'", where=str(p)) from None
+    return parse_hex16(text, str(p))
+
+
+def generate_image_key() -> bytes:
+    return secrets.token_bytes(KEY_LEN)
+
+
+def write_image_key(path: str | os.PathLike[str], key: bytes) -> None:
+    """Write a key file with mode 0600, atomically; never leaves a readable partial key."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(format_hex16(key) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

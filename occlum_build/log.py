@@ -1,0 +1,60 @@
+"""Logging controlled by OCCLUM_LOG_LEVEL (off/error/warn/info/debug/trace), as in Occlum."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+TRACE = 5
+logging.addLevelName(TRACE, "TRACE")
+
+LEVELS = {
+    "off": logging.CRITICAL + 10,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": TRACE,
+}
+DEFAULT_LEVEL = "info"
+
+log = logging.getLogger("occlum")
+
+
+def level_name() -> str:
+    name = os.environ.get("OCCLUM_LOG_LEVEL", DEFAULT_LEVEL).strip().lower() or DEFAULT_LEVEL
+    return name if name in LEVELS else DEFAULT_LEVEL
+
+
+def setup() -> None:
+    """Configure the ``occlum`` logger from OCCLUM_LOG_LEVEL; messages go to stderr."""
+    raw = os.environ.get("OCCLUM_LOG_LEVEL", "")
+    log.setLevel(LEVELS[level_name()])
+    if not log.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(_Fmt())
+        log.addHandler(h)
+        log.propagate = False
+    if raw and raw.strip().lower() not in LEVELS:
+        log.warning("OCCLUM_LOG_LEVEL=%r is not one of %s; using %s", raw, "/".join(LEVELS), DEFAULT_LEVEL)
+
+
+def get(name: str) -> logging.Logger:
+    """Logger for a module, under the ``occlum`` hierarchy."""
+    return log.getChild(name)
+
+
+def debug_enabled() -> bool:
+    return log.isEnabledFor(logging.DEBUG)
+
+
+class _Fmt(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"Error: {msg}"
+        if record.levelno >= logging.WARNING:
+            return f"Warning: {msg}"
+        return msg

@@ -1,0 +1,141 @@
+"""Where things live in an Occlum instance (Occlum 0.31 layout) and in this package.
+
+One place for every path convention; stages and the CLI import these names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STATUS_FILE = ".__occlum_status"
+SGX_MODE_FILE = ".sgx_mode"
+CONFIG_FILE = "Occlum.json"
+INIT_RA_CONF = "init_ra_conf.json"
+
+# Standard image directories created by `occlum init` (Occlum 0.31: sbin and ext2 included).
+IMAGE_DIRS = ("bin", "lib", "lib64", "root", "host", "tmp", "dev", "proc", "etc", "sbin", "ext2")
+INITFS_DIRS = ("bin", "lib", "dev", "proc", "etc")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "data"
+REPO_DIR = PACKAGE_DIR.parent
+
+
+@dataclass(frozen=True)
+class Instance:
+    """Paths of one instance directory."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> Instance:
+        return cls(Path(os.path.abspath(path)))
+
+    # user-edited inputs
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def image(self) -> Path:
+        return self.root / "image"
+
+    @property
+    def initfs(self) -> Path:
+        return self.root / "initfs"
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / STATUS_FILE
+
+    @property
+    def sgx_mode_file(self) -> Path:
+        return self.root / SGX_MODE_FILE
+
+    @property
+    def init_ra_conf(self) -> Path:
+        return self.root / INIT_RA_CONF
+
+    # build outputs (Occlum 0.31 names)
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def enclave_xml(self) -> Path:
+        return self.build / "Enclave.xml"
+
+    @property
+    def image_config_json(self) -> Path:
+        return self.build / "image_config.json"
+
+    @property
+    def sys_json(self) -> Path:
+        return self.build / ".Occlum_sys.json"
+
+    @property
+    def sys_json_protected(self) -> Path:
+        return self.build / ".Occlum_sys.json.protected"
+
+    @property
+    def image_out(self) -> Path:
+        """The secure root FS image (Occlum: build/mount/__ROOT)."""
+        return self.build / "mount" / "__ROOT"
+
+    @property
+    def image_mac_file(self) -> Path:
+        return self.build / "mount" / ".ROOT_MAC"
+
+    @property
+    def initfs_out(self) -> Path:
+        return self.build / "initfs" / "__ROOT"
+
+    @property
+    def initfs_mac_file(self) -> Path:
+        return self.build / "initfs" / ".ROOT_MAC"
+
+    @property
+    def build_lib(self) -> Path:
+        return self.build / "lib"
+
+    @property
+    def build_bin(self) -> Path:
+        return self.build / "bin"
+
+    @property
+    def libos_unsigned(self) -> Path:
+        return self.build_lib / "libocclum-libos.so"
+
+    @property
+    def libos_signed(self) -> Path:
+        return self.build_lib / "libocclum-libos.signed.so"
+
+    @property
+    def report(self) -> Path:
+        return self.build / "report.json"
+
+    @property
+    def state_dir(self) -> Path:
+        """occlum-build's own bookkeeping (doit db, manifests, lock)."""
+        return self.build / ".state"
+
+    @property
+    def dev_sign_key(self) -> Path:
+        """Per-instance development signing key, created on first build without --sign-key."""
+        return self.root / ".dev_sign_key.pem"
+
+    # run-time state
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def run_upper(self) -> Path:
+        """The writable layer of the root FS (Occlum: run/mount/__ROOT)."""
+        return self.run / "mount" / "__ROOT"
+
+    @property
+    def run_initfs_upper(self) -> Path:
+        return self.run / "initfs" / "__ROOT"
