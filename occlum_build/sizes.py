@@ -23,8 +23,7 @@ def parse_size(text: object) -> int:
         if s.endswith(suffix):
             num = s[: -len(suffix)].strip()
             if not num.isdigit() or not num.isascii():
-                raise SizeError(f"{_show(text)} is not a size (the number before {suffix} is missing or not "
-                                "a whole number)")
+                break
             return int(num) * mult
     raise SizeError(f"{_show(text)} is not a size (use B/KB/MB/GB/TB)")
 
