@@ -22,6 +22,27 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
 REPO_DIR = PACKAGE_DIR.parent
 
+# The native runtime built by `make -C libos` (docs/runtime.md).  OCCLUM_NATIVE_DIR overrides
+# where the artifacts are looked up (an installed copy, a test build).
+NATIVE_DIR_ENV = "OCCLUM_NATIVE_DIR"
+NATIVE_BUILD_DIR = REPO_DIR / "libos" / "build"
+LIBOS_SO = "libocclum-libos.so"
+PAL_SO = "libocclum-pal.so"
+RUN_BIN = "occlum-run"
+FS_BIN = "occlum-fs"
+
+# Inside the init FS (as Occlum's init reads them).
+INITFS_IMAGE_CONFIG = "etc/image_config.json"  # {"image_type": "encrypted" | "integrity-only"}
+INITFS_IMAGE_KEY = "etc/image_key"  # only with --buildin-image-key
+# Without --buildin-image-key, the SIM runtime takes the image key from the file this names
+# (a stand-in for the KMS that Occlum's RA init programs contact; docs/runtime.md).
+IMAGE_KEY_ENV = "OCCLUM_IMAGE_KEY_FILE"
+
+
+def native_dir() -> Path:
+    """Directory holding the native runtime artifacts (occlum-run, the PAL and LibOS .so)."""
+    return Path(os.environ.get(NATIVE_DIR_ENV) or NATIVE_BUILD_DIR)
+
 
 @dataclass(frozen=True)
 class Instance:
