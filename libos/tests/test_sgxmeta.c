@@ -3,6 +3,7 @@
 #include "check.h"
 #include "ocb.h"
 #include "sgxmeta.h"
+#include "verify.h"
 
 #define V(p) REPO_ROOT "/tests/vectors/sgx/" p
 
@@ -130,8 +131,31 @@ static void test_unsigned(void)
     }
 }
 
+/* The whole boot step (a) on buffers: a valid SDK enclave is not our LibOS; a modified one
+ * fails the measurement; both errors name the artifact. */
+static void test_verify_libos(void)
+{
+    uint8_t *data;
+    size_t size;
+    struct ocb_err e = {{0}};
+    struct ocb_libos lo;
+    CHECK(ocb_read_file(V("h0mur0/enclave.signed.so"), 64 << 20, &data, &size, &e) == 0);
+    CHECK(ocb_verify_libos_buf("lib/x.signed.so", data, size, &lo, &e) != 0);
+    CHECK_STR_CONTAINS(e.msg, "lib/x.signed.so: not an occlum-build LibOS");
+    data[0x1234] ^= 0xff;
+    CHECK(ocb_verify_libos_buf("lib/x.signed.so", data, size, &lo, &e) != 0);
+    CHECK_STR_CONTAINS(e.msg, "lib/x.signed.so: measurement ");
+    CHECK_STR_CONTAINS(e.msg, "does not match the signed ENCLAVEHASH");
+    free(data);
+    CHECK(ocb_verify_libos(BUILD_DIR "/libocclum-libos.so", &lo, &e) != 0);
+    CHECK_STR_CONTAINS(e.msg, "libocclum-libos.so: no SGX metadata");
+    CHECK(ocb_verify_libos("/nonexistent/libos.so", &lo, &e) != 0);
+    CHECK_STR_CONTAINS(e.msg, "/nonexistent/libos.so: cannot open");
+}
+
 int main(void)
 {
+    test_verify_libos();
     test_offsets();
     test_css_file(V("mobilecoin/valid.css"),
                   "7ee5e29d74623fdbc6fbf1454be6f3bb0b86c12366b7b478ad13353e44de8411");

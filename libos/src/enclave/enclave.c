@@ -20,6 +20,8 @@ __attribute__((section(".builtin_config"), used, aligned(16))) static const uint
 
 #define LIBOS_VERSION 1u
 
+__attribute__((used)) static const char marker[] = OCCLUM_ENCLAVE_MARKER;
+
 EXPORT long enclave_entry(long ecall, void *arg)
 {
     if (arg == NULL)

@@ -13,6 +13,10 @@
 /* SDK 2.26.100: major << 32 | minor << 16 | revision. */
 #define OCCLUM_ENCLAVE_SDK_VERSION 0x2001A0064ULL
 
+/* A measured marker the PAL looks for before it runs the entry point, so that a validly signed
+ * enclave of another kind (an SDK enclave) is refused instead of being called. */
+#define OCCLUM_ENCLAVE_MARKER "occlum-build SIM LibOS v1"
+
 /* ECALL numbers. */
 enum {
     OCCLUM_ECALL_GET_BUILTIN_CONFIG = 1, /* arg: uint8_t[48] out */
