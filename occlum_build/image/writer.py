@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OutputError
+from ..errors import KeyFileError, OutputError
 from ..fsutil import atomic_write
 from . import cache, metadata
 from .crypto import ImageKey, image_mac
@@ -109,7 +109,7 @@ def _plan(
         rel = os.fsdecode(n.path)
         assert n.st is not None
         rec = manifest.lookup(rel, cache.stat_key(n.st))
-        if rec is not None and (objects_dir is None or (objects_dir / rec.root.hex()).is_file()):
+        if rec is not None and (objects_dir is None or _object_ok(objects_dir / rec.root.hex(), n.size, key)):
             results[i] = (rec.content, rec.root, rec.file_id, False)
         else:
             todo.append(i)
@@ -157,8 +157,20 @@ def _plan(
     return plan, new_manifest
 
 
+def _object_ok(path: Path, size: int, key: ImageKey | None) -> bool:
+    """Cheap sanity check before reusing an object the manifest names."""
+    try:
+        return os.stat(path).st_size == object_size(size, key is not None)
+    except OSError:
+        return False
+
+
 def _load_key(key: bytes | None) -> ImageKey | None:
-    return None if key is None else ImageKey.from_key(key)
+    if key is None:
+        return None
+    if not isinstance(key, bytes) or len(key) != 16:
+        raise KeyFileError("an image key must be 16 bytes (a file written by `occlum gen-image-key`)")
+    return ImageKey.from_key(key)
 
 
 def build_image(
@@ -196,9 +208,7 @@ def build_image(
     atomic_write(out_dir / METADATA_FILE, meta)
     write_mac_file(mac_file, mac)
     stored = _prune(objects_dir, plan.roots)
-    # The old manifest is stale from here on; a failure to save the new one only costs a re-read.
-    with contextlib.suppress(OutputError):
-        cache.save(mpath, new_manifest, now_ns)
+    cache.save(mpath, new_manifest, now_ns)
     return ImageResult(
         mac=mac,
         entries=len(plan.entries),
