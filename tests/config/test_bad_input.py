@@ -160,7 +160,7 @@ def test_bad_input(tmp_path: Path, old: str, new: str, count: int, where: str, j
     ('{"a": "\\q"}', "1:8", "a: invalid escape '\\q'"),
     ('{"a": "\\ud800"}', "1:14", "a: lone surrogate"),
     ('{"a": "tab\there"}', "1:11", "a: control character in string"),
-    ('{"a": 1 "b": 2}', "1:9", "(top level): expected ',' or '}', found '\"'"),
+    ('{"a": 1 "b": 2}', "1:9", "expected ',' or '}', found '\"'"),
     ("\ufeff{}", "1:1", "byte order mark"),
 ])
 def test_syntax_errors(tmp_path: Path, text: str, where: str, part: str) -> None:
