@@ -22,6 +22,8 @@ HOSTFS_TYPE = '"type": "hostfs"'
 CASES = [
     ("bad-size-unit", '"300MB"', '"300XB"', 1, "5:28", "resource_limits.user_space_size",
      '"300XB" is not a size (use B/KB/MB/GB/TB)'),
+    ("size-overflow", '"300MB"', '"99999999TB"', 1, "5:28", "resource_limits.user_space_size",
+     "too large (sizes must fit in 64 bits)"),
     ("size-is-number", '"kernel_space_heap_size": "32MB"', '"kernel_space_heap_size": 32', 1, "3:35",
      "resource_limits.kernel_space_heap_size", "is not a size"),
     ("zero-threads", '"max_num_of_threads": 32', '"max_num_of_threads": 0', 1, "6:31",
