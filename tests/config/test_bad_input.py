@@ -197,6 +197,21 @@ def test_comments_accepted(tmp_path: Path) -> None:
     """The manual's commented examples load; comments may sit anywhere whitespace can."""
     text = TEMPLATE.replace('"user_space_size": "300MB",',
                             '"user_space_size": /* inline */ "300MB", // user memory')
+    text = text.replace('"OCCLUM=yes"', '"URL=http://example.com/*x*/"')
     cfg = load_config(_write(tmp_path, "// header\n" + text + "// end, no newline"))
     assert cfg.user_space_size == 300 << 20
     assert cfg.data["resource_limits"]["user_space_size"] == "300MB"
+    assert cfg.env_default == ("URL=http://example.com/*x*/",)  # comment markers inside strings stay
+
+
+def test_positions_count_characters() -> None:
+    """Columns count characters, not bytes, and keys and values have their own positions."""
+    from occlum_build.config.jsonc import parse
+
+    doc = parse('{\n  "é": {"ü": [1, /* c */ "x"]}\n}', "f.json")
+    assert doc.value == {"é": {"ü": [1, "x"]}}
+    assert doc.key_pos[("é",)] == (2, 3)
+    assert doc.value_pos[("é",)] == (2, 8)
+    assert doc.key_pos[("é", "ü")] == (2, 9)
+    assert doc.value_pos[("é", "ü", 1)] == (2, 26)
+    assert doc.where(("é", "ü", 5)) == "f.json:2:14"  # falls back to the nearest known parent
