@@ -58,10 +58,12 @@ def store_object(
     key: ImageKey | None,
     file_id: bytes | None,
     tick: Callable[[int], None] | None = None,
+    created: list[Path] | None = None,
 ) -> tuple[bytes, bool]:
     """Read ``path`` once and build its object, written under ``objects_dir`` if given.
     Returns (root, new): ``new`` is False when an object of the right size was already there
-    (it is replaced all the same, which heals a torn one)."""
+    (it is replaced all the same, which heals a torn one). Objects that did not exist at all
+    are appended to ``created`` (so a failed build can remove them)."""
     cipher = key.file_cipher(file_id) if key is not None and file_id is not None else None
     tmp: Path | None = None
     out = None
@@ -114,6 +116,8 @@ def store_object(
             )
         except FileNotFoundError:
             existed = False
+            if created is not None:
+                created.append(final)
         # Always replace: a fresh object heals one torn by a power failure (objects are not
         # fsynced one by one; see cache.py on boot ids).
         out.write(all_leaves)
