@@ -1,0 +1,95 @@
+"""The per-file manifest that makes image builds incremental.
+
+One JSON file per image in the cache directory maps each source path to its stat key
+``(dev, ino, size, mtime_ns, ctime_ns, mode)`` and to what the build derived from the
+content: the content digest (integrity-only: the plain object root; encrypted: SHA-256 of
+the content), the object root and the file id.  A file whose stat key is unchanged is not
+read again.  The manifest is only a hint: it is discarded when it cannot be parsed, when
+its version differs, or when it was made for another mode or image key (it holds a
+one-way fingerprint of the key, never the key); the object it names must still exist.
+
+Stat keys of files modified within ``RACY_NS`` of the scan are not recorded (as git's
+"racily clean" rule): a later write inside the same timestamp tick would not change the
+key, so such files are read again on the next build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import log
+from ..fsutil import atomic_write
+
+VERSION = "occlum-build image cache 1"
+RACY_NS = 100_000_000  # > the coarse clock tick of Linux file timestamps (1-10 ms)
+
+_log = log.get("image.cache")
+
+StatKey = tuple[int, int, int, int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+
+@dataclass(frozen=True)
+class Record:
+    key: StatKey
+    content: bytes  # content digest (see module docstring)
+    root: bytes
+    file_id: bytes
+
+
+@dataclass
+class Manifest:
+    mode_tag: str  # "integrity-only" or "encrypted:<key fingerprint>"
+    files: dict[str, Record] = field(default_factory=dict)
+
+    def lookup(self, rel: str, key: StatKey) -> Record | None:
+        r = self.files.get(rel)
+        return r if r is not None and r.key == key else None
+
+
+def manifest_path(cache_dir: Path, out_name: str = "image") -> Path:
+    return cache_dir / f"{out_name}.manifest.json"
+
+
+def load(path: Path, mode_tag: str) -> Manifest:
+    """The manifest at ``path`` if it is valid for ``mode_tag``; else an empty one."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Manifest(mode_tag)
+    except OSError as e:
+        _log.warning("image cache %s unreadable (%s); rebuilding", path, e.strerror)
+        return Manifest(mode_tag)
+    try:
+        doc = json.loads(raw)
+        if doc.get("version") != VERSION or doc.get("mode") != mode_tag:
+            return Manifest(mode_tag)
+        files = {}
+        for rel, v in doc["files"].items():
+            k = tuple(int(x) for x in v[:6])
+            if len(k) != 6 or not isinstance(rel, str):
+                raise ValueError("bad stat key")
+            rec = Record(k, bytes.fromhex(v[6]), bytes.fromhex(v[7]), bytes.fromhex(v[8]))  # type: ignore[arg-type]
+            if len(rec.content) != 32 or len(rec.root) != 32 or len(rec.file_id) != 16:
+                raise ValueError("bad digest length")
+            files[rel] = rec
+        return Manifest(mode_tag, files)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        _log.warning("image cache %s is corrupt (%s); rebuilding", path, e)
+        return Manifest(mode_tag)
+
+
+def save(path: Path, manifest: Manifest, now_ns: int) -> None:
+    files = {}
+    for rel, r in manifest.files.items():
+        if max(r.key[3], r.key[4]) >= now_ns - RACY_NS:
+            continue
+        files[rel] = [*r.key, r.content.hex(), r.root.hex(), r.file_id.hex()]
+    doc = {"version": VERSION, "mode": manifest.mode_tag, "files": files}
+    atomic_write(path, json.dumps(doc, separators=(",", ":"), sort_keys=True), mode=0o600)

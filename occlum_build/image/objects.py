@@ -1,0 +1,134 @@
+"""Writing and reading content objects (docs/formats/image.md section 4)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import OcclumError, OutputError
+from .crypto import ImageKey, leaves_of, root_of, seal_blocks
+from .format import BLOCK_SIZE, TAG_SIZE
+
+CHUNK = 256 * BLOCK_SIZE  # 1 MiB read/hash/encrypt unit
+TMP_PREFIX = ".tmp-"
+_counter = itertools.count()
+
+
+class SourceChanged(OcclumError):
+    """A source file changed while it was being read."""
+
+
+def _read_error(path: Path, e: OSError) -> OcclumError:
+    return OcclumError(f"cannot read source file: {e.strerror or e}", where=str(path))
+
+
+def content_sha256(path: Path, size: int, tick: Callable[[int], None] | None = None) -> bytes:
+    """SHA-256 of a file's content, checking that it still has ``size`` bytes."""
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            buf = bytearray(CHUNK)
+            mv = memoryview(buf)
+            while True:
+                got = f.readinto(buf)
+                if not got:
+                    break
+                h.update(mv[:got])
+                n += got
+                if tick:
+                    tick(got)
+    except OSError as e:
+        raise _read_error(path, e) from None
+    if n != size:
+        raise SourceChanged("file changed while it was being read; run the build again", where=str(path))
+    return h.digest()
+
+
+def store_object(
+    path: Path,
+    size: int,
+    objects_dir: Path | None,
+    key: ImageKey | None,
+    file_id: bytes | None,
+    tick: Callable[[int], None] | None = None,
+) -> tuple[bytes, bool]:
+    """Read ``path`` once, build its object; write it under ``objects_dir`` (if given and
+    not already there). Returns (root, written)."""
+    cipher = key.file_cipher(file_id) if key is not None and file_id is not None else None
+    tmp: Path | None = None
+    out = None
+    if objects_dir is not None:
+        tmp = objects_dir / f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_counter)}"
+    leaves = []
+    n = 0
+    block_index = 0
+    try:
+        try:
+            src = open(path, "rb", buffering=0)
+        except OSError as e:
+            raise _read_error(path, e) from None
+        with src:
+            if tmp is not None:
+                out = open(tmp, "wb", buffering=0)
+            buf = bytearray(CHUNK)
+            mv = memoryview(buf)
+            while True:
+                try:
+                    got = src.readinto(buf)
+                except OSError as e:
+                    raise _read_error(path, e) from None
+                if not got:
+                    break
+                n += got
+                if n > size:
+                    break
+                if cipher is None:
+                    stored = mv[:got]
+                    leaves.append(leaves_of(stored, BLOCK_SIZE))
+                else:
+                    stored = seal_blocks(cipher, mv[:got], block_index, size)
+                    leaves.append(leaves_of(stored, BLOCK_SIZE + TAG_SIZE))
+                block_index += (got + BLOCK_SIZE - 1) // BLOCK_SIZE
+                if out is not None:
+                    out.write(stored)
+                if tick:
+                    tick(got)
+        if n != size:
+            raise SourceChanged("file changed while it was being read; run the build again", where=str(path))
+        all_leaves = b"".join(leaves)
+        root = root_of(all_leaves)
+        if out is None or tmp is None or objects_dir is None:
+            return root, False
+        final = objects_dir / root.hex()
+        if final.exists():
+            out.close()
+            out = None
+            tmp.unlink()
+            return root, False
+        out.write(all_leaves)
+        os.fdatasync(out.fileno())
+        out.close()
+        out = None
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, final)
+        return root, True
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OutputError(
+                "no space left on device; previous image kept", where=str(objects_dir)
+            ) from None
+        raise OutputError(f"cannot write image object: {e.strerror or e}", where=str(objects_dir)) from None
+    finally:
+        if out is not None:
+            with contextlib.suppress(OSError):
+                out.close()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
