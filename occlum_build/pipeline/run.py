@@ -87,7 +87,7 @@ def finish(ctx: BuildContext) -> None:
         shutil.rmtree(inst.run)
     elif inst.run.exists() or inst.run.is_symlink():
         inst.run.unlink()
-    for d in (inst.run_upper, inst.run_initfs_upper):
+    for d in (inst.run_upper, inst.run_initfs_upper, inst.build_bin, inst.build_lib):
         d.mkdir(parents=True, exist_ok=True)
     atomic_write(inst.status_file, "built\n")
     ctx.cache.save()
