@@ -46,6 +46,7 @@ def make_report(ctx: BuildContext) -> dict[str, Any]:
     rep: dict[str, Any] = {
         "version": REPORT_VERSION,
         "sgx_mode": ctx.opts.sgx_mode,
+        "edmm_platform": ctx.edmm_platform,
         "image_mac": _mac_hex(inst.image_mac_file),
         "initfs_mac": _mac_hex(inst.initfs_mac_file),
         "conf_mac": conf_mac_of(inst).hex(),
