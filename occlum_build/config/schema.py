@@ -83,9 +83,12 @@ class Validator:
 
     def size(self, path: Path, value: object) -> int:
         try:
-            return parse_size(value)
+            n = parse_size(value)
         except SizeError as e:
             raise self.error(path, str(e)) from None
+        if n > U64_MAX:
+            raise self.error(path, f"{_show(value)} is too large (sizes must fit in 64 bits)")
+        return n
 
     def array(self, path: Path, value: object) -> list:
         if not isinstance(value, list):

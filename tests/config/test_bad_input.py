@@ -22,6 +22,8 @@ HOSTFS_TYPE = '"type": "hostfs"'
 CASES = [
     ("bad-size-unit", '"300MB"', '"300XB"', 1, "5:28", "resource_limits.user_space_size",
      '"300XB" is not a size (use B/KB/MB/GB/TB)'),
+    ("size-overflow", '"300MB"', '"99999999TB"', 1, "5:28", "resource_limits.user_space_size",
+     "too large (sizes must fit in 64 bits)"),
     ("size-is-number", '"kernel_space_heap_size": "32MB"', '"kernel_space_heap_size": 32', 1, "3:35",
      "resource_limits.kernel_space_heap_size", "is not a size"),
     ("zero-threads", '"max_num_of_threads": 32', '"max_num_of_threads": 0', 1, "6:31",
@@ -160,7 +162,7 @@ def test_bad_input(tmp_path: Path, old: str, new: str, count: int, where: str, j
     ('{"a": "\\q"}', "1:8", "a: invalid escape '\\q'"),
     ('{"a": "\\ud800"}', "1:14", "a: lone surrogate"),
     ('{"a": "tab\there"}', "1:11", "a: control character in string"),
-    ('{"a": 1 "b": 2}', "1:9", "(top level): expected ',' or '}', found '\"'"),
+    ('{"a": 1 "b": 2}', "1:9", "expected ',' or '}', found '\"'"),
     ("\ufeff{}", "1:1", "byte order mark"),
 ])
 def test_syntax_errors(tmp_path: Path, text: str, where: str, part: str) -> None:
@@ -195,6 +197,21 @@ def test_comments_accepted(tmp_path: Path) -> None:
     """The manual's commented examples load; comments may sit anywhere whitespace can."""
     text = TEMPLATE.replace('"user_space_size": "300MB",',
                             '"user_space_size": /* inline */ "300MB", // user memory')
+    text = text.replace('"OCCLUM=yes"', '"URL=http://example.com/*x*/"')
     cfg = load_config(_write(tmp_path, "// header\n" + text + "// end, no newline"))
     assert cfg.user_space_size == 300 << 20
     assert cfg.data["resource_limits"]["user_space_size"] == "300MB"
+    assert cfg.env_default == ("URL=http://example.com/*x*/",)  # comment markers inside strings stay
+
+
+def test_positions_count_characters() -> None:
+    """Columns count characters, not bytes, and keys and values have their own positions."""
+    from occlum_build.config.jsonc import parse
+
+    doc = parse('{\n  "é": {"ü": [1, /* c */ "x"]}\n}', "f.json")
+    assert doc.value == {"é": {"ü": [1, "x"]}}
+    assert doc.key_pos[("é",)] == (2, 3)
+    assert doc.value_pos[("é",)] == (2, 8)
+    assert doc.key_pos[("é", "ü")] == (2, 9)
+    assert doc.value_pos[("é", "ü", 1)] == (2, 26)
+    assert doc.where(("é", "ü", 5)) == "f.json:2:14"  # falls back to the nearest known parent
