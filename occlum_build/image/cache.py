@@ -8,6 +8,11 @@ read again.  The manifest is only a hint: it is discarded when it cannot be pars
 its version differs, or when it was made for another mode or image key (it holds a
 one-way fingerprint of the key, never the key); the object it names must still exist.
 
+Objects are not fsynced one by one (that would cost more than hashing them); the manifest
+records the kernel boot id instead, and a manifest from another boot is discarded, so the
+first build after a reboot (perhaps a power failure that tore unsynced objects) reads every
+file again and rewrites every object.  The metadata and MAC file are fsynced.
+
 Stat keys of files modified within ``RACY_NS`` of the scan are not recorded (as git's
 "racily clean" rule): a later write inside the same timestamp tick would not change the
 key, so such files are read again on the next build.
@@ -21,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import log
-from ..fsutil import atomic_write
 
 VERSION = "occlum-build image cache 1"
 RACY_NS = 100_000_000  # > the coarse clock tick of Linux file timestamps (1-10 ms)
@@ -29,6 +33,13 @@ RACY_NS = 100_000_000  # > the coarse clock tick of Linux file timestamps (1-10 
 _log = log.get("image.cache")
 
 StatKey = tuple[int, int, int, int, int, int]
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"  # never equal to a recorded id below, so the cache is not trusted
 
 
 def stat_key(st: os.stat_result) -> StatKey:
@@ -70,6 +81,9 @@ def load(path: Path, mode_tag: str) -> Manifest:
         doc = json.loads(raw)
         if doc.get("version") != VERSION or doc.get("mode") != mode_tag:
             return Manifest(mode_tag)
+        if doc.get("boot") != boot_id() or doc.get("boot") == "unknown":
+            _log.debug("image cache %s is from another boot; rebuilding", path)
+            return Manifest(mode_tag)
         files = {}
         for rel, v in doc["files"].items():
             k = tuple(int(x) for x in v[:6])
@@ -91,5 +105,12 @@ def save(path: Path, manifest: Manifest, now_ns: int) -> None:
         if max(r.key[3], r.key[4]) >= now_ns - RACY_NS:
             continue
         files[rel] = [*r.key, r.content.hex(), r.root.hex(), r.file_id.hex()]
-    doc = {"version": VERSION, "mode": manifest.mode_tag, "files": files}
-    atomic_write(path, json.dumps(doc, separators=(",", ":"), sort_keys=True), mode=0o600)
+    doc = {"version": VERSION, "mode": manifest.mode_tag, "boot": boot_id(), "files": files}
+    # Not fsynced: the manifest is a hint; a lost or torn one only costs a full re-read.
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        _log.warning("cannot save image cache %s (%s); the next build reads every file", path, e.strerror)

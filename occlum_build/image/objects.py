@@ -58,9 +58,12 @@ def store_object(
     key: ImageKey | None,
     file_id: bytes | None,
     tick: Callable[[int], None] | None = None,
+    created: list[Path] | None = None,
 ) -> tuple[bytes, bool]:
-    """Read ``path`` once, build its object; write it under ``objects_dir`` (if given and
-    not already there). Returns (root, written)."""
+    """Read ``path`` once and build its object, written under ``objects_dir`` if given.
+    Returns (root, new): ``new`` is False when an object of the right size was already there
+    (it is replaced all the same, which heals a torn one). Objects that did not exist at all
+    are appended to ``created`` (so a failed build can remove them)."""
     cipher = key.file_cipher(file_id) if key is not None and file_id is not None else None
     tmp: Path | None = None
     out = None
@@ -107,18 +110,22 @@ def store_object(
         if out is None or tmp is None or objects_dir is None:
             return root, False
         final = objects_dir / root.hex()
-        if final.exists():
-            out.close()
-            out = None
-            tmp.unlink()
-            return root, False
+        try:
+            existed = os.stat(final).st_size == size + len(all_leaves) + (
+                len(all_leaves) // 2 if cipher else 0
+            )
+        except FileNotFoundError:
+            existed = False
+            if created is not None:
+                created.append(final)
+        # Always replace: a fresh object heals one torn by a power failure (objects are not
+        # fsynced one by one; see cache.py on boot ids).
         out.write(all_leaves)
-        os.fdatasync(out.fileno())
         out.close()
         out = None
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
-        return root, True
+        return root, not existed
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise OutputError(

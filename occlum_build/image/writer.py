@@ -8,6 +8,7 @@ objects (content addressed, each written to a temp name, fsynced, renamed) -> me
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -16,12 +17,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OutputError
-from ..fsutil import atomic_write
+from ..errors import KeyFileError, OutputError
+from ..keys import format_hex16
 from . import cache, metadata
 from .crypto import ImageKey, image_mac
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
-from .macfile import write_mac_file
 from .objects import TMP_PREFIX, content_sha256, store_object
 from .scan import Node, scan
 
@@ -76,27 +76,32 @@ class _Ticker:
 
 
 def _file_job(
-    node: Node, abs_path: Path, objects_dir: Path | None, key: ImageKey | None, tick: _Ticker
+    node: Node,
+    abs_path: Path,
+    objects_dir: Path | None,
+    key: ImageKey | None,
+    tick: _Ticker,
+    created: list[Path],
 ) -> tuple[bytes, bytes, bytes, bool]:
     """(content digest, root, file_id, written) of one file that must be read."""
     if key is None:
-        root, written = store_object(abs_path, node.size, objects_dir, None, None, tick)
+        root, written = store_object(abs_path, node.size, objects_dir, None, None, tick, created)
         return root, root, bytes(16), written
     digest = content_sha256(abs_path, node.size)
     fid = key.file_id(digest)
-    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick)
+    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick, created)
     return digest, root, fid, written
 
 
 def _plan(
     src: Path,
+    nodes: list[Node],
     objects_dir: Path | None,
     key: ImageKey | None,
     manifest: cache.Manifest,
     progress: Progress | None,
     jobs: int,
 ) -> tuple[_Plan, cache.Manifest]:
-    nodes = scan(src)
     new_manifest = cache.Manifest(manifest.mode_tag)
     results: dict[int, tuple[bytes, bytes, bytes, bool]] = {}
     todo: list[int] = []
@@ -109,7 +114,7 @@ def _plan(
         rel = os.fsdecode(n.path)
         assert n.st is not None
         rec = manifest.lookup(rel, cache.stat_key(n.st))
-        if rec is not None and (objects_dir is None or (objects_dir / rec.root.hex()).is_file()):
+        if rec is not None and (objects_dir is None or _object_ok(objects_dir / rec.root.hex(), n.size, key)):
             results[i] = (rec.content, rec.root, rec.file_id, False)
         else:
             todo.append(i)
@@ -120,25 +125,30 @@ def _plan(
         workers = jobs if jobs > 0 else (os.cpu_count() or 1)
         # Largest first keeps both workers busy to the end.
         todo.sort(key=lambda i: -nodes[i].size)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool:
-            futs: dict[Future[tuple[bytes, bytes, bytes, bool]], int] = {}
-            try:
-                for i in todo:
-                    futs[
-                        pool.submit(
-                            _file_job, nodes[i], src / os.fsdecode(nodes[i].path), objects_dir, key, tick
-                        )
-                    ] = i
-                pending = set(futs)
-                while pending:
-                    done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        results[futs[f]] = f.result()
-                    tick.report()
-            except BaseException:
-                for f in futs:
-                    f.cancel()
-                raise
+        created: list[Path] = []
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool:
+                futs: dict[Future[tuple[bytes, bytes, bytes, bool]], int] = {}
+                try:
+                    for i in todo:
+                        path = src / os.fsdecode(nodes[i].path)
+                        futs[pool.submit(_file_job, nodes[i], path, objects_dir, key, tick, created)] = i
+                    pending = set(futs)
+                    while pending:
+                        done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            results[futs[f]] = f.result()
+                        tick.report()
+                except BaseException:
+                    for f in futs:
+                        f.cancel()
+                    raise
+        except BaseException:
+            # Objects this build created are referenced by no metadata yet: remove them.
+            for p in created:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            raise
     entries = []
     roots: set[bytes] = set()
     written: set[bytes] = set()
@@ -157,8 +167,20 @@ def _plan(
     return plan, new_manifest
 
 
+def _object_ok(path: Path, size: int, key: ImageKey | None) -> bool:
+    """Cheap sanity check before reusing an object the manifest names."""
+    try:
+        return os.stat(path).st_size == object_size(size, key is not None)
+    except OSError:
+        return False
+
+
 def _load_key(key: bytes | None) -> ImageKey | None:
-    return None if key is None else ImageKey.from_key(key)
+    if key is None:
+        return None
+    if not isinstance(key, bytes) or len(key) != 16:
+        raise KeyFileError("an image key must be 16 bytes (a file written by `occlum gen-image-key`)")
+    return ImageKey.from_key(key)
 
 
 def build_image(
@@ -182,6 +204,7 @@ def build_image(
     ikey = _load_key(key)
     src, out_dir, mac_file, cache_dir = Path(src), Path(out_dir), Path(mac_file), Path(cache_dir)
     objects_dir = out_dir / OBJECTS_DIR
+    nodes = scan(src)  # bad input is reported before anything is written
     try:
         objects_dir.mkdir(parents=True, exist_ok=True)
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -190,15 +213,12 @@ def build_image(
     _remove_temps(objects_dir)
     mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
     manifest = cache.load(mpath, _mode_tag(ikey))
-    plan, new_manifest = _plan(src, objects_dir, ikey, manifest, progress, jobs)
+    plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs)
     meta = metadata.encode(plan.entries, ikey)
     mac = image_mac(meta)
-    atomic_write(out_dir / METADATA_FILE, meta)
-    write_mac_file(mac_file, mac)
+    _commit([(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())])
     stored = _prune(objects_dir, plan.roots)
-    # The old manifest is stale from here on; a failure to save the new one only costs a re-read.
-    with contextlib.suppress(OutputError):
-        cache.save(mpath, new_manifest, now_ns)
+    cache.save(mpath, new_manifest, now_ns)
     return ImageResult(
         mac=mac,
         entries=len(plan.entries),
@@ -221,8 +241,42 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) 
     ikey = _load_key(key)
     tag = _mode_tag(ikey)
     manifest = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
-    plan, _ = _plan(Path(src), None, ikey, manifest or cache.Manifest(tag), None, 0)
+    plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0)
     return image_mac(metadata.encode(plan.entries, ikey))
+
+
+def _commit(files: list[tuple[Path, bytes]]) -> None:
+    """Write every file to a temp name and fsync them all, then rename them all: running out
+    of space (or any write error) leaves every previous output as it was."""
+    temps: list[Path] = []
+    try:
+        for path, data in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+            temps.append(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+                os.fchmod(fd, 0o644)
+            finally:
+                os.close(fd)
+        for (path, _), tmp in zip(files, temps, strict=True):
+            os.replace(tmp, path)
+        for d in {p.parent for p, _ in files}:
+            dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    except OSError as e:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        what = "no space left on device" if e.errno == errno.ENOSPC else f"cannot write: {e.strerror or e}"
+        raise OutputError(f"{what}; previous image kept", where=str(e.filename or files[0][0])) from None
 
 
 def _remove_temps(objects_dir: Path) -> None:
