@@ -1,0 +1,333 @@
+/* The sandbox (sandbox.h).
+ *
+ * Process tree:  PAL --clone(NEWUSER|NEWNS|NEWPID)--> ns init (pid 1) --fork--> app (pid 2).
+ * The PAL writes the id maps of the new user namespace (root inside = root outside, so the
+ * FUSE mount of the PAL stays reachable), then lets the init go on.  The init mounts /proc,
+ * /dev, hostfs and ramfs on top of the root, chroots, forks the app and stays as a minimal
+ * init: it forwards signals to the app, reaps orphans and reports the app's wait status to the
+ * PAL through a pipe (pid 1 of a namespace cannot die of the app's signal itself).  Setup and
+ * exec errors travel back through a close-on-exec pipe, so a successful exec is seen as EOF. */
+#include "sandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_NEWUSER
+#define CLONE_NEWUSER 0x10000000
+#endif
+#ifndef CLONE_NEWNS
+#define CLONE_NEWNS 0x00020000
+#endif
+#ifndef CLONE_NEWPID
+#define CLONE_NEWPID 0x20000000
+#endif
+
+/* Report a failure from inside the sandbox and exit (the PAL reads the message). */
+__attribute__((noreturn, format(printf, 2, 3))) static void die(int fd, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0 && write(fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0)
+        _exit(126);
+    _exit(126);
+}
+
+static void join(char *out, size_t n, const char *root, const char *rel)
+{
+    while (*rel == '/')
+        rel++;
+    snprintf(out, n, "%s/%s", root, rel);
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static void setup_dev(int efd, const char *root)
+{
+    char dev[PATH_MAX], p[PATH_MAX + 64];
+    join(dev, sizeof dev, root, "dev");
+    if (mkdir_p(dev) != 0 || mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
+        die(efd, "cannot mount /dev: %s", strerror(errno));
+    static const char *const nodes[] = {"null", "zero", "random", "urandom", "tty"};
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        char host[64];
+        snprintf(host, sizeof host, "/dev/%s", nodes[i]);
+        snprintf(p, sizeof p, "%s/%s", dev, nodes[i]);
+        int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+        if (fd < 0)
+            die(efd, "cannot create /dev/%s: %s", nodes[i], strerror(errno));
+        close(fd);
+        if (mount(host, p, NULL, MS_BIND, NULL) != 0)
+            die(efd, "cannot bind /dev/%s: %s", nodes[i], strerror(errno));
+    }
+    static const char *const links[][2] = {{"fd", "/proc/self/fd"},
+                                           {"stdin", "/proc/self/fd/0"},
+                                           {"stdout", "/proc/self/fd/1"},
+                                           {"stderr", "/proc/self/fd/2"}};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dev, links[i][0]);
+        if (symlink(links[i][1], p) != 0)
+            die(efd, "cannot create /dev/%s: %s", links[i][0], strerror(errno));
+    }
+    snprintf(p, sizeof p, "%s/shm", dev);
+    if (mkdir(p, 01777) != 0 || mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+        die(efd, "cannot mount /dev/shm: %s", strerror(errno));
+}
+
+static void setup_mounts(int efd, const struct ocb_sandbox_spec *s)
+{
+    char target[PATH_MAX], src[PATH_MAX];
+    int have_proc = 0, have_dev = 0;
+    for (size_t i = 0; i < s->stage->nmounts; i++) {
+        const struct ocb_mount *m = &s->stage->mounts[i];
+        join(target, sizeof target, s->root, m->target);
+        if (strcmp(m->type, "unionfs") == 0 && strcmp(m->target, "/") == 0)
+            continue; /* the root itself */
+        if (strcmp(m->type, "procfs") == 0) {
+            if (mkdir_p(target) != 0 ||
+                mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+                die(efd, "cannot mount procfs at %s: %s", m->target, strerror(errno));
+            have_proc = 1;
+        } else if (strcmp(m->type, "devfs") == 0) {
+            setup_dev(efd, s->root);
+            have_dev = 1;
+        } else if (strcmp(m->type, "hostfs") == 0) {
+            if (m->source == NULL)
+                die(efd, "hostfs mount at %s has no source", m->target);
+            if (m->source[0] == '/')
+                snprintf(src, sizeof src, "%s", m->source);
+            else
+                snprintf(src, sizeof src, "%s/%s", s->instance_dir, m->source);
+            if (mkdir_p(target) != 0 || mount(src, target, NULL, MS_BIND | MS_REC, NULL) != 0)
+                die(efd, "cannot mount hostfs %s at %s: %s", m->source, m->target, strerror(errno));
+        } else if (strcmp(m->type, "ramfs") == 0) {
+            if (mkdir_p(target) != 0 || mount("ramfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+                die(efd, "cannot mount ramfs at %s: %s", m->target, strerror(errno));
+        } else {
+            die(efd, "mount type \"%s\" at %s is not supported by the SIM runtime", m->type, m->target);
+        }
+    }
+    /* Occlum always adds /proc and /dev. */
+    if (!have_proc) {
+        join(target, sizeof target, s->root, "proc");
+        if (mkdir_p(target) != 0 || mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            die(efd, "cannot mount /proc: %s", strerror(errno));
+    }
+    if (!have_dev)
+        setup_dev(efd, s->root);
+}
+
+static void set_limit(int efd, int res, const char *name, rlim_t soft, int set_hard)
+{
+    struct rlimit r;
+    if (getrlimit(res, &r) != 0)
+        die(efd, "getrlimit %s: %s", name, strerror(errno));
+    if (r.rlim_max != RLIM_INFINITY && soft > r.rlim_max)
+        soft = r.rlim_max; /* cannot raise a hard limit (no CAP_SYS_RESOURCE) */
+    r.rlim_cur = soft;
+    if (set_hard)
+        r.rlim_max = soft;
+    if (setrlimit(res, &r) != 0)
+        die(efd, "setrlimit %s: %s", name, strerror(errno));
+}
+
+static volatile sig_atomic_t app_pid;
+
+static void forward(int sig)
+{
+    if (app_pid > 0)
+        kill(app_pid, sig);
+}
+
+static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM,
+                                SIGCONT, SIGWINCH, SIGPIPE};
+
+/* pid 1 of the namespace. */
+__attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, int sync_fd,
+                                              int efd, int status_fd)
+{
+    char c;
+    if (read(sync_fd, &c, 1) != 1)
+        die(efd, "the PAL did not set up the user namespace");
+    close(sync_fd);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        die(efd, "prctl: %s", strerror(errno));
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        die(efd, "cannot make mounts private: %s", strerror(errno));
+    setup_mounts(efd, s);
+    if (chroot(s->root) != 0 || chdir("/") != 0)
+        die(efd, "cannot chroot into the root FS: %s", strerror(errno));
+
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t pid = fork();
+    if (pid < 0)
+        die(efd, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        close(status_fd);
+        for (int i = 0; i < 3; i++)
+            if (s->stdio[i] != i && dup2(s->stdio[i], i) < 0)
+                die(efd, "cannot set up stdio: %s", strerror(errno));
+        set_limit(efd, RLIMIT_STACK, "RLIMIT_STACK", s->limits.stack, 0);
+        set_limit(efd, RLIMIT_DATA, "RLIMIT_DATA", s->limits.data, 0);
+        set_limit(efd, RLIMIT_AS, "RLIMIT_AS", s->limits.as, 1);
+        if (s->limits.nproc)
+            set_limit(efd, RLIMIT_NPROC, "RLIMIT_NPROC", s->limits.nproc, 1);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            die(efd, "prctl: %s", strerror(errno));
+        execve(s->path, (char *const *)s->argv, (char *const *)s->envp);
+        die(efd, "cannot execute %s: %s", s->path, strerror(errno));
+    }
+    close(efd);
+    for (int i = 0; i < 3; i++)
+        if (s->stdio[i] > 2)
+            close(s->stdio[i]);
+    app_pid = pid;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+        sigaction(forwarded[i], &sa, NULL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    int status = 0;
+    for (;;) {
+        int st;
+        pid_t w = waitpid(-1, &st, 0);
+        if (w == pid) {
+            status = st;
+            break;
+        }
+        if (w < 0 && errno != EINTR)
+            break;
+    }
+    app_pid = 0;
+    if (write(status_fd, &status, sizeof status) != (ssize_t)sizeof status)
+        _exit(1);
+    _exit(0);
+}
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    close(fd);
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+int ocb_sandbox_spawn(const struct ocb_sandbox_spec *s, struct ocb_proc *out, struct ocb_err *e)
+{
+    memset(out, 0, sizeof *out);
+    int sync[2], errp[2], statp[2];
+    if (pipe2(sync, O_CLOEXEC) != 0)
+        return ocb_fail(e, "pipe: %s", strerror(errno));
+    if (pipe2(errp, O_CLOEXEC) != 0) {
+        close(sync[0]), close(sync[1]);
+        return ocb_fail(e, "pipe: %s", strerror(errno));
+    }
+    if (pipe2(statp, O_CLOEXEC) != 0) {
+        close(sync[0]), close(sync[1]), close(errp[0]), close(errp[1]);
+        return ocb_fail(e, "pipe: %s", strerror(errno));
+    }
+    fflush(NULL);
+    long pid = syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | SIGCHLD, NULL,
+                       NULL, NULL, NULL);
+    if (pid == 0) {
+        close(sync[1]), close(errp[0]), close(statp[0]);
+        ns_init(s, sync[0], errp[1], statp[1]);
+    }
+    int saved = errno;
+    close(sync[0]), close(errp[1]), close(statp[1]);
+    if (pid < 0) {
+        close(sync[1]), close(errp[0]), close(statp[0]);
+        return ocb_fail(e, "cannot create the namespaces: %s", strerror(saved));
+    }
+    /* Root inside is root outside: the FUSE mount served by the PAL stays reachable and
+     * hostfs files keep their owners; the capabilities are those of the new namespace. */
+    char path[64];
+    int ok = 1;
+    snprintf(path, sizeof path, "/proc/%ld/uid_map", pid);
+    ok = ok && write_file(path, "0 0 4294967295\n") == 0;
+    snprintf(path, sizeof path, "/proc/%ld/gid_map", pid);
+    ok = ok && write_file(path, "0 0 4294967295\n") == 0;
+    if (!ok || write(sync[1], "g", 1) != 1) {
+        kill((pid_t)pid, SIGKILL);
+        waitpid((pid_t)pid, NULL, 0);
+        close(sync[1]), close(errp[0]), close(statp[0]);
+        return ocb_fail(e, "cannot map ids of the user namespace");
+    }
+    close(sync[1]);
+    char msg[512];
+    ssize_t n, got = 0;
+    while ((n = read(errp[0], msg + got, sizeof msg - 1 - (size_t)got)) > 0 ||
+           (n < 0 && errno == EINTR))
+        if (n > 0)
+            got += n;
+    close(errp[0]);
+    if (got > 0) {
+        msg[got] = '\0';
+        waitpid((pid_t)pid, NULL, 0);
+        close(statp[0]);
+        return ocb_fail(e, "%s", msg);
+    }
+    out->init_pid = (pid_t)pid;
+    out->status_fd = statp[0];
+    return 0;
+}
+
+int ocb_sandbox_wait(struct ocb_proc *p, int *status)
+{
+    if (!p->done) {
+        int st = 0;
+        ssize_t n;
+        do
+            n = read(p->status_fd, &st, sizeof st);
+        while (n < 0 && errno == EINTR);
+        int ist;
+        while (waitpid(p->init_pid, &ist, 0) < 0 && errno == EINTR)
+            ;
+        close(p->status_fd);
+        /* No report: the init itself was killed (occlum_pal_kill SIGKILL). */
+        p->status = n == (ssize_t)sizeof st ? st : (WIFSIGNALED(ist) ? WTERMSIG(ist) : SIGKILL);
+        p->done = 1;
+    }
+    *status = p->status;
+    return 0;
+}
+
+int ocb_sandbox_kill(struct ocb_proc *p, int sig)
+{
+    if (p->done)
+        return 0;
+    return kill(p->init_pid, sig);
+}
