@@ -184,14 +184,17 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     if (chroot(s->root) != 0 || chdir("/") != 0)
         die(efd, "cannot chroot into the root FS: %s", strerror(errno));
 
-    sigset_t all, old;
+    sigset_t all;
     sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
+    sigprocmask(SIG_BLOCK, &all, NULL);
     pid_t pid = fork();
     if (pid < 0)
         die(efd, "fork: %s", strerror(errno));
     if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        /* The app starts with no blocked signal, whatever the PAL's caller had blocked. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         close(status_fd);
         for (int i = 0; i < 3; i++)
             if (s->stdio[i] != i && dup2(s->stdio[i], i) < 0)
@@ -217,7 +220,9 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     sa.sa_flags = SA_RESTART;
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
         sigaction(forwarded[i], &sa, NULL);
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     int status = 0;
     for (;;) {
         int st;
