@@ -358,6 +358,7 @@ int occlum_pal_create_process(struct occlum_pal_create_process_args *args)
                   args->stdio ? args->stdio->stderr_fd : 2},
         .limits = {.stack = g.conf.stack_size,
                    .data = g.conf.heap_size + g.conf.mmap_size,
+                   .mmap_size = g.conf.mmap_size,
                    .as = g.conf.user_space_max,
                    .nproc = g.libos.tcs_max_num},
     };

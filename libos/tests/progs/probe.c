@@ -50,6 +50,13 @@ int main(int argc, char **argv)
         }
         fputs(argv[3], f);
         return fclose(f) != 0;
+    } else if (strcmp(cmd, "rm") == 0 && argc > 2) {
+        if (unlink(argv[2]) != 0) {
+            perror(argv[2]);
+            return 1;
+        }
+    } else if (strcmp(cmd, "exists") == 0 && argc > 2) {
+        return access(argv[2], F_OK) == 0 ? 0 : 1;
     } else if (strcmp(cmd, "wait") == 0) {
         pause();
     } else {
