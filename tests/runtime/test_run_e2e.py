@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from .rt_helpers import make_instance, needs_runtime, occlum
+from .rt_helpers import needs_runtime, occlum
 
 pytestmark = [pytest.mark.native, pytest.mark.slow, needs_runtime]
 
 
-@pytest.fixture(scope="module")
-def inst(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_instance(tmp_path_factory.mktemp("rt"))
+@pytest.fixture
+def inst(built_instance: Path) -> Path:
+    return built_instance
 
 
 def test_hello_musl(inst: Path) -> None:
@@ -40,10 +39,8 @@ def test_file_persists_across_runs_encrypted_at_rest(inst: Path) -> None:
             assert secret.encode() not in p.read_bytes(), p
 
 
-def test_delete_lower_file(inst: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "inst"
-    shutil.copytree(inst, copy, symlinks=True)
-    shutil.rmtree(copy / "run", ignore_errors=True)
+def test_delete_lower_file(instance_copy: Path) -> None:
+    copy = instance_copy
     assert occlum(copy, "run", "/bin/probe", "exists", "/bin/ulimit_test.sh").returncode == 0
     r = occlum(copy, "run", "/bin/probe", "rm", "/bin/ulimit_test.sh")
     assert r.returncode == 0, r.stderr

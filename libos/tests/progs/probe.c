@@ -41,6 +41,10 @@ int main(int argc, char **argv)
         int c;
         while ((c = fgetc(f)) != EOF)
             putchar(c);
+        if (ferror(f)) {
+            perror(argv[2]);
+            return 1;
+        }
         fclose(f);
     } else if (strcmp(cmd, "write") == 0 && argc > 3) {
         FILE *f = fopen(argv[2], "w");
