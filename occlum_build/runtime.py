@@ -35,9 +35,9 @@ def native_binary(name: str, inst: paths.Instance | None = None) -> Path:
 
 def require_built(inst: paths.Instance) -> None:
     """Refuse an instance that has no signed LibOS yet (run `occlum build` first)."""
-    if not inst.config.is_file():
-        raise StateError(f"{inst.root} is not an Occlum instance (no {paths.CONFIG_FILE}); "
-                         "run 'occlum new' or 'occlum init'")
+    if not inst.status_file.is_file():
+        raise StateError(f"{inst.root} is not an Occlum instance (no {inst.status_file.name}); "
+                         "run 'occlum init' or 'occlum new <dir>'")
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.root} is not built ({inst.libos_signed} is missing); "
                          "run 'occlum build'")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import instance, runtime
+from .. import paths, runtime
+from .common import Parser, main_with
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    inst = instance.require_instance(".")
-    runtime.exec_run(inst, args.program, args.args)
+    runtime.exec_run(paths.Instance.at("."), args.program, args.args)
 
 
 def cmd_mount(args: argparse.Namespace) -> None:
-    inst = instance.require_instance(".")
-    runtime.exec_mount(inst, args.path, args.image_key)
+    runtime.exec_mount(paths.Instance.at("."), args.path, args.image_key)
+
+
+def main_run(argv: list[str]) -> int:
+    """`occlum run ...` without building the whole CLI: its start-up time is part of every
+    run's latency (benchmarks/run_latency.py), and the other commands import much more."""
+    parser = Parser(prog="occlum")
+    register(parser.add_subparsers())
+    return main_with(parser, ["run", *argv])
