@@ -141,23 +141,29 @@ static int measure_entry(struct meas *m, const struct ocb_metadata *md, const st
     if (en->content_offset != 0 &&
         ((uint64_t)en->content_offset + en->content_size > OCB_METADATA_SIZE || en->content_size > OCB_PAGE))
         return ocb_fail(m->e, "metadata layout entry content out of bounds");
+    /* The content is the same for every page of an entry, except the TCS fix-ups. */
+    int tcs = extend && en->content_offset != 0 && (en->si_flags & 0xff00) == SI_FLAG_TCS &&
+              en->content_size >= 64;
+    memset(page, 0, sizeof page);
+    if (extend && en->content_offset != 0)
+        memcpy(page, md->raw + en->content_offset, en->content_size);
+    else if (extend && en->content_size != 0)
+        for (unsigned k = 0; k < OCB_PAGE; k += 4)
+            ocb_put_le32(page + k, en->content_size);
     for (uint32_t j = 0; j < en->page_count; j++) {
         uint64_t rva = en->rva + delta + (uint64_t)j * OCB_PAGE;
-        memset(page, 0, sizeof page);
-        if (extend && en->content_offset != 0) {
-            memcpy(page, md->raw + en->content_offset, en->content_size);
-            if ((en->si_flags & 0xff00) == SI_FLAG_TCS && en->content_size >= 64) {
-                /* The loader relocates ossa, ofs_base and ogs_base by the TCS page's rva. */
-                static const unsigned fix[] = {16, 48, 56};
-                for (unsigned k = 0; k < 3; k++)
-                    ocb_put_le64(page + fix[k], ocb_le64(page + fix[k]) + rva);
-            }
-        } else if (extend && en->content_size != 0) {
-            for (unsigned k = 0; k < OCB_PAGE; k += 4)
-                ocb_put_le32(page + k, en->content_size);
-        }
-        if (add_page(m, rva, en->si_flags, page, extend) != 0)
+        if (tcs) {
+            /* The loader relocates ossa, ofs_base and ogs_base by the TCS page's rva. */
+            static uint8_t tpage[OCB_PAGE];
+            static const unsigned fix[] = {16, 48, 56};
+            memcpy(tpage, page, sizeof tpage);
+            for (unsigned k = 0; k < 3; k++)
+                ocb_put_le64(tpage + fix[k], ocb_le64(tpage + fix[k]) + rva);
+            if (add_page(m, rva, en->si_flags, tpage, extend) != 0)
+                return -1;
+        } else if (add_page(m, rva, en->si_flags, page, extend) != 0) {
             return -1;
+        }
     }
     return 0;
 }
