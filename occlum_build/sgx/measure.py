@@ -161,33 +161,49 @@ class Measurement:
         return self._h.digest()
 
 
+_WINDOW_CACHE: dict[tuple[bool, int, int], bytes] = {}
+
+
 class _Window:
     """The record stream of one window of identical pages, with mutable high offset bytes.
 
     ``fields`` lists the offset fields as arithmetic progressions (first byte, stride, count);
-    the low ``low`` bytes of each field are set once, the rest by :meth:`set_high`.
+    the low ``low`` bytes of each field are set once, the rest by :meth:`set_high`.  The initial
+    bytes are built once per process (module cache) and copied per Measurement.
     """
 
     def __init__(self, extend: bool, flags: int, fill: int):
-        buf = bytearray()
+        step = RECORD_SIZE + CHUNK_SIZE
         if extend:
             self.low = 2
-            chunk = bytes([fill]) * CHUNK_SIZE
-            for j in range(_EXT_WINDOW):
-                buf += eadd_record(j * PAGE_SIZE, flags)
-                for c in range(0, PAGE_SIZE, CHUNK_SIZE):
-                    buf += eextend_header(j * PAGE_SIZE + c) + chunk
-            step = RECORD_SIZE + CHUNK_SIZE
             self.fields = [(8, _EXT_PAGE, _EXT_WINDOW)] + [
                 (RECORD_SIZE + c * step + 8, _EXT_PAGE, _EXT_WINDOW) for c in range(PAGE_SIZE // CHUNK_SIZE)]
         else:
             self.low = 3
-            for j in range(_ADD_WINDOW):
-                buf += eadd_record(j * PAGE_SIZE, flags)
             self.fields = [(8, RECORD_SIZE, _ADD_WINDOW)]
-        self.buf = buf
-        self.view = memoryview(buf)
+        key = (extend, flags, fill)
+        initial = _WINDOW_CACHE.get(key)
+        if initial is None:
+            initial = _WINDOW_CACHE[key] = self._initial(extend, flags, fill)
+        self.buf = bytearray(initial)
+        self.view = memoryview(self.buf)
         self.high = bytes(8 - self.low)
+
+    @staticmethod
+    def _initial(extend: bool, flags: int, fill: int) -> bytes:
+        if not extend:
+            # one record repeated, then the low offset bytes (j << 12: bytes 1 and 2) per record
+            buf = bytearray(eadd_record(0, flags) * _ADD_WINDOW)
+            buf[9::RECORD_SIZE] = bytes(((j & 0xF) << 4) for j in range(_ADD_WINDOW))
+            buf[10::RECORD_SIZE] = bytes((j >> 4) for j in range(_ADD_WINDOW))
+            return bytes(buf)
+        buf = bytearray()
+        chunk = bytes([fill]) * CHUNK_SIZE
+        for j in range(_EXT_WINDOW):
+            buf += eadd_record(j * PAGE_SIZE, flags)
+            for c in range(0, PAGE_SIZE, CHUNK_SIZE):
+                buf += eextend_header(j * PAGE_SIZE + c) + chunk
+        return bytes(buf)
 
     def set_high(self, high: bytes) -> None:
         for i, (old, new) in enumerate(zip(self.high, high, strict=True)):
