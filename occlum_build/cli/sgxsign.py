@@ -63,6 +63,8 @@ def _common(p: argparse.ArgumentParser, *, out: bool = True, date: bool = True) 
         p.add_argument("-date", metavar="YYYYMMDD", help="SIGSTRUCT date (default: today, UTC)")
     p.add_argument("-ignore-rel-error", dest="ignore_rel", action="store_true",
                    help="accept text relocations (as sgx_sign's option)")
+    p.add_argument("-ignore-init-sec-error", dest="ignore_init", action="store_true",
+                   help="accept an .init section (as sgx_sign's option)")
 
 
 def build_parser() -> Parser:
@@ -102,7 +104,8 @@ def cmd_sign(args: argparse.Namespace) -> None:
     signer = PemSigner(args.key)
     xml, xml_where = _config(args)
     r = sign_enclave(_read(args.enclave, "enclave"), xml, signer, date=_date(args), where=args.enclave,
-                     config_where=xml_where, allow_text_relocations=args.ignore_rel, resign=args.resign)
+                     config_where=xml_where, allow_text_relocations=args.ignore_rel, resign=args.resign,
+                     allow_init_section=args.ignore_init)
     atomic_write(args.out, r.signed, mode=_mode(args.enclave))
     _report(r.mrenclave, r.mrsigner)
 
@@ -110,7 +113,8 @@ def cmd_sign(args: argparse.Namespace) -> None:
 def cmd_gendata(args: argparse.Namespace) -> None:
     xml, xml_where = _config(args)
     data = gendata(_read(args.enclave, "enclave"), xml, date=_date(args), where=args.enclave,
-                   config_where=xml_where, allow_text_relocations=args.ignore_rel)
+                   config_where=xml_where, allow_text_relocations=args.ignore_rel,
+                   allow_init_section=args.ignore_init)
     atomic_write(args.out, data)
     print("Succeed.")
 
@@ -120,7 +124,7 @@ def cmd_catsig(args: argparse.Namespace) -> None:
     xml, xml_where = _config(args)
     r = catsig(_read(args.enclave, "enclave"), xml, key, _read(args.sig, "signature file"),
                _read(args.unsigned, "unsigned data file"), where=args.enclave, config_where=xml_where,
-               allow_text_relocations=args.ignore_rel)
+               allow_text_relocations=args.ignore_rel, allow_init_section=args.ignore_init)
     atomic_write(args.out, r.signed, mode=_mode(args.enclave))
     _report(r.mrenclave, r.mrsigner)
 

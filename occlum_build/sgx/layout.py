@@ -515,6 +515,8 @@ class _Builder:
             raise _err("the enclave image does not fit in the ELRANGE", w)
         if size & (size - 1):
             raise _err("ELRangeSize must be a power of two", w)
+        if image + self.enclave_size > start + size:  # the loader's check (set_elrange_config)
+            raise _err(f"EnclaveImageAddress + enclave size ({self.enclave_size:#x}) exceeds the ELRANGE", w)
 
     def build_gd_template(self) -> None:
         p = self.p

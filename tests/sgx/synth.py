@@ -82,3 +82,8 @@ def build(tmp: Path, name: str, *parts: str, ldflags: tuple[str, ...] = ()) -> b
 
 def minimal(tmp: Path) -> bytes:
     return build(tmp, "minimal", TEXT, gdata(), NOTE)
+
+INIT = """
+.section .init,"ax",@progbits
+    ret
+"""

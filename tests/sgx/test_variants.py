@@ -127,6 +127,10 @@ def test_bad_enclaves(tmp, key, parts, why):
     (dict(UserRegionSize="0x100000"), "UserRegionSize needs MiscSelect"),
     (dict(EnableIPPFIPS=1), "not supported"),
     (dict(EnclaveImageAddress="0x2000"), "needs ELRangeSize"),
+    (dict(ELRangeSize="0x4000000", ELRangeStartAddress="0x4000000", EnclaveImageAddress="0x6800000"),
+     "exceeds the ELRANGE"),
+    (dict(ELRangeSize="0x3000000", ELRangeStartAddress="0", EnclaveImageAddress="0x1000"),
+     "power of two"),
     (dict(HeapMaxSize="0x7FFFFFFFFFFF0000"), "HEAP_INIT needs .* pages, more than a layout entry holds"),
     (dict(TCSNum="0x3FFFFFF", StackMaxSize="0x8000000000"), "does not fit in a 64-bit enclave"),
     (dict(ReservedMemMaxSize="0x100000000000000"), "more than a layout entry holds"),
@@ -139,3 +143,10 @@ def test_bad_configs(minimal, key, cfg, why):
 def test_heap_that_does_not_fit(minimal, key):
     with pytest.raises(ConfigError, match="out of range"):
         sign_enclave(minimal, xml(HeapMaxSize="0x8000000000000000"), key, date=0x20250101)
+
+
+def test_init_section(tmp, key):
+    so = synth.build(tmp, "init", synth.TEXT, synth.gdata(), synth.NOTE, synth.INIT)
+    with pytest.raises(EnclaveError, match=r"\.init section"):
+        sign_enclave(so, xml(), key, date=0x20250101)
+    assert sign_enclave(so, xml(), key, date=0x20250101, allow_init_section=True).mrenclave
