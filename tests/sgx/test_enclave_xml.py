@@ -36,3 +36,11 @@ def test_bad_xml(body, why):
 def test_wrong_root():
     with pytest.raises(ConfigError, match="root element"):
         parse_enclave_xml(b"<Enclave><TCSNum>1</TCSNum></Enclave>", "E.xml")
+
+
+def test_occlum_style_output():
+    """Occlum's generator (serde_xml_rs) writes a declaration and everything on one line."""
+    c = parse_enclave_xml(b'<?xml version="1.0" encoding="UTF-8"?><EnclaveConfiguration><ProdID>3</ProdID>'
+                          b"<ReservedMemExecutable>1</ReservedMemExecutable><EnableKSS>1</EnableKSS>"
+                          b"<ISVEXTPRODID_H>0x1234</ISVEXTPRODID_H></EnclaveConfiguration>")
+    assert (c["ProdID"], c["ReservedMemExecutable"], c["ISVEXTPRODID_H"]) == (3, 1, 0x1234)
