@@ -9,7 +9,7 @@ size and the metadata versions to write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 from . import metadata as M
@@ -83,7 +83,6 @@ class Built:
     meta_versions: int  # bit 0: SGX1 (compat 1.5) metadata, bit 1: SGX2 (primary 3.3)
     params: Params
     cfg: EnclaveConfig
-    notes: list[str] = field(default_factory=list)
 
     @property
     def version(self) -> int:
