@@ -197,3 +197,12 @@ def test_tool_signer_bad_outputs(tmp_path):
         other = tmp_path / "o.pem"
         write_key(other, 2048, 3)
         ToolSigner("true", pubkey(tmp_path, other, "o.pub"))
+
+
+@needs_openssl
+def test_tool_signer_accepts_private_pem_for_public_half(tmp_path):
+    key = H / "Enclave_private_test.pem"
+    tool = f"sh -c 'exec openssl dgst -sha256 -sign {key} -out \"$2\" \"$1\"' x"
+    r = sign_enclave((H / "enclave.so").read_bytes(), (H / "Enclave.config.xml").read_bytes(),
+                     ToolSigner(tool, key), date=0x20250927)
+    assert r.signed == (H / "enclave.signed.so").read_bytes()
