@@ -9,7 +9,7 @@ size and the metadata versions to write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 from . import metadata as M
@@ -39,7 +39,8 @@ XFRM_RESERVED = ~(XFRM_LEGACY | XFRM_AVX | XFRM_AVX512 | XFRM_PKRU | XFRM_AMX) &
 FEATURE_MUST_BE_DISABLED, FEATURE_MUST_BE_ENABLED, FEATURE_LOADER_SELECTS = 0, 1, 2
 XSAVE_SIZES = [(XFRM_LEGACY, 576), (XFRM_AVX, 832), (XFRM_MPX, 1088), (XFRM_AVX512, 2688),
                (XFRM_PKRU, 2752), (XFRM_AMX, 11008)]
-# sgx-emm bookkeeping structures (calculate_rts_bk_overhead): sizeof(ema_t_), sizeof(bit_array_)
+# sgx-emm bookkeeping structures (calculate_rts_bk_overhead): sizeof(struct ema_t_) and
+# sizeof(struct bit_array_) on x86-64, intel/sgx-emm @ 893dcbc (pinned by linux-sgx 2.26)
 EMA_SIZE, BIT_ARRAY_SIZE = 72, 24
 
 
@@ -82,7 +83,6 @@ class Built:
     meta_versions: int  # bit 0: SGX1 (compat 1.5) metadata, bit 1: SGX2 (primary 3.3)
     params: Params
     cfg: EnclaveConfig
-    notes: list[str] = field(default_factory=list)
 
     @property
     def version(self) -> int:
@@ -421,8 +421,11 @@ class _Builder:
         rva = self.sections_size()
         if rva == 0:
             raise EnclaveError("the loadable segments have size 0", where=self.where)
-        out = []
+        out: list[M.Entry] = []
         for i, e in enumerate(self.layouts):
+            if not e.is_group and e.page_count > 0xFFFFFFFF:
+                raise _err(f"{M.LAYOUT_NAMES.get(e.id, e.id)} needs {e.page_count} pages, more than a layout "
+                           "entry holds (2**32 - 1)", self.where)
             if not e.is_group:
                 e = e.with_(rva=rva)
                 rva += e.page_count * PAGE
@@ -482,8 +485,9 @@ class _Builder:
         size = 1
         while size < self.rva:
             size <<= 1
-        if size > 1 << 64:
-            raise EnclaveError("enclave too large", where=self.where)
+        if size > U64:
+            raise _err(f"the enclave needs {self.rva:#x} bytes, which does not fit in a 64-bit enclave; "
+                       "reduce the heap, stack, thread or reserved memory sizes", self.where)
         self.enclave_size = size
         self.hdr("enclave_size", size)
         if size > self.rva:
@@ -511,6 +515,8 @@ class _Builder:
             raise _err("the enclave image does not fit in the ELRANGE", w)
         if size & (size - 1):
             raise _err("ELRangeSize must be a power of two", w)
+        if image + self.enclave_size > start + size:  # the loader's check (set_elrange_config)
+            raise _err(f"EnclaveImageAddress + enclave size ({self.enclave_size:#x}) exceeds the ELRANGE", w)
 
     def build_gd_template(self) -> None:
         p = self.p
