@@ -484,6 +484,8 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
                                         : tl == 0) &&
                  (type == OFS_T_FILE ? ofs_get_u64(r + 20) < next_id : ofs_get_u64(r + 20) == 0) &&
                  (flags == 0 || type == OFS_T_DIR) && ofs_get_u32(r + 8) <= 07777 &&
+                 ofs_get_u32(r + 44) == 0 &&
+                 (type == OFS_T_FILE || type == OFS_T_SYMLINK || ofs_get_u64(r + 12) == 0) &&
                  ofs_get_u32(r + 36) < 1000000000u && (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
         if (ok && !root && ofs_upper_child(nodes[parent], name, nl)) ok = 0;
         if (!ok) {
