@@ -32,7 +32,7 @@ def make_tree(src: Path) -> dict[str, bytes]:
         "bin/hello": b"#!/bin/sh\necho hello\n",
         "etc/hosts": b"127.0.0.1 localhost\n",
         "etc/app/conf.txt": b"x = 1\n",
-        "lib/big": os.urandom(5 * 4096 + 123),
+        "lib/big": os.urandom(40 * 4096 + 123),  # 41 blocks: reads split over two threads
         "lib/empty": b"",
         "data/old.txt": b"to be renamed\n",
         "data/gone.txt": b"to be deleted\n",
@@ -134,17 +134,24 @@ def test_flipped_block_gives_eio_and_names_file(image: dict) -> None:
 
     objects = image["out"] / "objects"
     size = len(image["files"]["lib/big"])
-    obj = next(p for p in objects.iterdir() if p.stat().st_size in (size + 32 * 6, size + 48 * 6))
+    obj = next(p for p in objects.iterdir() if p.stat().st_size in (size + 32 * 41, size + 48 * 41))
     data = bytearray(obj.read_bytes())
-    data[2 * 4096 + 100 + (32 if image["extra"] else 0)] ^= 1  # inside block 2
+    stride = 4096 + (16 if image["extra"] else 0)
+    data[25 * stride + 100] ^= 1  # inside block 25 (second half of a 32-block read)
     obj.write_bytes(bytes(data))
     m = mount(image)
     with m:
         with open(image["mnt"] / "lib/big", "rb") as f:
             assert len(f.read(4096)) == 4096  # block 0 is intact
-            f.seek(2 * 4096)
+            f.seek(25 * 4096)
             with pytest.raises(OSError) as e:
                 f.read(4096)
+            assert e.value.errno == errno.EIO
+            f.seek(26 * 4096)
+            assert len(f.read()) == 14 * 4096 + 123  # blocks after it are intact
+            f.seek(0)
+            with pytest.raises(OSError) as e:
+                f.read()
             assert e.value.errno == errno.EIO
         assert (image["mnt"] / "etc/hosts").read_bytes() == image["files"]["etc/hosts"]
     assert m.proc.returncode == 0, m.stderr
