@@ -1,10 +1,12 @@
 #include "par.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 enum { IDLE, POSTED, TAKEN, DONE };
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t worker_pid; /* the process the worker belongs to (a fork child starts its own) */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t posted = PTHREAD_COND_INITIALIZER, finished = PTHREAD_COND_INITIALIZER;
 static int state = IDLE, have_worker;
@@ -29,18 +31,32 @@ static void *worker(void *unused) {
 
 static void start(void) {
     pthread_t t;
+    pid_t me = getpid();
+    pthread_mutex_lock(&start_mu);
+    if (worker_pid == me) {
+        pthread_mutex_unlock(&start_mu);
+        return;
+    }
+    /* First use in this process: after a fork the parent's worker does not exist here, and
+     * the job slot may hold the parent's state. */
+    pthread_mutex_init(&mu, NULL);
+    pthread_cond_init(&posted, NULL);
+    pthread_cond_init(&finished, NULL);
+    state = IDLE;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
     have_worker = pthread_create(&t, &a, worker, NULL) == 0;
     pthread_attr_destroy(&a);
+    worker_pid = me;
+    pthread_mutex_unlock(&start_mu);
 }
 
 void ofs_par_run(ofs_par_fn fn, void *arg, size_t n, size_t min_split) {
     size_t mid = n / 2;
     int posted_it = 0;
     if (n >= min_split && n >= 2) {
-        pthread_once(&once, start);
+        start();
         if (have_worker && pthread_mutex_trylock(&mu) == 0) {
             if (state == IDLE) {
                 job_fn = fn;

@@ -872,7 +872,7 @@ int ofs_serve(const struct ofs_options *o) {
         }
         if (o->upper_key) memcpy(key, o->upper_key, 16);
         else if ((rc = ofs_upper_key(o->image_key, sf, key, err, sizeof err))) goto out_err;
-        if ((rc = ofs_upper_open(o->upper_dir, key, &s.up, err, sizeof err))) goto out_err;
+        if ((rc = ofs_upper_open(o->upper_dir, key, s.img->entries[0].mode, &s.up, err, sizeof err))) goto out_err;
     }
     pthread_mutex_init(&s.lock, NULL);
     char opts[256];
