@@ -226,3 +226,34 @@ def test_read_nonexistent_and_dir(tmp_path, build):
     with pytest.raises(IsADirectoryError):
         r.read("bin")
     assert Path(out / "metadata").stat().st_mode & 0o777 == 0o644
+
+
+@MODES
+def test_large_files_split_across_workers_give_the_same_bytes(tmp_path, build, key, monkeypatch):
+    from occlum_build.image import bigfile
+
+    src = make_tree(tmp_path / "src")
+    (src / "big1").write_bytes(os.urandom(5 * 65536 + 7))
+    (src / "big2").write_bytes(os.urandom(3 * 65536))
+    (src / "big2.copy").write_bytes((src / "big2").read_bytes())
+    age(src)
+    whole, ow, _ = build(src, "whole", key=key, cache="cw")
+    monkeypatch.setattr(bigfile, "SEGMENT", 65536)
+    seen = []
+    for jobs in (1, 3):
+        r, o, _ = build(
+            src, f"seg{jobs}", key=key, cache=f"cs{jobs}", jobs=jobs, progress=lambda d, t: seen.append(d)
+        )
+        assert r.mac == whole.mac and snapshot(o) == snapshot(ow)
+        assert r.objects_written == whole.objects_written
+    assert seen == sorted(seen)  # progress only grows
+    assert seen[-1] == whole.bytes_read
+    verify_image(ow, whole.mac, key=key)
+    # Incremental with segments: one changed big file is the only one read.
+    data = bytearray((src / "big1").read_bytes())
+    data[70000] ^= 1
+    (src / "big1").write_bytes(bytes(data))
+    age(src)
+    r2, o2, _ = build(src, "seg3", key=key, cache="cs3", jobs=3)
+    assert r2.bytes_read == len(data) and r2.objects_written == 1
+    assert ImageReader(o2, r2.mac, key).read("big1") == bytes(data)
