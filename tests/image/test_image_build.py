@@ -239,15 +239,22 @@ def test_large_files_split_across_workers_give_the_same_bytes(tmp_path, build, k
     age(src)
     whole, ow, _ = build(src, "whole", key=key, cache="cw")
     monkeypatch.setattr(bigfile, "SEGMENT", 65536)
-    seen = []
     for jobs in (1, 3):
+        seen: list[tuple[int, int]] = []
         r, o, _ = build(
-            src, f"seg{jobs}", key=key, cache=f"cs{jobs}", jobs=jobs, progress=lambda d, t: seen.append(d)
+            src,
+            f"seg{jobs}",
+            key=key,
+            cache=f"cs{jobs}",
+            jobs=jobs,
+            progress=lambda d, t, seen=seen: seen.append((d, t)),
         )
         assert r.mac == whole.mac and snapshot(o) == snapshot(ow)
         assert r.objects_written == whole.objects_written
-    assert seen == sorted(seen)  # progress only grows
-    assert seen[-1] == whole.bytes_read
+        assert seen == sorted(seen) and seen[-1] == (
+            whole.bytes_read,
+            whole.bytes_read,
+        )  # progress only grows
     verify_image(ow, whole.mac, key=key)
     # Incremental with segments: one changed big file is the only one read.
     data = bytearray((src / "big1").read_bytes())
