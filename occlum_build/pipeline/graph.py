@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -53,18 +54,36 @@ IMAGE_METADATA = "metadata"  # the file of an image directory that its MAC cover
 BUILTIN_CONFIG_SECTION = ".builtin_config"
 
 
-SGX_API = ("sign_enclave", "patch_section", "PemSigner", "ToolSigner", "generate_signing_key",
-           "load_signing_key")
+# What the signing stage uses from occlum_build.sgx: (module, name).
+SGX_API = (("sign", "sign_enclave"), ("elf", "patch_section"), ("signer", "PemSigner"),
+           ("signer", "ToolSigner"), ("signer", "generate_signing_key"))
 
 
 def signing_available() -> bool:
-    """Whether occlum_build.sgx offers the signing API yet.  Stages land independently;
-    until it does, the libos and sign stages are absent from the graph (never faked)."""
-    if importlib.util.find_spec("occlum_build.sgx") is None:
+    """Whether occlum_build.sgx offers the signing API.  Stages land independently; until it
+    does, the libos and sign stages are absent from the graph (never faked)."""
+    try:
+        for mod, name in SGX_API:
+            if importlib.util.find_spec(f"occlum_build.sgx.{mod}") is None:
+                return False
+            if not hasattr(importlib.import_module(f"occlum_build.sgx.{mod}"), name):
+                return False
+    except ImportError:
         return False
-    import occlum_build.sgx as sgx
+    return True
 
-    return all(hasattr(sgx, n) for n in SGX_API)
+
+def dump_function() -> Callable[..., Any] | None:
+    """occlum_build.sgx's ``dump_enclave(data, where)`` (SIGSTRUCT fields, signature and
+    measurement replay), or None while that part of the signer is not there."""
+    for mod in ("occlum_build.sgx.dump", "occlum_build.sgx"):
+        try:
+            f = getattr(importlib.import_module(mod), "dump_enclave", None)
+        except ImportError:
+            continue
+        if f is not None:
+            return f
+    return None
 
 
 @dataclass(frozen=True)
@@ -73,7 +92,7 @@ class BuildOptions:
 
     sgx_mode: str = "HW"
     sign_key: Path | None = None
-    sign_tool: Path | None = None
+    sign_tool: str | None = None  # a command; it gets the data and signature file paths
     image_key: Path | None = None
     buildin_image_key: bool = False
     edmm_platform: bool = False
@@ -87,13 +106,14 @@ def key_fingerprint(key: bytes | None) -> str:
     return hashlib.sha256(b"occlum-build image key fingerprint\0" + key).hexdigest()[:32]
 
 
-def sign_date() -> str | None:
-    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (YYYYMMDD, UTC), or None for today."""
+def sign_date() -> int | None:
+    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (its UTC day, as sgx_sign's 0xYYYYMMDD),
+    or None: today (UTC).  The date is signed but not measured: it never changes MRENCLAVE."""
     raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return None
     try:
-        return datetime.fromtimestamp(int(raw), UTC).strftime("%Y%m%d")
+        return int(datetime.fromtimestamp(int(raw), UTC).strftime("%Y%m%d"), 16)
     except (ValueError, OverflowError, OSError):
         raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds") from None
 
@@ -123,9 +143,8 @@ class BuildContext:
         if opts.sign_tool is not None and opts.sign_key is None:
             raise KeyFileError("--sign-tool needs --sign-key <public key PEM> to check the "
                                "signature the tool returns")
-        for what, p in (("--sign-key", opts.sign_key), ("--sign-tool", opts.sign_tool)):
-            if p is not None and not p.exists():
-                raise KeyFileError(f"{what}: file does not exist", where=str(p))
+        if opts.sign_key is not None and not opts.sign_key.exists():
+            raise KeyFileError("--sign-key: file does not exist", where=str(opts.sign_key))
         state = StateDir(inst)
         ctx = cls(inst, opts, state, HashCache())
         if opts.image_key is not None:
@@ -364,7 +383,8 @@ def _sys_json(ctx: BuildContext) -> None:
     from ..config import sys_json
 
     data = sys_json(_config(ctx), image_mac=_read_mac_text(ctx.inst.image_mac_file),
-                    initfs_mac=_read_mac_text(ctx.inst.initfs_mac_file))
+                    initfs_mac=_read_mac_text(ctx.inst.initfs_mac_file),
+                    edmm_platform=ctx.edmm_platform)
     atomic_write(ctx.inst.sys_json, data)
 
 
@@ -394,7 +414,7 @@ def _native_file(ctx: BuildContext, name: str) -> Path:
 
 
 def _libos(ctx: BuildContext) -> None:
-    from ..sgx import patch_section
+    from ..sgx.elf import patch_section
 
     data = _native_file(ctx, paths.LIBOS_SO).read_bytes()
     patched = patch_section(data, BUILTIN_CONFIG_SECTION, builtin_config_bytes(conf_mac_of(ctx.inst)))
@@ -402,15 +422,15 @@ def _libos(ctx: BuildContext) -> None:
 
 
 def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
-    """The signer and a description of it for up-to-date checks (no secret in it)."""
-    from ..sgx import PemSigner, ToolSigner, generate_signing_key
+    """The signer and a description of it for up-to-date checks (no secret in it: the
+    digest of the public key, which MRSIGNER follows from, and the tool command)."""
+    from ..sgx.signer import PemSigner, ToolSigner, generate_signing_key
 
     opts = ctx.opts
     if opts.sign_tool is not None:
         assert opts.sign_key is not None
-        signer = ToolSigner(opts.sign_tool, opts.sign_key)
-        desc = {"tool": str(opts.sign_tool.resolve()), "public_key": _file_sha256(opts.sign_key)}
-        return signer, desc
+        signer: Any = ToolSigner(opts.sign_tool, opts.sign_key)
+        return signer, {"tool": opts.sign_tool, "public_key": _public_key_sha256(signer.public_key)}
     key = opts.sign_key
     if key is None:
         key = ctx.inst.dev_sign_key
@@ -419,30 +439,23 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
                          "sign releases with --sign-key)")
             generate_signing_key(key)
     signer = PemSigner(key)
-    # The digest of the public half names the signer (MRSIGNER follows from it).
-    return signer, {"key": _public_key_sha256(key)}
+    return signer, {"public_key": _public_key_sha256(signer.public_key)}
 
 
-def _file_sha256(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def _public_key_sha256(p: Path) -> str:
+def _public_key_sha256(pub: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    from ..sgx import load_signing_key
-
-    pub = load_signing_key(p).public_key()
     der = pub.public_bytes(serialization.Encoding.DER,
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 
 
 def _sign(ctx: BuildContext, signer: Any) -> dict[str, Any]:
-    from ..sgx import sign_enclave
+    from ..sgx.sign import sign_enclave
 
     res = sign_enclave(ctx.inst.libos_unsigned.read_bytes(), ctx.inst.enclave_xml.read_bytes(),
-                       signer, date=sign_date())
+                       signer, date=sign_date(), where=str(ctx.inst.libos_unsigned),
+                       config_where=str(ctx.inst.enclave_xml))
     atomic_write(ctx.inst.libos_signed, res.signed, mode=0o755)
     return {"mrenclave": _hex(res.mrenclave), "mrsigner": _hex(res.mrsigner)}
 
@@ -521,6 +534,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append(_small_task(
         ctx, "sys_json", "Occlum.json + MACs -> build/.Occlum_sys.json", lambda: _sys_json(ctx),
         file_dep=[inst.config, inst.image_mac_file, inst.initfs_mac_file], targets=[inst.sys_json],
+        config={"edmm_platform": ctx.edmm_platform},
         task_dep=["enclave_xml"]))  # enclave_xml validates Occlum.json first
     out.append(_small_task(
         ctx, "protect", "build/.Occlum_sys.json.protected (conf MAC)", lambda: _protect(ctx),
