@@ -285,11 +285,15 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
         if last_fp is not None and last_fp != fp:
             ctx.announce(f"{stage}: the image key changed; rebuilding the {stage}")
         shutil.rmtree(cache_dir, ignore_errors=True)
+    from .treestamp import tree_stamp
+
+    stamp, racy = tree_stamp(src)  # before the build reads anything: a later edit changes it
     res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir,
                       progress=ctx.progress(stage))
     outputs = _record_outputs(ctx, [out / IMAGE_METADATA, mac_file])
     return {
         **outputs,
+        "tree_stamp": None if racy else stamp,
         "key_fingerprint": fp,
         "encrypted": key is not None,
         "mac": res.mac.hex(),
@@ -305,12 +309,14 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
 def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out: Path,
                     mac_file: Path, cache_dir: Path, key: Callable[[], bytes | None]) -> Callable[..., bool]:
     """Up to date when the outputs are the ones this stage wrote, for the same key, and the
-    source tree still has the recorded MAC.  The MAC is recomputed with the stage's own
-    manifest (files whose stat key is unchanged are not read), so a no-op costs a stat walk
-    and writes nothing."""
+    source tree is unchanged: first by its stat-key stamp (treestamp.py: one walk, nothing
+    read), else by recomputing its MAC with the stage's own manifest (files whose stat key is
+    unchanged are not read).  A MAC match refreshes the stamp, so after a `touch` the files
+    are hashed once, not on every later build."""
 
     def check(task: Any, values: Any) -> bool:
         from ..image import compute_mac, read_mac_file
+        from .treestamp import tree_stamp
 
         rec = ctx.state.read_stage(stage) or {}
         st = rec.get("stats") or {}
@@ -323,7 +329,16 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
             if any(ctx.cache.digest(p) != want.get(str(p)) for p in (out / IMAGE_METADATA, mac_file)):
                 return False
             s = src()
-            return s.is_dir() and compute_mac(s, key=key(), cache_dir=cache_dir) == read_mac_file(mac_file)
+            if not s.is_dir():
+                return False
+            stamp, racy = tree_stamp(s)
+            if stamp == st.get("tree_stamp"):
+                return True
+            if compute_mac(s, key=key(), cache_dir=cache_dir) != read_mac_file(mac_file):
+                return False
+            if not racy:
+                ctx.state.write_stage(stage, {**rec, "stats": {**st, "tree_stamp": stamp}})
+            return True
         except (OSError, OcclumError):
             return False  # let the stage run and report the problem properly
         finally:
@@ -438,8 +453,39 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
             ctx.announce(f"Creating a development signing key {key} (for development only: "
                          "sign releases with --sign-key)")
             generate_signing_key(key)
-    signer = PemSigner(key)
-    return signer, {"public_key": _public_key_sha256(signer.public_key)}
+    # PemSigner validates the key (slow: ~0.1 s for RSA-3072); only signing needs that.
+    return _LazyPemSigner(key, PemSigner), {"public_key": _public_key_sha256(_quick_public_key(key))}
+
+
+class _LazyPemSigner:
+    def __init__(self, path: Path, cls: Any):
+        self.path, self.cls, self._signer = path, cls, None
+
+    def _get(self) -> Any:
+        if self._signer is None:
+            self._signer = self.cls(self.path)
+        return self._signer
+
+    @property
+    def public_key(self) -> Any:
+        return self._get().public_key
+
+    def sign(self, data: bytes) -> bytes:
+        return self._get().sign(data)
+
+
+def _quick_public_key(path: Path) -> Any:
+    """The public half of a PEM private key, without the full key validation (the signer
+    does that when it signs); a key file that does not load is reported by the signer."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), None,
+                                                  unsafe_skip_rsa_key_validation=True).public_key()
+    except (ValueError, TypeError, OSError):
+        from ..sgx.signer import load_signing_key
+
+        return load_signing_key(path).public_key()  # raises the signer's own KeyFileError
 
 
 def _public_key_sha256(pub: Any) -> str:
