@@ -41,6 +41,7 @@ def encode_plain(entries: Sequence[Entry], encrypted: bool) -> bytes:
     """The plaintext metadata P of ``entries`` (already sorted and validated by the writer)."""
     strtab = bytearray()
     recs = []
+    pack = ENTRY.struct.pack
     for e in entries:
         path_off = len(strtab)
         strtab += e.path
@@ -48,16 +49,10 @@ def encode_plain(entries: Sequence[Entry], encrypted: bool) -> bytes:
         if e.type == TYPE_SYMLINK:
             target_off = len(strtab)
             strtab += e.target
+        # Positional pack of the ENTRY table's fields, in table order (hot loop).
         recs.append(
-            ENTRY.pack(
-                path_off=path_off,
-                path_len=len(e.path),
-                type=e.type,
-                mode=e.mode,
-                size=e.size,
-                target_off=target_off,
-                root=e.root,
-                file_id=e.file_id,
+            pack(
+                path_off, len(e.path), e.type, b"\0\0\0", e.mode, 0, e.size, target_off, e.root, e.file_id, 0
             )
         )
     head = HEADER.pack(

@@ -11,6 +11,8 @@ from ..errors import OcclumError
 from .format import (
     MAX_ENTRIES,
     MAX_FILE_SIZE,
+    MAX_NAME,
+    MAX_PATH,
     MAX_TARGET,
     SYMLINK_MODE,
     TYPE_DIR,
@@ -66,8 +68,9 @@ def scan(src: Path) -> list[Node]:
         for de in items:
             child = de.name if not rel else rel + b"/" + de.name
             where = os.fsdecode(de.path)
-            why = path_problem(child)
-            if why:
+            # The parent was checked; a readdir name is never empty, ".", ".." or holds "/".
+            if len(child) > MAX_PATH or len(de.name) > MAX_NAME or b"\0" in de.name:
+                why = path_problem(child) or "bad file name"
                 raise SourceError(f"{why}: cannot be stored in an image", where=where)
             try:
                 cst = de.stat(follow_symlinks=False)

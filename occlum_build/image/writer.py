@@ -13,9 +13,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import KeyFileError, OutputError
 from ..keys import format_hex16
@@ -27,6 +27,7 @@ from .scan import Node, scan
 
 MANIFEST_NAME = "image"
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class _Plan:
     bytes_read: int
     files: int
     bytes_in: int
+    stored: int
 
 
 def _mode_tag(key: ImageKey | None) -> str:
@@ -93,6 +95,47 @@ def _file_job(
     return digest, root, fid, written
 
 
+def _run_jobs(todo: list[int], job: Callable[[int], T], jobs: int, tick: _Ticker) -> dict[int, T]:
+    """Run ``job`` over ``todo`` on worker threads (hashlib and AES-GCM release the GIL on
+    large buffers); report progress from this thread; re-raise the first failure after
+    every worker has stopped."""
+    results: dict[int, T] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    it = iter(todo)
+
+    def worker() -> None:
+        while not errors:
+            with lock:
+                i = next(it, None)
+            if i is None:
+                return
+            try:
+                results[i] = job(i)
+            except BaseException as e:  # noqa: BLE001 - handed to the calling thread
+                errors.append(e)
+                return
+
+    n = min(jobs if jobs > 0 else (os.cpu_count() or 1), len(todo))
+    threads = [threading.Thread(target=worker, name=f"image-{k}", daemon=True) for k in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.25)
+                tick.report()
+    except BaseException:
+        errors.append(KeyboardInterrupt())  # stop the workers, then re-raise
+        for t in threads:
+            t.join()
+        raise
+    if errors:
+        raise errors[0]
+    tick.report()
+    return results
+
+
 def _plan(
     src: Path,
     nodes: list[Node],
@@ -101,7 +144,10 @@ def _plan(
     manifest: cache.Manifest,
     progress: Progress | None,
     jobs: int,
+    existing: set[str] | None,
 ) -> tuple[_Plan, cache.Manifest]:
+    """Decide per file: reuse (stat key in the manifest and, when writing, its object present
+    in ``existing``) or read; read on worker threads; return the entries and new manifest."""
     new_manifest = cache.Manifest(manifest.mode_tag)
     results: dict[int, tuple[bytes, bytes, bytes, bool]] = {}
     todo: list[int] = []
@@ -114,7 +160,7 @@ def _plan(
         rel = os.fsdecode(n.path)
         assert n.st is not None
         rec = manifest.lookup(rel, cache.stat_key(n.st))
-        if rec is not None and (objects_dir is None or _object_ok(objects_dir / rec.root.hex(), n.size, key)):
+        if rec is not None and (existing is None or rec.root.hex() in existing):
             results[i] = (rec.content, rec.root, rec.file_id, False)
         else:
             todo.append(i)
@@ -122,27 +168,15 @@ def _plan(
     tick = _Ticker(sum(nodes[i].size for i in todo), progress)
     tick.report()
     if todo:
-        workers = jobs if jobs > 0 else (os.cpu_count() or 1)
-        # Largest first keeps both workers busy to the end.
+        # Largest first keeps every worker busy to the end.
         todo.sort(key=lambda i: -nodes[i].size)
         created: list[Path] = []
+
+        def job(i: int) -> tuple[bytes, bytes, bytes, bool]:
+            return _file_job(nodes[i], src / os.fsdecode(nodes[i].path), objects_dir, key, tick, created)
+
         try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool:
-                futs: dict[Future[tuple[bytes, bytes, bytes, bool]], int] = {}
-                try:
-                    for i in todo:
-                        path = src / os.fsdecode(nodes[i].path)
-                        futs[pool.submit(_file_job, nodes[i], path, objects_dir, key, tick, created)] = i
-                    pending = set(futs)
-                    while pending:
-                        done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                        for f in done:
-                            results[futs[f]] = f.result()
-                        tick.report()
-                except BaseException:
-                    for f in futs:
-                        f.cancel()
-                    raise
+            results.update(_run_jobs(todo, job, jobs, tick))
         except BaseException:
             # Objects this build created are referenced by no metadata yet: remove them.
             for p in created:
@@ -152,27 +186,22 @@ def _plan(
     entries = []
     roots: set[bytes] = set()
     written: set[bytes] = set()
+    stored = 0
     for i, n in enumerate(nodes):
         if i in results:
             digest, root, fid, w = results[i]
             if w:
                 written.add(root)
-            roots.add(root)
+            if root not in roots:
+                roots.add(root)
+                stored += object_size(n.size, key is not None)
             assert n.st is not None
             new_manifest.files[os.fsdecode(n.path)] = cache.Record(cache.stat_key(n.st), digest, root, fid)
             entries.append(Entry(n.path, n.type, n.mode, n.size, b"", root, fid))
         else:
             entries.append(Entry(n.path, n.type, n.mode, n.size, n.target))
-    plan = _Plan(entries, roots, len(written), len(roots) - len(written), tick.done, files, bytes_in)
+    plan = _Plan(entries, roots, len(written), len(roots) - len(written), tick.done, files, bytes_in, stored)
     return plan, new_manifest
-
-
-def _object_ok(path: Path, size: int, key: ImageKey | None) -> bool:
-    """Cheap sanity check before reusing an object the manifest names."""
-    try:
-        return os.stat(path).st_size == object_size(size, key is not None)
-    except OSError:
-        return False
 
 
 def _load_key(key: bytes | None) -> ImageKey | None:
@@ -210,21 +239,21 @@ def build_image(
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create output directory: {e.strerror}", where=str(out_dir)) from None
-    _remove_temps(objects_dir)
+    existing = _list_objects(objects_dir)
     mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
     manifest = cache.load(mpath, _mode_tag(ikey))
-    plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs)
+    plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)
     meta = metadata.encode(plan.entries, ikey)
     mac = image_mac(meta)
     _commit([(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())])
-    stored = _prune(objects_dir, plan.roots)
+    _prune(objects_dir, plan.roots, existing)
     cache.save(mpath, new_manifest, now_ns)
     return ImageResult(
         mac=mac,
         entries=len(plan.entries),
         files=plan.files,
         bytes_in=plan.bytes_in,
-        bytes_stored=stored,
+        bytes_stored=plan.stored,
         objects_written=plan.written,
         objects_reused=plan.reused,
         seconds=time.perf_counter() - t0,
@@ -241,7 +270,7 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) 
     ikey = _load_key(key)
     tag = _mode_tag(ikey)
     manifest = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
-    plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0)
+    plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0, None)
     return image_mac(metadata.encode(plan.entries, ikey))
 
 
@@ -279,27 +308,25 @@ def _commit(files: list[tuple[Path, bytes]]) -> None:
         raise OutputError(f"{what}; previous image kept", where=str(e.filename or files[0][0])) from None
 
 
-def _remove_temps(objects_dir: Path) -> None:
-    """Temp objects left by a killed build."""
+def _list_objects(objects_dir: Path) -> set[str]:
+    """Names of the objects present (one readdir, no stat); temp files of a killed build
+    are removed on the way."""
+    names = set()
     with os.scandir(objects_dir) as it:
         for de in it:
             if de.name.startswith(TMP_PREFIX):
                 with contextlib.suppress(OSError):
                     os.unlink(de.path)
+            else:
+                names.add(de.name)
+    return names
 
 
-def _prune(objects_dir: Path, keep: set[bytes]) -> int:
-    """Remove objects not in ``keep``; return the total size of the kept ones."""
-    names = {r.hex() for r in keep}
-    total = 0
-    with os.scandir(objects_dir) as it:
-        for de in it:
-            if de.name in names:
-                total += de.stat().st_size
-            elif not de.name.startswith(TMP_PREFIX):
-                with contextlib.suppress(OSError):
-                    os.unlink(de.path)
-    return total
+def _prune(objects_dir: Path, keep: set[bytes], existing: set[str]) -> None:
+    """Remove the objects that were there before this build and are no longer referenced."""
+    for name in existing - {r.hex() for r in keep}:
+        with contextlib.suppress(OSError):
+            os.unlink(objects_dir / name)
 
 
 __all__ = ["ImageResult", "build_image", "compute_mac", "object_size"]

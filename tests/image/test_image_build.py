@@ -62,6 +62,12 @@ def test_reproducible_across_path_umask_and_times(tmp_path, build, key):
         if not p.is_symlink():
             os.utime(p, ns=(123, 456_000_000_000))
     ra, oa, _ = build(a, "oa", key=key, cache="ca")
+    # A build clock far in the future or the past changes nothing in the output either.
+    for fake_now in (0, 2**62):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("occlum_build.image.writer.time.time_ns", lambda fake_now=fake_now: fake_now)
+            rc, oc, _ = build(a, f"oc{fake_now}", key=key, cache=f"cc{fake_now}")
+        assert rc.mac == ra.mac and snapshot(oc) == snapshot(oa)
     old = os.umask(0o027)
     try:
         rb, ob, _ = build(b, "ob", key=key, cache="cb", jobs=1)
@@ -142,13 +148,31 @@ def test_key_change_reencrypts_everything(tmp_path, build):
         verify_image(out, r2.mac, key=KEY2)
 
 
-def test_damaged_object_is_rewritten_not_reused(tmp_path, build):
+def test_damaged_object_is_caught_and_healed_by_a_fresh_build(tmp_path, build):
+    # An incremental build trusts objects by name (no stat per object); verify catches
+    # damage, and a build without the cache (occlum build -f) rewrites every object.
     src = make_tree(tmp_path / "src")
     r1, out, _ = build(src)
     obj = next(p for p in (out / "objects").iterdir() if p.stat().st_size > 9600)
     obj.write_bytes(obj.read_bytes()[:-1])
     r2, _, _ = build(src)
-    assert r2.objects_written == 1
+    assert r2.bytes_read == 0
+    with pytest.raises(ImageError) as ei:
+        verify_image(out, r2.mac)
+    assert ei.value.kind == "object-size"
+    shutil.rmtree(tmp_path / "cache")
+    r3, _, _ = build(src)
+    assert r3.objects_written == 1 and r3.mac == r1.mac
+    verify_image(out, r3.mac)
+
+
+def test_missing_object_is_rewritten_even_with_a_valid_cache(tmp_path, build):
+    src = make_tree(tmp_path / "src")
+    r1, out, _ = build(src)
+    obj = out / "objects" / ImageReader(out, r1.mac).entry("bin/app").root.hex()
+    obj.unlink()
+    r2, _, _ = build(src)
+    assert r2.objects_written == 1 and r2.bytes_read == 9600
     verify_image(out, r2.mac)
 
 
