@@ -421,8 +421,11 @@ class _Builder:
         rva = self.sections_size()
         if rva == 0:
             raise EnclaveError("the loadable segments have size 0", where=self.where)
-        out = []
+        out: list[M.Entry] = []
         for i, e in enumerate(self.layouts):
+            if not e.is_group and e.page_count > 0xFFFFFFFF:
+                raise _err(f"{M.LAYOUT_NAMES.get(e.id, e.id)} needs {e.page_count} pages, more than a layout "
+                           "entry holds (2**32 - 1)", self.where)
             if not e.is_group:
                 e = e.with_(rva=rva)
                 rva += e.page_count * PAGE
@@ -482,8 +485,9 @@ class _Builder:
         size = 1
         while size < self.rva:
             size <<= 1
-        if size > 1 << 64:
-            raise EnclaveError("enclave too large", where=self.where)
+        if size > U64:
+            raise _err(f"the enclave needs {self.rva:#x} bytes, which does not fit in a 64-bit enclave; "
+                       "reduce the heap, stack, thread or reserved memory sizes", self.where)
         self.enclave_size = size
         self.hdr("enclave_size", size)
         if size > self.rva:
@@ -511,6 +515,8 @@ class _Builder:
             raise _err("the enclave image does not fit in the ELRANGE", w)
         if size & (size - 1):
             raise _err("ELRangeSize must be a power of two", w)
+        if image + self.enclave_size > start + size:  # the loader's check (set_elrange_config)
+            raise _err(f"EnclaveImageAddress + enclave size ({self.enclave_size:#x}) exceeds the ELRANGE", w)
 
     def build_gd_template(self) -> None:
         p = self.p

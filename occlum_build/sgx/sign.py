@@ -55,8 +55,9 @@ class _Measured:
 
 
 def _measure(enclave: bytes, config_xml: bytes, date: int, where: str, config_where: str,
-             allow_text_relocations: bool, resign: bool) -> _Measured:
-    elf = parse_enclave(enclave, where, allow_text_relocations=allow_text_relocations)
+             allow_text_relocations: bool, resign: bool, allow_init_section: bool = False) -> _Measured:
+    elf = parse_enclave(enclave, where, allow_text_relocations=allow_text_relocations,
+                        allow_init_section=allow_init_section)
     magic = int.from_bytes(enclave[elf.metadata_offset:elf.metadata_offset + 8], "little")
     if magic == M.METADATA_MAGIC and not resign:
         raise OcclumError("the enclave is already signed (sign the unsigned .so)", where=where)
@@ -102,7 +103,8 @@ def _finish(meas: _Measured, enclave: bytes, css: bytearray) -> SignResult:
 
 def sign_enclave(enclave: bytes, config_xml: bytes, signer: Signer, *, date: int | None = None,
                  where: str = "enclave", config_where: str = "Enclave.xml",
-                 allow_text_relocations: bool = False, resign: bool = False) -> SignResult:
+                 allow_text_relocations: bool = False, resign: bool = False,
+                 allow_init_section: bool = False) -> SignResult:
     """Measure and sign ``enclave`` (an unsigned SDK enclave .so) with ``config_xml``.
 
     ``date`` is the SIGSTRUCT DATE as 0xYYYYMMDD (default: today, UTC); pin it for reproducible
@@ -110,7 +112,7 @@ def sign_enclave(enclave: bytes, config_xml: bytes, signer: Signer, *, date: int
     """
     check_key(signer.public_key, "signing key")
     meas = _measure(enclave, config_xml, today() if date is None else date, where, config_where,
-                    allow_text_relocations, resign)
+                    allow_text_relocations, resign, allow_init_section)
     css = meas.css
     data = signed_data(css)
     sig = signer.sign(data)
@@ -121,16 +123,17 @@ def sign_enclave(enclave: bytes, config_xml: bytes, signer: Signer, *, date: int
 
 
 def gendata(enclave: bytes, config_xml: bytes, *, date: int | None = None, where: str = "enclave",
-            config_where: str = "Enclave.xml", allow_text_relocations: bool = False) -> bytes:
+            config_where: str = "Enclave.xml", allow_text_relocations: bool = False,
+            allow_init_section: bool = False) -> bytes:
     """The 256 bytes to sign (``sgx_sign gendata``): SIGSTRUCT header and body."""
     meas = _measure(enclave, config_xml, today() if date is None else date, where, config_where,
-                    allow_text_relocations, False)
+                    allow_text_relocations, False, allow_init_section)
     return signed_data(meas.css)
 
 
 def catsig(enclave: bytes, config_xml: bytes, public_key, signature: bytes, unsigned_data: bytes, *,
            where: str = "enclave", config_where: str = "Enclave.xml",
-           allow_text_relocations: bool = False) -> SignResult:
+           allow_text_relocations: bool = False, allow_init_section: bool = False) -> SignResult:
     """Insert an externally made signature (``sgx_sign catsig``).
 
     Re-measures the enclave, takes DATE from ``unsigned_data`` (the gendata output), requires
@@ -141,7 +144,8 @@ def catsig(enclave: bytes, config_xml: bytes, public_key, signature: bytes, unsi
     if len(unsigned_data) != 256:
         raise VerifyError(f"the unsigned data is {len(unsigned_data)} bytes, expected 256 (gendata output)")
     date = int.from_bytes(unsigned_data[20:24], "little")
-    meas = _measure(enclave, config_xml, date, where, config_where, allow_text_relocations, False)
+    meas = _measure(enclave, config_xml, date, where, config_where, allow_text_relocations, False,
+                    allow_init_section)
     css = meas.css
     mine = signed_data(css)
     hl = SIGNED_HEADER.stop - SIGNED_HEADER.start

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -77,7 +78,7 @@ def load_signing_key(path: str | os.PathLike[str]) -> rsa.RSAPrivateKey:
     except TypeError:
         raise KeyFileError("signing key is encrypted; give an unencrypted PEM key or use --sign-tool",
                            where=str(path)) from None
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         # never echo the content: it may be key material
         raise KeyFileError("not a PEM private key", where=str(path)) from None
     check_key(key, str(path))
@@ -90,7 +91,7 @@ def load_public_key(path: str | os.PathLike[str]) -> rsa.RSAPublicKey:
     raw = _read(path, "public key file")
     try:
         key = serialization.load_pem_public_key(raw)
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError("not a PEM public key", where=str(path)) from None
     check_key(key, str(path))
     assert isinstance(key, rsa.RSAPublicKey)
