@@ -9,6 +9,8 @@
  * exec errors travel back through a close-on-exec pipe, so a successful exec is seen as EOF. */
 #include "sandbox.h"
 
+#include "rlimit_emul.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -158,6 +162,16 @@ static void set_limit(int efd, int res, const char *name, rlim_t soft, int set_h
 }
 
 static volatile sig_atomic_t app_pid;
+static int chld_pipe[2] = {-1, -1};
+
+static void on_chld(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    if (write(chld_pipe[1], "c", 1) < 0) {
+    }
+    errno = saved;
+}
 
 static void forward(int sig)
 {
@@ -184,14 +198,22 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     if (chroot(s->root) != 0 || chdir("/") != 0)
         die(efd, "cannot chroot into the root FS: %s", strerror(errno));
 
-    sigset_t all, old;
+    int sv[2] = {-1, -1};
+    if (s->limits.mmap_size && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        die(efd, "socketpair: %s", strerror(errno));
+    if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        die(efd, "pipe: %s", strerror(errno));
+    sigset_t all;
     sigfillset(&all);
-    sigprocmask(SIG_BLOCK, &all, &old);
+    sigprocmask(SIG_BLOCK, &all, NULL);
     pid_t pid = fork();
     if (pid < 0)
         die(efd, "fork: %s", strerror(errno));
     if (pid == 0) {
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        /* The app starts with no blocked signal, whatever the PAL's caller had blocked. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         close(status_fd);
         for (int i = 0; i < 3; i++)
             if (s->stdio[i] != i && dup2(s->stdio[i], i) < 0)
@@ -203,6 +225,11 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
             set_limit(efd, RLIMIT_NPROC, "RLIMIT_NPROC", s->limits.nproc, 1);
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
             die(efd, "prctl: %s", strerror(errno));
+        if (s->limits.mmap_size) {
+            int rc = ocb_rlemul_install(sv[1]);
+            if (rc != 0)
+                die(efd, "cannot install the RLIMIT_DATA filter: %s", strerror(-rc));
+        }
         execve(s->path, (char *const *)s->argv, (char *const *)s->envp);
         die(efd, "cannot execute %s: %s", s->path, strerror(errno));
     }
@@ -211,23 +238,47 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
         if (s->stdio[i] > 2)
             close(s->stdio[i]);
     app_pid = pid;
+    int notif = -1;
+    if (s->limits.mmap_size) {
+        close(sv[1]);
+        notif = ocb_rlemul_receive(sv[0]); /* -1 if the app died before installing it */
+        close(sv[0]);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = forward;
     sa.sa_flags = SA_RESTART;
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
         sigaction(forwarded[i], &sa, NULL);
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    int status = 0;
-    for (;;) {
+    sa.sa_handler = on_chld;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int status = 0, done = 0;
+    while (!done) {
         int st;
-        pid_t w = waitpid(-1, &st, 0);
-        if (w == pid) {
-            status = st;
+        pid_t w;
+        while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+            if (w == pid) {
+                status = st;
+                done = 1;
+            }
+        if (done || (w < 0 && errno == ECHILD))
             break;
+        struct pollfd pf[2] = {{chld_pipe[0], POLLIN, 0}, {notif, POLLIN, 0}};
+        if (poll(pf, notif >= 0 ? 2 : 1, -1) < 0)
+            continue;
+        char buf[64];
+        if (pf[0].revents & POLLIN)
+            while (read(chld_pipe[0], buf, sizeof buf) > 0)
+                ;
+        if (notif >= 0 && (pf[1].revents & POLLIN))
+            ocb_rlemul_handle(notif, s->limits.mmap_size);
+        if (notif >= 0 && (pf[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
+            close(notif);
+            notif = -1;
         }
-        if (w < 0 && errno != EINTR)
-            break;
     }
     app_pid = 0;
     if (write(status_fd, &status, sizeof status) != (ssize_t)sizeof status)

@@ -12,6 +12,7 @@
 struct ocb_limits {
     rlim_t stack;   /* RLIMIT_STACK soft: process.default_stack_size */
     rlim_t data;    /* RLIMIT_DATA soft: default_heap_size + default_mmap_size */
+    rlim_t mmap_size; /* shown to the app as RLIMIT_DATA = heap (rlimit_emul.h); 0: off */
     rlim_t as;      /* RLIMIT_AS soft and hard: resource_limits.user_space_max_size */
     rlim_t nproc;   /* RLIMIT_NPROC soft and hard: max_num_of_threads (0: unchanged) */
 };

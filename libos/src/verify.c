@@ -153,6 +153,13 @@ int ocb_verify_libos_buf(const char *name, const uint8_t *data, size_t size,
     ocb_sigstruct_mrsigner(&f.css, out->mrsigner);
     out->isvprodid = f.css.isvprodid;
     out->isvsvn = f.css.isvsvn;
+    /* Patch 0 is the g_global_data template (measured); tcs_max_num is at offset 64. */
+    if (f.meta.dir_size[OCB_DIR_PATCH] >= 32) {
+        const uint8_t *p0 = f.meta.raw + f.meta.dir_offset[OCB_DIR_PATCH];
+        uint32_t src = ocb_le32(p0 + 8), len = ocb_le32(p0 + 12);
+        if (len >= 72 && (uint64_t)src + len <= OCB_METADATA_SIZE)
+            out->tcs_max_num = ocb_le64(f.meta.raw + src + 64);
+    }
     uint8_t *img = NULL;
     if (ocb_patched_image(&f, &img, e) != 0)
         return fail_named(e, name);

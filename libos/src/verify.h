@@ -9,6 +9,7 @@ struct ocb_libos {
     uint16_t isvprodid, isvsvn;
     uint32_t version;      /* LibOS version reported by the enclave */
     uint8_t conf_mac[16];  /* from .builtin_config */
+    uint64_t tcs_max_num;  /* from the measured g_global_data template (max_num_of_threads) */
 };
 
 /* Read `path`, check its SIGSTRUCT signature, replay the measurement and compare it with

@@ -10,7 +10,7 @@ from .. import __version__
 from .common import Parser, main_with
 
 # Command modules; each exposes register(subparsers).  Add a module here to add commands.
-_MODULES = ("instance", "build", "package", "verify", "print", "signkey")
+_MODULES = ("instance", "build", "package", "verify", "print", "signkey", "run")
 
 USAGE_EPILOG = """\
 commands (as in the Occlum manual):

@@ -41,6 +41,10 @@ int main(int argc, char **argv)
         int c;
         while ((c = fgetc(f)) != EOF)
             putchar(c);
+        if (ferror(f)) {
+            perror(argv[2]);
+            return 1;
+        }
         fclose(f);
     } else if (strcmp(cmd, "write") == 0 && argc > 3) {
         FILE *f = fopen(argv[2], "w");
@@ -50,6 +54,13 @@ int main(int argc, char **argv)
         }
         fputs(argv[3], f);
         return fclose(f) != 0;
+    } else if (strcmp(cmd, "rm") == 0 && argc > 2) {
+        if (unlink(argv[2]) != 0) {
+            perror(argv[2]);
+            return 1;
+        }
+    } else if (strcmp(cmd, "exists") == 0 && argc > 2) {
+        return access(argv[2], F_OK) == 0 ? 0 : 1;
     } else if (strcmp(cmd, "wait") == 0) {
         pause();
     } else {
