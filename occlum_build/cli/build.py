@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sign-key", type=Path, help="RSA-3072 (e=3) private key PEM; default: the "
                    "instance's development key (created once; not for release); with --sign-tool, "
                    "the public key PEM")
-    p.add_argument("--sign-tool", type=Path,
-                   help="external signer: receives the 256 bytes to sign, returns the signature "
-                        "(docs/sgx-signing.md)")
+    p.add_argument("--sign-tool",
+                   help="external signer command: run as '<tool> <data file> <signature file>', it "
+                        "signs the 256 bytes in the data file (docs/sgx-signing.md)")
     p.add_argument("--image-key", type=Path, help="encrypt the image with this key "
                    "(occlum gen-image-key)")
     p.add_argument("--buildin-image-key", action="store_true",
@@ -46,7 +46,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
     return BuildOptions(
         sgx_mode=mode,
         sign_key=args.sign_key.absolute() if args.sign_key else None,
-        sign_tool=args.sign_tool.absolute() if args.sign_tool else None,
+        sign_tool=args.sign_tool or None,
         image_key=args.image_key.absolute() if args.image_key else None,
         buildin_image_key=args.buildin_image_key,
         edmm_platform=edmm_raw in _YES,

@@ -85,16 +85,15 @@ def _read_mac(path: os.PathLike[str]) -> str:
 
 def _signed_field(field: str) -> None:
     from ..errors import StateError
-    from ..pipeline.graph import signing_available
+    from ..pipeline.graph import dump_function
 
     inst = instance.require_instance(os.getcwd())
-    if not signing_available():
-        raise StateError("enclave signing is not available in this build of occlum-build")
+    dump = dump_function()
+    if dump is None:
+        raise StateError("reading a SIGSTRUCT is not available in this build of occlum-build")
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.libos_signed} does not exist; run 'occlum build' first")
-    from ..sgx import dump_enclave
-
-    v = getattr(dump_enclave(inst.libos_signed.read_bytes()), field)
+    v = getattr(dump(inst.libos_signed.read_bytes(), str(inst.libos_signed)), field)
     print(v.hex() if isinstance(v, bytes | bytearray) else str(v).lower())
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -53,18 +54,36 @@ IMAGE_METADATA = "metadata"  # the file of an image directory that its MAC cover
 BUILTIN_CONFIG_SECTION = ".builtin_config"
 
 
-SGX_API = ("sign_enclave", "patch_section", "PemSigner", "ToolSigner", "generate_signing_key",
-           "load_signing_key")
+# What the signing stage uses from occlum_build.sgx: (module, name).
+SGX_API = (("sign", "sign_enclave"), ("elf", "patch_section"), ("signer", "PemSigner"),
+           ("signer", "ToolSigner"), ("signer", "generate_signing_key"))
 
 
 def signing_available() -> bool:
-    """Whether occlum_build.sgx offers the signing API yet.  Stages land independently;
-    until it does, the libos and sign stages are absent from the graph (never faked)."""
-    if importlib.util.find_spec("occlum_build.sgx") is None:
+    """Whether occlum_build.sgx offers the signing API.  Stages land independently; until it
+    does, the libos and sign stages are absent from the graph (never faked)."""
+    try:
+        for mod, name in SGX_API:
+            if importlib.util.find_spec(f"occlum_build.sgx.{mod}") is None:
+                return False
+            if not hasattr(importlib.import_module(f"occlum_build.sgx.{mod}"), name):
+                return False
+    except ImportError:
         return False
-    import occlum_build.sgx as sgx
+    return True
 
-    return all(hasattr(sgx, n) for n in SGX_API)
+
+def dump_function() -> Callable[..., Any] | None:
+    """occlum_build.sgx's ``dump_enclave(data, where)`` (SIGSTRUCT fields, signature and
+    measurement replay), or None while that part of the signer is not there."""
+    for mod in ("occlum_build.sgx.dump", "occlum_build.sgx"):
+        try:
+            f = getattr(importlib.import_module(mod), "dump_enclave", None)
+        except ImportError:
+            continue
+        if f is not None:
+            return f
+    return None
 
 
 @dataclass(frozen=True)
@@ -73,7 +92,7 @@ class BuildOptions:
 
     sgx_mode: str = "HW"
     sign_key: Path | None = None
-    sign_tool: Path | None = None
+    sign_tool: str | None = None  # a command; it gets the data and signature file paths
     image_key: Path | None = None
     buildin_image_key: bool = False
     edmm_platform: bool = False
@@ -87,13 +106,14 @@ def key_fingerprint(key: bytes | None) -> str:
     return hashlib.sha256(b"occlum-build image key fingerprint\0" + key).hexdigest()[:32]
 
 
-def sign_date() -> str | None:
-    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (YYYYMMDD, UTC), or None for today."""
+def sign_date() -> int | None:
+    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (its UTC day, as sgx_sign's 0xYYYYMMDD),
+    or None: today (UTC).  The date is signed but not measured: it never changes MRENCLAVE."""
     raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return None
     try:
-        return datetime.fromtimestamp(int(raw), UTC).strftime("%Y%m%d")
+        return int(datetime.fromtimestamp(int(raw), UTC).strftime("%Y%m%d"), 16)
     except (ValueError, OverflowError, OSError):
         raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds") from None
 
@@ -123,9 +143,8 @@ class BuildContext:
         if opts.sign_tool is not None and opts.sign_key is None:
             raise KeyFileError("--sign-tool needs --sign-key <public key PEM> to check the "
                                "signature the tool returns")
-        for what, p in (("--sign-key", opts.sign_key), ("--sign-tool", opts.sign_tool)):
-            if p is not None and not p.exists():
-                raise KeyFileError(f"{what}: file does not exist", where=str(p))
+        if opts.sign_key is not None and not opts.sign_key.exists():
+            raise KeyFileError("--sign-key: file does not exist", where=str(opts.sign_key))
         state = StateDir(inst)
         ctx = cls(inst, opts, state, HashCache())
         if opts.image_key is not None:
@@ -266,11 +285,15 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
         if last_fp is not None and last_fp != fp:
             ctx.announce(f"{stage}: the image key changed; rebuilding the {stage}")
         shutil.rmtree(cache_dir, ignore_errors=True)
+    from .treestamp import tree_stamp
+
+    stamp, racy = tree_stamp(src)  # before the build reads anything: a later edit changes it
     res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir,
                       progress=ctx.progress(stage))
     outputs = _record_outputs(ctx, [out / IMAGE_METADATA, mac_file])
     return {
         **outputs,
+        "tree_stamp": None if racy else stamp,
         "key_fingerprint": fp,
         "encrypted": key is not None,
         "mac": res.mac.hex(),
@@ -286,12 +309,14 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
 def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out: Path,
                     mac_file: Path, cache_dir: Path, key: Callable[[], bytes | None]) -> Callable[..., bool]:
     """Up to date when the outputs are the ones this stage wrote, for the same key, and the
-    source tree still has the recorded MAC.  The MAC is recomputed with the stage's own
-    manifest (files whose stat key is unchanged are not read), so a no-op costs a stat walk
-    and writes nothing."""
+    source tree is unchanged: first by its stat-key stamp (treestamp.py: one walk, nothing
+    read), else by recomputing its MAC with the stage's own manifest (files whose stat key is
+    unchanged are not read).  A MAC match refreshes the stamp, so after a `touch` the files
+    are hashed once, not on every later build."""
 
     def check(task: Any, values: Any) -> bool:
         from ..image import compute_mac, read_mac_file
+        from .treestamp import tree_stamp
 
         rec = ctx.state.read_stage(stage) or {}
         st = rec.get("stats") or {}
@@ -304,7 +329,16 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
             if any(ctx.cache.digest(p) != want.get(str(p)) for p in (out / IMAGE_METADATA, mac_file)):
                 return False
             s = src()
-            return s.is_dir() and compute_mac(s, key=key(), cache_dir=cache_dir) == read_mac_file(mac_file)
+            if not s.is_dir():
+                return False
+            stamp, racy = tree_stamp(s)
+            if stamp == st.get("tree_stamp"):
+                return True
+            if compute_mac(s, key=key(), cache_dir=cache_dir) != read_mac_file(mac_file):
+                return False
+            if not racy:
+                ctx.state.write_stage(stage, {**rec, "stats": {**st, "tree_stamp": stamp}})
+            return True
         except (OSError, OcclumError):
             return False  # let the stage run and report the problem properly
         finally:
@@ -364,7 +398,8 @@ def _sys_json(ctx: BuildContext) -> None:
     from ..config import sys_json
 
     data = sys_json(_config(ctx), image_mac=_read_mac_text(ctx.inst.image_mac_file),
-                    initfs_mac=_read_mac_text(ctx.inst.initfs_mac_file))
+                    initfs_mac=_read_mac_text(ctx.inst.initfs_mac_file),
+                    edmm_platform=ctx.edmm_platform)
     atomic_write(ctx.inst.sys_json, data)
 
 
@@ -394,7 +429,7 @@ def _native_file(ctx: BuildContext, name: str) -> Path:
 
 
 def _libos(ctx: BuildContext) -> None:
-    from ..sgx import patch_section
+    from ..sgx.elf import patch_section
 
     data = _native_file(ctx, paths.LIBOS_SO).read_bytes()
     patched = patch_section(data, BUILTIN_CONFIG_SECTION, builtin_config_bytes(conf_mac_of(ctx.inst)))
@@ -402,15 +437,15 @@ def _libos(ctx: BuildContext) -> None:
 
 
 def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
-    """The signer and a description of it for up-to-date checks (no secret in it)."""
-    from ..sgx import PemSigner, ToolSigner, generate_signing_key
+    """The signer and a description of it for up-to-date checks (no secret in it: the
+    digest of the public key, which MRSIGNER follows from, and the tool command)."""
+    from ..sgx.signer import PemSigner, ToolSigner, generate_signing_key
 
     opts = ctx.opts
     if opts.sign_tool is not None:
         assert opts.sign_key is not None
-        signer = ToolSigner(opts.sign_tool, opts.sign_key)
-        desc = {"tool": str(opts.sign_tool.resolve()), "public_key": _file_sha256(opts.sign_key)}
-        return signer, desc
+        signer: Any = ToolSigner(opts.sign_tool, opts.sign_key)
+        return signer, {"tool": opts.sign_tool, "public_key": _public_key_sha256(signer.public_key)}
     key = opts.sign_key
     if key is None:
         key = ctx.inst.dev_sign_key
@@ -418,31 +453,55 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
             ctx.announce(f"Creating a development signing key {key} (for development only: "
                          "sign releases with --sign-key)")
             generate_signing_key(key)
-    signer = PemSigner(key)
-    # The digest of the public half names the signer (MRSIGNER follows from it).
-    return signer, {"key": _public_key_sha256(key)}
+    # PemSigner validates the key (slow: ~0.1 s for RSA-3072); only signing needs that.
+    return _LazyPemSigner(key, PemSigner), {"public_key": _public_key_sha256(_quick_public_key(key))}
 
 
-def _file_sha256(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+class _LazyPemSigner:
+    def __init__(self, path: Path, cls: Any):
+        self.path, self.cls, self._signer = path, cls, None
+
+    def _get(self) -> Any:
+        if self._signer is None:
+            self._signer = self.cls(self.path)
+        return self._signer
+
+    @property
+    def public_key(self) -> Any:
+        return self._get().public_key
+
+    def sign(self, data: bytes) -> bytes:
+        return self._get().sign(data)
 
 
-def _public_key_sha256(p: Path) -> str:
+def _quick_public_key(path: Path) -> Any:
+    """The public half of a PEM private key, without the full key validation (the signer
+    does that when it signs); a key file that does not load is reported by the signer."""
     from cryptography.hazmat.primitives import serialization
 
-    from ..sgx import load_signing_key
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), None,
+                                                  unsafe_skip_rsa_key_validation=True).public_key()
+    except (ValueError, TypeError, OSError):
+        from ..sgx.signer import load_signing_key
 
-    pub = load_signing_key(p).public_key()
+        return load_signing_key(path).public_key()  # raises the signer's own KeyFileError
+
+
+def _public_key_sha256(pub: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     der = pub.public_bytes(serialization.Encoding.DER,
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 
 
 def _sign(ctx: BuildContext, signer: Any) -> dict[str, Any]:
-    from ..sgx import sign_enclave
+    from ..sgx.sign import sign_enclave
 
     res = sign_enclave(ctx.inst.libos_unsigned.read_bytes(), ctx.inst.enclave_xml.read_bytes(),
-                       signer, date=sign_date())
+                       signer, date=sign_date(), where=str(ctx.inst.libos_unsigned),
+                       config_where=str(ctx.inst.enclave_xml))
     atomic_write(ctx.inst.libos_signed, res.signed, mode=0o755)
     return {"mrenclave": _hex(res.mrenclave), "mrsigner": _hex(res.mrsigner)}
 
@@ -521,6 +580,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append(_small_task(
         ctx, "sys_json", "Occlum.json + MACs -> build/.Occlum_sys.json", lambda: _sys_json(ctx),
         file_dep=[inst.config, inst.image_mac_file, inst.initfs_mac_file], targets=[inst.sys_json],
+        config={"edmm_platform": ctx.edmm_platform},
         task_dep=["enclave_xml"]))  # enclave_xml validates Occlum.json first
     out.append(_small_task(
         ctx, "protect", "build/.Occlum_sys.json.protected (conf MAC)", lambda: _protect(ctx),

@@ -9,7 +9,6 @@ what a stage believed it wrote.  Format: docs/build.md.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,11 @@ LAYER_STATS = ("encrypted", "entries", "files", "bytes_in", "bytes_stored",
                "objects_written", "objects_reused")
 
 
-def _tree_size(p: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(p):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
 
 
 def _mac_hex(path: Path) -> str:
@@ -61,8 +56,9 @@ def make_report(ctx: BuildContext) -> dict[str, Any]:
     for layer in ("image", "initfs"):
         st = (state.read_stage(layer) or {}).get("stats") or {}
         rep[layer] = {k: st.get(k) for k in LAYER_STATS}
-    sizes = {"image": _tree_size(inst.image_out), "initfs": _tree_size(inst.initfs_out),
-             "protected_config": inst.sys_json_protected.stat().st_size}
+    sizes = {layer: int(rep[layer].get("bytes_stored") or 0) + _size(out / "metadata")
+             for layer, out in (("image", inst.image_out), ("initfs", inst.initfs_out))}
+    sizes["protected_config"] = inst.sys_json_protected.stat().st_size
     if inst.libos_signed.exists():
         sizes["libos_signed"] = inst.libos_signed.stat().st_size
     rep["sizes"] = sizes

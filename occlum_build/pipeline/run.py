@@ -224,7 +224,7 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
     """
     inst = require_instance(Path(instance_dir))
     options.setdefault("sgx_mode", os.environ.get("SGX_MODE", "HW") or "HW")
-    for k in ("sign_key", "sign_tool", "image_key"):
+    for k in ("sign_key", "image_key"):
         if options.get(k) is not None:
             options[k] = Path(os.path.abspath(options[k]))
     ctx = BuildContext.create(inst, BuildOptions(**options))

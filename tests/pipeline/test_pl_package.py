@@ -35,8 +35,13 @@ def test_refuses_unbuilt_debuggable_and_sim(inst, occlum):
     assert (inst / f"{inst.name}.tar.gz").is_file()
 
 
-def test_contents_and_reproducible(tmp_path, capsys):
-    """Same instance content at another path, built and packed under another umask: same bytes."""
+def test_contents_and_reproducible(tmp_path, capsys, monkeypatch):
+    """Same instance content at another path, built and packed under another umask: same bytes
+    (with one signing key and the SIGSTRUCT date pinned by SOURCE_DATE_EPOCH)."""
+    from occlum_build.sgx.signer import generate_signing_key
+
+    generate_signing_key(tmp_path / "sign.pem")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a, b = make_instance(tmp_path / "a", "app"), make_instance(tmp_path / "b", "app")
@@ -45,7 +50,7 @@ def test_contents_and_reproducible(tmp_path, capsys):
         old = os.umask(umask)
         try:
             oc = Occlum(inst, capsys)
-            oc.build()
+            oc.build("--sign-key", str(tmp_path / "sign.pem"))
             rc, out, err = oc("package", "--debug", "pkg")
             assert rc == 0, err
             shas.append(sha256_of(inst / "pkg.tar.gz"))
@@ -60,11 +65,13 @@ def test_contents_and_reproducible(tmp_path, capsys):
     with tarfile.open(a / "pkg.tar.gz") as t:
         names = t.getnames()
         members = t.getmembers()
-    assert names == sorted(names, key=lambda n: n.encode()) or names[0] == "pkg"
-    assert all(m.uid == 0 and m.gid == 0 and m.uname == "" and m.mtime == 0 for m in members)
+    assert names[0] == "pkg" and names[1:] == sorted(names[1:], key=lambda n: n.encode())
+    assert all(m.uid == 0 and m.gid == 0 and m.uname == "" and m.mtime == 1700000000 for m in members)
+    assert all(m.mode in (0o755, 0o644, 0o777) for m in members)
     for must in ("pkg/Occlum.json", "pkg/build/.Occlum_sys.json.protected", "pkg/build/mount/.ROOT_MAC",
                  "pkg/build/mount/__ROOT/metadata", "pkg/build/initfs/.ROOT_MAC",
                  "pkg/build/lib/libocclum-pal.so", "pkg/.__occlum_status", "pkg/.sgx_mode",
+                 "pkg/build/lib/libocclum-libos.signed.so",
                  "pkg/run/mount/__ROOT", "pkg/initfs/etc/hosts"):
         assert must in names, must
     for never in ("pkg/image", "pkg/build/Enclave.xml", "pkg/build/.state", "pkg/build/report.json",
