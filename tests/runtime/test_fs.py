@@ -122,6 +122,21 @@ def test_read_write_persist_and_tamper(image: dict) -> None:
         assert os.readlink(mnt / "newdir/abs-link") == "/etc/hosts"
         assert (mnt / "etc/app/conf.txt").stat().st_mode & 0o777 == 0o600
         assert (mnt / "bin/hello").read_bytes() == b"#!/bin/sh"[:5]
+        # deleting files that are open: image file and upper file stay usable through the fd
+        with open(mnt / "lib/big", "rb") as lower, open(mnt / "data/new.txt", "r+b") as up:
+            os.unlink(mnt / "lib/big")
+            os.unlink(mnt / "data/new.txt")
+            assert lower.read() == bytes(big)
+            up.write(b"still here")
+            up.seek(0)
+            assert up.read(10) == b"still here"
+            assert os.fstat(up.fileno()).st_size == len(expected_new)
+            # (libfuse keeps open deleted files as .fuse_hidden* until they are closed)
+            visible = [n for n in os.listdir(mnt / "data") if not n.startswith(".fuse_hidden")]
+            assert visible == ["renamed.txt"]
+            assert not (mnt / "lib/big").exists()
+        assert sorted(os.listdir(mnt / "data")) == ["renamed.txt"]
+        assert sorted(os.listdir(mnt / "lib")) == ["empty"]
         # an image directory deleted and recreated is empty (opaque)
         os.unlink(mnt / "etc/app/conf.txt")
         os.rmdir(mnt / "etc/app")

@@ -193,7 +193,7 @@ bad:
 static void fill_upper(struct state *s, const struct unode *n, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_mode = n->mode | (n->type == OFS_T_DIR ? S_IFDIR : n->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
-    st->st_nlink = n->type == OFS_T_DIR ? 2 : 1;
+    st->st_nlink = 1; /* directories too: "unknown", so no tool infers subdirectory counts */
     st->st_size = (off_t)n->size;
     st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
     st->st_blksize = OFS_BLOCK;
@@ -207,7 +207,7 @@ static void fill_upper(struct state *s, const struct unode *n, struct stat *st) 
 static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_mode = e->mode | (e->type == OFS_T_DIR ? S_IFDIR : e->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
-    st->st_nlink = e->type == OFS_T_DIR ? 2 : 1;
+    st->st_nlink = 1;
     st->st_size = (off_t)e->size;
     st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
     st->st_blksize = OFS_BLOCK;
@@ -227,6 +227,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     struct state *s = ST();
     struct res r;
     int rc = 0;
+    if (!path && !(fi && fi->fh)) return -ENOENT;
     if (fi && fi->fh) {
         struct handle *h = (struct handle *)(uintptr_t)fi->fh;
         if (h->lower) fill_lower(s, h->lf.e, st);
@@ -268,8 +269,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     struct res r;
     int rc;
     (void)off;
-    (void)fi;
     (void)flags;
+    (void)fi;
     LOCKED(s) {
         rc = resolve(s, path, &r);
         if (!rc && rtype(&r) != OFS_T_DIR) rc = -ENOTDIR;
@@ -457,7 +458,9 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
     }
     LOCKED(s) {
         n = ofs_upper_read(s->up, h->n, buf, size, (uint64_t)off);
-        if (n == -EIO) logline(s->o, "%s: a block of the writable layer fails authentication (%s)", s->up->dir, path ? path : "unlinked file");
+        if (n == -EIO)
+            logline(s->o, "%s/data/%016llx: a block of '%s' fails authentication", s->up->dir,
+                    (unsigned long long)h->n->id, path ? path : h->n->name);
     }
     return (int)n;
 }
@@ -518,6 +521,7 @@ static int writable(struct state *s, const char *path, int skip_content, struct 
     struct res r;
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
+    if (!path) return -ENOENT; /* an image file opened read-only and since deleted */
     if ((rc = resolve(s, path, &r))) return rc;
     if (r.u) {
         *out = r.u;
@@ -580,7 +584,7 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
     int rc;
     (void)uid;
     (void)gid;
-    (void)fi;
+    if (!path) return fi && fi->fh ? 0 : -ENOENT;
     LOCKED(s) rc = resolve(s, path, &r);
     return rc;
 }
@@ -748,6 +752,10 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
     cfg->negative_timeout = 0;
+    /* libfuse's default for unlinking an open file: rename it to .fuse_hidden* and remove it
+     * at the last close (fstat on such a file needs a path in the high-level API).  For an
+     * image file that rename copies it up first. */
+    cfg->hard_remove = 0;
     cfg->nullpath_ok = 0;
     return fuse_get_context()->private_data;
 }
