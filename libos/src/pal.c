@@ -221,6 +221,12 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
     if (ocb_verify_libos(p, &g.libos, e) != 0)
         return -1;
     info("verified LibOS %s", p);
+    if (g.log_level >= 3) {
+        char mre[65], mrs[65];
+        ocb_hex(g.libos.mrenclave, 32, mre);
+        ocb_hex(g.libos.mrsigner, 32, mrs);
+        fprintf(stderr, "occlum: MRENCLAVE %s MRSIGNER %s\n", mre, mrs);
+    }
     snprintf(p, sizeof p, "%s/build/.Occlum_sys.json.protected", g.inst);
     if (ocb_conf_load(p, g.libos.conf_mac, &g.conf, e) != 0)
         return -1;
