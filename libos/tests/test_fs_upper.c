@@ -88,6 +88,8 @@ int main(void) {
     snprintf(path, sizeof path, "%s/data/%016llx", dir, (unsigned long long)id);
     CHECK(access(path, F_OK) == 0);
     ofs_upper_fclose(up, f);
+    CHECK(access(path, F_OK) == 0); /* deleted only once an index without it is written */
+    CHECK(ofs_upper_flush(up) == 0);
     CHECK(access(path, F_OK) != 0);
     /* a second file, then tamper with one of its blocks */
     f = ofs_upper_add(up, up->root, "t", 1, OFS_T_FILE, 0600, NULL);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -28,7 +29,14 @@ struct state {
     struct ofs_upper *up;
     const struct ofs_options *o;
     pthread_mutex_t lock;
+    /* Index writes are coalesced: at most one a second from operations, the rest by the
+     * flusher thread within a second; fsync and unmount write at once. */
+    pthread_cond_t wake;
+    struct timespec last_flush;
+    int stop;
 };
+
+#define FLUSH_INTERVAL_MS 1000
 
 struct handle {
     int lower;
@@ -217,10 +225,41 @@ static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *
 
 #define LOCKED(s) for (int _once = (pthread_mutex_lock(&(s)->lock), 1); _once; _once = 0, pthread_mutex_unlock(&(s)->lock))
 
-static int flush(struct state *s) {
+static long ms_since(const struct timespec *t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* Write the index now (lock held). */
+static int flush_now(struct state *s) {
+    if (!s->up->dirty) return 0;
     int rc = ofs_upper_flush(s->up);
+    clock_gettime(CLOCK_MONOTONIC, &s->last_flush);
     if (rc) logline(s->o, "%s/index: cannot write the writable layer: %s", s->up->dir, strerror(-rc));
     return rc;
+}
+
+/* After a change (lock held): write the index unless one was written less than a second
+ * ago, in which case the flusher thread writes it within a second.  Without this, creating
+ * n files would cost n index writes of O(n) bytes each. */
+static int flush(struct state *s) {
+    if (!s->up->dirty || ms_since(&s->last_flush) < FLUSH_INTERVAL_MS) return 0;
+    return flush_now(s);
+}
+
+static void *flusher(void *arg) {
+    struct state *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += FLUSH_INTERVAL_MS / 1000;
+        pthread_cond_timedwait(&s->wake, &s->lock, &until);
+        if (s->up->dirty && ms_since(&s->last_flush) >= FLUSH_INTERVAL_MS) flush_now(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
 }
 
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
@@ -501,7 +540,7 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi) {
     if (h->lower) return 0;
     LOCKED(s) {
         if (h->n->fd >= 0 && fdatasync(h->n->fd) < 0) rc = -errno;
-        if (!rc) rc = flush(s);
+        if (!rc) rc = flush_now(s);
     }
     return rc;
 }
@@ -764,9 +803,19 @@ static void op_destroy(void *data) {
     struct state *s = data;
     if (s->up) {
         pthread_mutex_lock(&s->lock);
-        flush(s);
+        flush_now(s);
         pthread_mutex_unlock(&s->lock);
     }
+}
+
+static int op_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi) {
+    struct state *s = ST();
+    int rc = 0;
+    (void)path;
+    (void)datasync;
+    (void)fi;
+    if (s->up) LOCKED(s) rc = flush_now(s);
+    return rc;
 }
 
 static const struct fuse_operations ops = {
@@ -790,6 +839,7 @@ static const struct fuse_operations ops = {
     .release = op_release,
     .fsync = op_fsync,
     .readdir = op_readdir,
+    .fsyncdir = op_fsyncdir,
     .init = op_init,
     .destroy = op_destroy,
     .create = op_create,
@@ -883,6 +933,14 @@ int ofs_serve(const struct ofs_options *o) {
         if ((rc = ofs_upper_open(o->upper_dir, key, s.img->entries[0].mode, &s.up, err, sizeof err))) goto out_err;
     }
     pthread_mutex_init(&s.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s.wake, &ca);
+    pthread_condattr_destroy(&ca);
+    clock_gettime(CLOCK_MONOTONIC, &s.last_flush);
+    pthread_t flusher_thread;
+    int have_flusher = 0;
     char opts[256];
     snprintf(opts, sizeof opts, "fsname=occlum-fs,subtype=occlum%s%s",
              o->allow_other ? ",allow_other" : "", (o->read_only || !s.up) ? ",ro" : "");
@@ -903,12 +961,20 @@ int ofs_serve(const struct ofs_options *o) {
     }
     struct fuse_session *se = fuse_get_session(f);
     fuse_set_signal_handlers(se);
+    if (s.up) have_flusher = pthread_create(&flusher_thread, NULL, flusher, &s) == 0;
     if (o->ready_fd > 0) {
         if (write(o->ready_fd, "1", 1) != 1) { /* the waiter went away; serve anyway */ }
         close(o->ready_fd);
     }
     rc = o->single_threaded ? fuse_loop(f) : fuse_loop_mt(f, 0);
     fuse_remove_signal_handlers(se);
+    if (have_flusher) {
+        pthread_mutex_lock(&s.lock);
+        s.stop = 1;
+        pthread_cond_signal(&s.wake);
+        pthread_mutex_unlock(&s.lock);
+        pthread_join(flusher_thread, NULL);
+    }
     fuse_unmount(f);
     fuse_destroy(f); /* calls op_destroy: flushes the index */
     f = NULL;
@@ -917,6 +983,7 @@ int ofs_serve(const struct ofs_options *o) {
     if (s.up && ofs_upper_close(s.up, err, sizeof err)) rc = OFS_SERVE_IO;
     s.up = NULL;
     ofs_image_close(s.img);
+    pthread_cond_destroy(&s.wake);
     pthread_mutex_destroy(&s.lock);
     return rc ? report(o, rc, err) : OFS_SERVE_OK;
 out_err:

@@ -184,11 +184,29 @@ struct unode *ofs_upper_add(struct ofs_upper *up, struct unode *parent, const ch
 }
 
 static void drop_data(struct ofs_upper *up, struct unode *n) {
-    if (n->type == OFS_T_FILE) {
+    if (n->type != OFS_T_FILE) return;
+    if (up->ndoomed == up->capdoomed) {
+        size_t cap = up->capdoomed ? 2 * up->capdoomed : 64;
+        uint64_t *d = realloc(up->doomed, cap * sizeof *d);
+        if (!d) { /* cannot defer: delete now */
+            char dn[32];
+            data_name(n->id, dn);
+            unlinkat(up->dfd, dn, 0);
+            return;
+        }
+        up->doomed = d;
+        up->capdoomed = cap;
+    }
+    up->doomed[up->ndoomed++] = n->id;
+}
+
+static void delete_doomed(struct ofs_upper *up) {
+    for (size_t i = 0; i < up->ndoomed; i++) {
         char dn[32];
-        data_name(n->id, dn);
+        data_name(up->doomed[i], dn);
         unlinkat(up->dfd, dn, 0);
     }
+    up->ndoomed = 0;
 }
 
 void ofs_upper_remove(struct ofs_upper *up, struct unode *n) {
@@ -434,6 +452,7 @@ int ofs_upper_flush(struct ofs_upper *up) {
         goto out;
     }
     up->dirty = 0;
+    delete_doomed(up);
     rc = 0;
 out:
     if (fd >= 0) close(fd);
@@ -673,6 +692,7 @@ int ofs_upper_close(struct ofs_upper *up, char *err, size_t errlen) {
     if (e) rc = fail(err, errlen, OFS_ERR_IO, "%s/index: cannot write: %s", up->dir, strerror(-e));
     ofs_upper_free_tree(up->root);
     close(up->dfd);
+    free(up->doomed);
     free(up->dir);
     free(up);
     return rc;

@@ -40,6 +40,10 @@ struct ofs_upper {
     struct unode *root;
     uint64_t next_id;
     int dirty;
+    /* Data files of removed files, deleted once an index without them is written (so a
+     * crash never leaves an index naming a missing data file). */
+    uint64_t *doomed;
+    size_t ndoomed, capdoomed;
 };
 
 /* Open (creating when absent) the layer in dir with the 16-byte master key; a new layer's
