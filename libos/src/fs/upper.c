@@ -464,7 +464,7 @@ out:
 int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, char *err,
                           size_t errlen) {
     const char *d = up->dir;
-    struct unode **nodes = NULL;
+    struct unode **nodes = NULL, **last = NULL; /* last: each node's last child so far */
     int rc = OFS_ERR_VERIFY;
     if (len < 16) return fail(err, errlen, rc, "%s/index: too short", d);
     uint64_t next_id = ofs_get_u64(p);
@@ -472,7 +472,12 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
     if (count == 0 || ofs_get_u32(p + 12) != 0 || count > (len - 16) / NODE_HDR)
         return fail(err, errlen, rc, "%s/index: bad node count", d);
     nodes = calloc(count, sizeof *nodes);
-    if (!nodes) return fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
+    last = calloc(count, sizeof *last);
+    if (!nodes || !last) {
+        free(nodes);
+        free(last);
+        return fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
+    }
     size_t pos = 16;
     uint32_t i;
     for (i = 0; i < count; i++) {
@@ -506,7 +511,14 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
                  ofs_get_u32(r + 44) == 0 &&
                  (type == OFS_T_FILE || type == OFS_T_SYMLINK || ofs_get_u64(r + 12) == 0) &&
                  ofs_get_u32(r + 36) < 1000000000u && (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
-        if (ok && !root && ofs_upper_child(nodes[parent], name, nl)) ok = 0;
+        /* Children come in strictly increasing name order (so no duplicates), which also
+         * keeps loading linear: each is appended after its predecessor. */
+        if (ok && !root && last[parent]) {
+            const char *prev = last[parent]->name;
+            size_t pl = strlen(prev);
+            int c = memcmp(prev, name, pl < nl ? pl : nl);
+            if (c > 0 || (c == 0 && pl >= nl)) ok = 0;
+        }
         if (!ok) {
             fail(err, errlen, rc, "%s/index: node %u is malformed", d, i);
             goto bad;
@@ -523,7 +535,12 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
         n->mtime_sec = (int64_t)ofs_get_u64(r + 28);
         n->mtime_nsec = ofs_get_u32(r + 36);
         nodes[i] = n;
-        if (!root) link_child(nodes[parent], n);
+        if (!root) {
+            n->parent = nodes[parent];
+            if (last[parent]) last[parent]->next = n;
+            else nodes[parent]->child = n;
+            last[parent] = n;
+        }
     }
     if (pos != len) {
         fail(err, errlen, rc, "%s/index: %zu trailing bytes", d, len - pos);
@@ -532,12 +549,14 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
     up->root = nodes[0];
     up->next_id = next_id;
     free(nodes);
+    free(last);
     return OFS_OK;
 bad:
     if (nodes && nodes[0]) ofs_upper_free_tree(nodes[0]);
     else if (nodes)
         for (uint32_t j = 0; j < i; j++) free_node(nodes[j]);
     free(nodes);
+    free(last);
     return rc;
 }
 
