@@ -244,8 +244,10 @@ static int flush_now(struct state *s) {
  * ago, in which case the flusher thread writes it within a second.  Without this, creating
  * n files would cost n index writes of O(n) bytes each. */
 static int flush(struct state *s) {
-    if (!s->up->dirty || ms_since(&s->last_flush) < FLUSH_INTERVAL_MS) return 0;
-    return flush_now(s);
+    /* A failed write is logged and retried by the flusher; the operation itself succeeded
+     * (its handle may already exist), so it is not failed after the fact. */
+    if (s->up->dirty && ms_since(&s->last_flush) >= FLUSH_INTERVAL_MS) flush_now(s);
+    return 0;
 }
 
 static void *flusher(void *arg) {
