@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -528,86 +529,93 @@ static ssize_t block_error(struct ofs_ifile *f, uint64_t b, const char *kind, co
     return -EIO;
 }
 
-/* A run of stored blocks to check (and decrypt or copy) into their destinations; split
- * between two threads by ofs_par_run, so each half keeps its own contexts and result. */
+/* A run of stored blocks to check (and decrypt or copy) into their destinations, shared
+ * by the caller and the worker thread (ofs_par_run); each keeps its own contexts and its
+ * first failure. */
 struct run_job {
     struct ofs_ifile *f;
     const uint8_t *raw; /* stored blocks b0 .. b0 + n - 1, `stride` apart */
     uint64_t b0;
     size_t stride;
     uint8_t *const *dst; /* plain destination of each block, NULL: check only */
-    uint64_t bad[2];     /* first failing block + 1 in each half (0: none) */
+    uint64_t bad[2];     /* lowest failing block + 1 seen by each thread (0: none) */
     const char *kind[2];
-    size_t mid;
+    atomic_int failed;   /* stop claiming once a block failed */
 };
 
-static void run_blocks(void *arg, size_t lo, size_t hi) {
+static void run_blocks(void *arg, struct ofs_par *p, int who) {
     struct run_job *j = arg;
-    const int half = lo >= j->mid && lo > 0;
     const int enc = j->f->img->encrypted;
     const struct ofs_entry *e = j->f->e;
     EVP_MD_CTX *md = md_ctx_new();
     EVP_CIPHER_CTX *cc = enc ? EVP_CIPHER_CTX_new() : NULL;
     uint8_t leaf[32];
+    size_t lo, hi;
+    const char *kind = NULL;
+    uint64_t bad = 0;
     if (!md || (enc && (!cc || !EVP_DecryptInit_ex(cc, EVP_aes_128_gcm(), NULL, j->f->fkey, NULL)))) {
-        j->bad[half] = j->b0 + lo + 1;
-        j->kind[half] = "block-decrypt";
+        if (ofs_par_claim(p, &lo, &hi)) bad = j->b0 + lo + 1, kind = "block-decrypt";
         goto out;
     }
-    for (size_t k = lo; k < hi; k++) {
-        uint64_t b = j->b0 + k;
-        const uint8_t *s = j->raw + k * j->stride;
-        size_t slen = stored_len(j->f, b), plen = slen - (enc ? OFS_GCM_TAG : 0);
-        leaf_hash(md, s, slen, leaf);
-        if (ofs_memneq(leaf, j->f->leaves + 32 * b, 32)) {
-            j->bad[half] = b + 1;
-            j->kind[half] = "block-mismatch";
-            break;
-        }
-        uint8_t *dst = j->dst ? j->dst[k] : NULL;
-        if (!dst) continue;
-        if (!enc) {
-            memcpy(dst, s, plen);
-            continue;
-        }
-        uint8_t nonce[12], aad[16];
-        int outl = 0;
-        ofs_put_u64(nonce, b);
-        ofs_put_u32(nonce + 8, 0);
-        ofs_put_u64(aad, b);
-        ofs_put_u64(aad + 8, e->size);
-        if (!EVP_DecryptInit_ex(cc, NULL, NULL, NULL, nonce) ||
-            !EVP_DecryptUpdate(cc, NULL, &outl, aad, 16) ||
-            !EVP_DecryptUpdate(cc, dst, &outl, s, (int)plen) ||
-            !EVP_CIPHER_CTX_ctrl(cc, EVP_CTRL_GCM_SET_TAG, 16, (void *)(s + plen)) ||
-            EVP_DecryptFinal_ex(cc, dst + plen, &outl) <= 0) {
-            memset(dst, 0, plen); /* never hand out unauthenticated plaintext */
-            j->bad[half] = b + 1;
-            j->kind[half] = "block-decrypt";
-            break;
+    while (!bad && !atomic_load(&j->failed) && ofs_par_claim(p, &lo, &hi)) {
+        for (size_t k = lo; k < hi; k++) {
+            uint64_t b = j->b0 + k;
+            const uint8_t *s = j->raw + k * j->stride;
+            size_t slen = stored_len(j->f, b), plen = slen - (enc ? OFS_GCM_TAG : 0);
+            leaf_hash(md, s, slen, leaf);
+            if (ofs_memneq(leaf, j->f->leaves + 32 * b, 32)) {
+                bad = b + 1;
+                kind = "block-mismatch";
+                break;
+            }
+            uint8_t *dst = j->dst ? j->dst[k] : NULL;
+            if (!dst) continue;
+            if (!enc) {
+                memcpy(dst, s, plen);
+                continue;
+            }
+            uint8_t nonce[12], aad[16];
+            int outl = 0;
+            ofs_put_u64(nonce, b);
+            ofs_put_u32(nonce + 8, 0);
+            ofs_put_u64(aad, b);
+            ofs_put_u64(aad + 8, e->size);
+            if (!EVP_DecryptInit_ex(cc, NULL, NULL, NULL, nonce) ||
+                !EVP_DecryptUpdate(cc, NULL, &outl, aad, 16) ||
+                !EVP_DecryptUpdate(cc, dst, &outl, s, (int)plen) ||
+                !EVP_CIPHER_CTX_ctrl(cc, EVP_CTRL_GCM_SET_TAG, 16, (void *)(s + plen)) ||
+                EVP_DecryptFinal_ex(cc, dst + plen, &outl) <= 0) {
+                memset(dst, 0, plen); /* never hand out unauthenticated plaintext */
+                bad = b + 1;
+                kind = "block-decrypt";
+                break;
+            }
         }
     }
 out:
+    if (bad) atomic_store(&j->failed, 1);
+    j->bad[who] = bad;
+    j->kind[who] = kind;
     EVP_CIPHER_CTX_free(cc);
     EVP_MD_CTX_free(md);
 }
 
 /* Blocks: below this a second thread costs more than it saves (-DPAR_MIN=<huge> builds a
- * serial reader, for comparison). */
+ * serial reader, for comparison).  PAR_CHUNK: blocks claimed at a time. */
 #ifndef PAR_MIN
 #define PAR_MIN 8
 #endif
+#define PAR_CHUNK 4
 
 static ssize_t do_run(struct run_job *j, size_t n, char *err, size_t errlen) {
-    j->mid = n / 2;
-    ofs_par_run(run_blocks, j, n, PAR_MIN);
-    for (int h = 0; h < 2; h++)
-        if (j->bad[h])
-            return block_error(j->f, j->bad[h] - 1, j->kind[h],
-                               strcmp(j->kind[h], "block-mismatch") ? "does not decrypt"
-                                                                     : "fails verification",
-                               err, errlen);
-    return 0;
+    atomic_init(&j->failed, 0);
+    ofs_par_run(run_blocks, j, n, PAR_CHUNK, PAR_MIN);
+    int w = j->bad[0] && (!j->bad[1] || j->bad[0] < j->bad[1]) ? 0 : 1;
+    if (!j->bad[w]) return 0;
+    return block_error(j->f, j->bad[w] - 1, j->kind[w],
+                       strcmp(j->kind[w], "block-mismatch") ? "does not decrypt"
+                                                             : "fails verification",
+                       err, errlen);
 }
 
 ssize_t ofs_ifile_read(struct ofs_ifile *f, void *buf, size_t len, uint64_t off, char *err,
