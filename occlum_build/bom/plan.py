@@ -137,11 +137,11 @@ class Planner:
             for c in t.copy:
                 fromdir = self.workspace
                 if c.from_ is not None:
-                    fromdir = os.path.join(self.workspace, self.x(c.from_))
+                    fromdir = os.path.normpath(os.path.join(self.workspace, self.x(c.from_)))
                     _stat_source(fromdir, c.from_, True)
                 for d in c.dirs or ():
                     rel = self.x(d)
-                    src = os.path.join(fromdir, rel)
+                    src = os.path.normpath(os.path.join(fromdir, rel))
                     _stat_source(src, d, True)
                     ops.copydirs.append(Op("copydir", tdest, os.path.normpath(src), d.where,
                                            contents=rel.endswith("/"), excludes=excludes))
@@ -161,7 +161,7 @@ class Planner:
 
     def _file_op(self, f: FileSpec, fromdir: str, tdest: str) -> Op:
         name = self.x(f.name)
-        src = os.path.join(fromdir, name)
+        src = os.path.normpath(os.path.join(fromdir, name))
         st = _stat_source(src, f.name, False)
         if not stat.S_ISREG(st.st_mode):
             raise BomError(f"{src} is not a regular file", where=f.name.where)
