@@ -1,4 +1,4 @@
-"""ELF dependency resolution with pyelftools, without running the loader.
+"""ELF dependency resolution without running the loader (files read by elfread: pyelftools + a fast path).
 
 Occlum runs ``LD_LIBRARY_PATH=<config dirs> <loader> --list <file>`` once per ELF.  This module
 reproduces what that command reports by reading the ELF files themselves and following the
@@ -24,17 +24,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from ..errors import BomError
+from .elfread import ElfInfo, NotElf, read_elf
 from .loaders import GLIBC, MUSL, Loader, LoaderConfig, load_loader_config
-
-ELF_MAGIC = b"\x7fELF"
-DF_1_NODEFLIB = 0x800
 
 # Debian 12 x86_64 facts used for $LIB / $PLATFORM and the loaders' built-in paths.
 GLIBC_DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib")
@@ -44,78 +40,6 @@ DST_LIB = "lib/x86_64-linux-gnu"
 DST_PLATFORM = "x86_64"
 _MUSL_RESERVED = frozenset(("c", "pthread", "rt", "m", "dl", "util", "xnet"))
 _DST = re.compile(r"\$(\{(ORIGIN|LIB|PLATFORM)\}|(ORIGIN|LIB|PLATFORM)(?![A-Za-z0-9_]))")
-
-
-class NotElf(Exception):
-    """The file is not an ELF file (no magic)."""
-
-
-@dataclass(frozen=True)
-class ElfInfo:
-    """What the loader reads from one ELF file."""
-
-    path: str
-    elfclass: int
-    machine: str
-    etype: str
-    interp: str | None
-    needed: tuple[str, ...]
-    soname: str | None
-    rpath: tuple[str, ...]
-    runpath: tuple[str, ...]
-    has_runpath: bool
-    nodeflib: bool
-
-    @property
-    def loadable(self) -> bool:
-        return self.etype in ("ET_DYN", "ET_EXEC")
-
-
-def read_elf(path: str) -> ElfInfo:
-    """Parse the parts of an ELF file the loader needs; NotElf if it is no ELF at all."""
-    with open(path, "rb") as f:
-        if f.read(4) != ELF_MAGIC:
-            raise NotElf(path)
-        f.seek(0)
-        try:
-            elf = ELFFile(f)
-            interp = None
-            needed: list[str] = []
-            soname = None
-            rpath: list[str] = []
-            runpath: list[str] = []
-            has_runpath = False
-            nodeflib = False
-            for seg in elf.iter_segments():
-                t = seg["p_type"]
-                if t == "PT_INTERP":
-                    interp = seg.get_interp_name()
-                elif t == "PT_DYNAMIC":
-                    for tag in seg.iter_tags():
-                        d = tag.entry.d_tag
-                        if d == "DT_NEEDED":
-                            needed.append(tag.needed)
-                        elif d == "DT_SONAME":
-                            soname = tag.soname
-                        elif d == "DT_RPATH":
-                            rpath.extend(tag.rpath.split(":"))
-                        elif d == "DT_RUNPATH":
-                            has_runpath = True
-                            runpath.extend(tag.runpath.split(":"))
-                        elif d == "DT_FLAGS_1":
-                            nodeflib = bool(tag.entry.d_val & DF_1_NODEFLIB)
-            return ElfInfo(path, elf.elfclass, elf["e_machine"], elf["e_type"], interp, tuple(needed),
-                           soname, tuple(rpath), tuple(runpath), has_runpath, nodeflib)
-        except (ELFError, ValueError, KeyError, AttributeError, UnicodeDecodeError) as e:
-            raise BomError(f"malformed ELF file ({e}); fix it or set autodep: false", where=path) from None
-
-
-def is_elf(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == ELF_MAGIC
-    except OSError:
-        return False
 
 
 @dataclass
@@ -161,7 +85,7 @@ class Resolver:
     def __init__(self, config: LoaderConfig | None = None):
         self.config = config if config is not None else load_loader_config()
         self._info: dict[str, ElfInfo | None] = {}
-        self._listing: dict[str, frozenset[str]] = {}
+        self._stat: dict[str, os.stat_result | None] = {}
         self._ld_so_conf: tuple[str, ...] | None = None
         self._musl_path: dict[str, tuple[str, ...]] = {}
 
@@ -178,15 +102,24 @@ class Resolver:
             raise NotElf(path)
         return got
 
-    def _exists(self, d: str, name: str) -> bool:
-        names = self._listing.get(d)
-        if names is None:
-            try:
-                names = frozenset(os.listdir(d))
-            except OSError:
-                names = frozenset()
-            self._listing[d] = names
-        return name in names
+    def _lookup(self, path: str) -> os.stat_result | None:
+        """stat() of a candidate path, cached (None if the loader could not open it)."""
+        try:
+            return self._stat[path]
+        except KeyError:
+            pass
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except OSError:
+            st = None
+        self._stat[path] = st
+        return st
+
+    def _cands(self, dirs: Iterable[str], name: str) -> Iterator[str]:
+        for d in dirs:
+            p = f"{d}/{name}"
+            if self._lookup(p) is not None:
+                yield p
 
     def _try(self, path: str, want: ElfInfo) -> ElfInfo | None:
         """The ELF at ``path`` if the loader would accept it for an object like ``want``."""
@@ -284,7 +217,7 @@ class Resolver:
                              else name]
                 else:
                     dirs = self._glibc_dirs(obj, loader, defaults)
-                    cands = [f"{d}/{name}" for d in dirs if self._exists(d, name)]
+                    cands = self._cands(dirs, name)
                 found = self._first(cands, main.info, names, keys, name, obj)
                 if found is None:
                     names[name] = _Obj(name, "", None, obj)
@@ -337,7 +270,7 @@ class Resolver:
                         dirs.extend(o.rpath_dirs + o.runpath_dirs)
                         o = o.parent
                     dirs.extend(sys_path)
-                    cands = [f"{d}/{name}" for d in dict.fromkeys(dirs) if self._exists(d, name)]
+                    cands = self._cands(dict.fromkeys(dirs), name)
                 found = self._first(cands, main.info, names, keys, name, obj)
                 if found is None:
                     names[name] = _Obj(name, "", None, obj)
@@ -346,14 +279,16 @@ class Resolver:
                     queue.append(found)
                     res.libs.append(Dep(name, found.path))
 
-    def _first(self, cands: list[str], want: ElfInfo | None, names: dict[str, _Obj],
+    def _first(self, cands: Iterable[str], want: ElfInfo | None, names: dict[str, _Obj],
                keys: dict[tuple[int, int], _Obj], name: str, parent: _Obj) -> _Obj | None:
         assert want is not None
         for cand in cands:
             got = self._try(cand, want)
             if got is None:
                 continue
-            st = os.stat(cand)
+            st = self._lookup(cand)
+            if st is None:
+                continue
             key = (st.st_dev, st.st_ino)
             if key in keys:  # the same file under another name: the loader reuses it
                 names[name] = keys[key]

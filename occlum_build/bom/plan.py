@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import BomError, VerifyError
-from .elfdeps import NotElf, Resolution, Resolver, is_elf
+from .elfdeps import NotElf, Resolution, Resolver
+from .elfread import is_elf
 from .fscopy import Entry, walk_tree
 from .includes import expand
 from .loaders import Loader
