@@ -72,6 +72,8 @@ def compile_excludes(patterns: Sequence[str]) -> list[tuple[re.Pattern[str], boo
 
 
 def _excluded(rel: str, is_dir: bool, excludes: list[tuple[re.Pattern[str], bool]]) -> bool:
+    if not excludes:
+        return False
     for rx, dir_only in excludes:
         if (is_dir or not dir_only) and rx.match(rel):
             return True
@@ -169,6 +171,14 @@ class Writer:
         parent = os.path.dirname(dest)
         if parent in self._checked:
             return
+        up = os.path.dirname(parent)
+        if up in self._checked or up == self.root:
+            try:  # a plain dir below a checked one is inside the root: one lstat, no realpath
+                if stat.S_ISDIR(os.lstat(parent).st_mode):
+                    self._checked.add(parent)
+                    return
+            except OSError:
+                pass
         real = os.path.realpath(parent)
         if real != self.root_real and not real.startswith(self.root_real + os.sep):
             # name the first symlink on the way for the message
@@ -225,9 +235,11 @@ class Writer:
             raise OutputError(f"cannot create symlink: {e.strerror or e}", where=dest) from None
         return True
 
-    def file(self, src: str, st: os.stat_result, dest: str) -> str:
-        """Copy a regular file with rsync's quick check; 'copied', 'attrs' or 'same'."""
-        self.check_parent(dest)
+    def file(self, src: str, st: os.stat_result, dest: str, parent_ok: bool = False) -> str:
+        """Copy a regular file with rsync's quick check; 'copied', 'attrs' or 'same'.
+        ``parent_ok``: the caller has checked the destination dir already."""
+        if not parent_ok:
+            self.check_parent(dest)
         try:
             d = os.lstat(dest)
         except FileNotFoundError:

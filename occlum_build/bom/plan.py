@@ -224,7 +224,7 @@ class Planner:
                 for e in op.entries or ():
                     # Candidates: executables and *.so* files (reading every file's magic would
                     # dominate a no-change run); they are then checked for the ELF magic.
-                    if e.kind == "file" and (e.st.st_mode & 0o111 or ".so" in os.path.basename(e.rel)) \
+                    if e.kind == "file" and (e.st.st_mode & 0o111 or ".so" in e.rel.rpartition("/")[2]) \
                             and is_elf(e.src):
                         cands.append((e.src, op.where))
         if not cands:
@@ -240,12 +240,15 @@ class Planner:
                 infos.append((src, where, info))
         hint = _common_loader(self.resolver, [i for _, _, i in infos])
         planned = {op.dest for bo in plan.boms for op in bo.copyfiles + bo.libs}
+        real: dict[str, str] = {}
         for src, where, _ in infos:
             res = self.resolver.resolve(src, hint)
             for name in res.missing:
                 self.warn(f"library {name} needed by {src} (in a copied dir, {where}) was not found")
             for op in self._lib_ops(res, where):
-                if any(os.path.realpath(op.src).startswith(p) for p in copied_srcs):
+                if op.src not in real:
+                    real[op.src] = os.path.realpath(op.src)
+                if any(real[op.src].startswith(p) for p in copied_srcs):
                     continue  # copied with its dir already
                 if op.dest not in planned:
                     planned.add(op.dest)

@@ -94,8 +94,10 @@ class _Exec:
             self.r.links_created += 1
             self.did(f"ln -s {target} {dest}")
 
-    def file(self, src: str, st: os.stat_result, dest: str) -> None:
-        self.mkdir(os.path.dirname(dest))
+    def file(self, src: str, st: os.stat_result, dest: str, parent_ok: bool = False) -> None:
+        """Copy one file; ``parent_ok``: its dir was just made/checked by the dir copy."""
+        if not parent_ok:
+            self.mkdir(os.path.dirname(dest))
         if self.dry:
             try:
                 d = os.lstat(dest)
@@ -110,7 +112,7 @@ class _Exec:
                 self.r.bytes_copied += st.st_size
                 self.did(f"copy {src} -> {dest}")
             return
-        what = self.w.file(src, st, dest)
+        what = self.w.file(src, st, dest, parent_ok)
         if what == "copied":
             self.r.files_copied += 1
             self.r.bytes_copied += st.st_size
@@ -133,7 +135,7 @@ class _Exec:
                 self.mkdir(dest, e.st.st_mode & 0o7777)
                 dirs.append((dest, e))
             elif e.kind == "file":
-                self.file(e.src, e.st, dest)
+                self.file(e.src, e.st, dest, parent_ok=True)
             elif e.kind == "link":
                 assert e.link is not None
                 self.link(e.link, dest, e.st)

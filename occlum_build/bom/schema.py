@@ -22,6 +22,7 @@ _STR_TAGS = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,200
 _BOOL_TRUE = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"}
 _NULL = "tag:yaml.org,2002:null"
 _HASH_RE = re.compile(r"^[0-9A-Fa-f]{64}$")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml keeps marks too, ~5x faster
 
 
 class Text(str):
@@ -220,7 +221,7 @@ def parse_bom(text: str, path: str | os.PathLike[str]) -> BomSpec:
     p = Path(path)
     ctx = _Ctx(str(p))
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
