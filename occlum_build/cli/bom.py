@@ -41,11 +41,8 @@ def build_parser() -> Parser:
 def _run(args: argparse.Namespace) -> int:
     from ..bom import copy_bom
 
-    report = copy_bom(args.file, args.root, include_dirs=args.include_dir, dry_run=args.dry_run)
-    if not report.changed or args.dry_run:
-        # the summary is also logged at info level; make sure it shows at the default level
-        pass
-    return 0
+    copy_bom(args.file, args.root, include_dirs=args.include_dir, dry_run=args.dry_run)
+    return 0  # the summary line is logged (info level) by copy_bom
 
 
 def main(argv: Sequence[str] | None = None) -> int:
