@@ -211,7 +211,8 @@ class Planner:
         except OSError as e:
             raise BomError(f"library {src} (needed by {needed_by}) cannot be read: {e.strerror}",
                            where=where) from None
-        dest = os.path.join(self.root, dest_abs.lstrip("/"))
+        # normpath: a library found via $ORIGIN/.. keeps its host place, never climbs out
+        dest = os.path.join(self.root, os.path.normpath("/" + dest_abs).lstrip("/"))
         return Op("lib", dest, src, where, st=st)
 
     def dir_autodep(self, plan: Plan) -> None:

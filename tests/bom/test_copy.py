@@ -267,3 +267,27 @@ def test_occlum_example_bom_reports_missing_include(tmp_path):
     r = run_cli("-f", str(ex), "--root", str(tmp_path / "image"))
     assert r.returncode == 2
     assert f"{ex}:4:5" in r.stderr and "java-11-alibaba-dragonwell.yaml" in r.stderr
+
+
+def test_runpath_library_lands_at_its_host_path(tmp_path):
+    """A library found through $ORIGIN/../lib (not in a loader dir) keeps its absolute host
+    path inside the root (Occlum's rule), normalized; system libraries go to the loader dir."""
+    import subprocess
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "a.c").write_text("int a(void) { return 0; }\n")
+    (tmp_path / "m.c").write_text("int a(void); int main(void) { return a(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,liba.so.1", "-o", str(tmp_path / "lib/liba.so.1"),
+                    str(tmp_path / "a.c")], check=True)
+    subprocess.run(["gcc", "-o", str(tmp_path / "bin/prog"), str(tmp_path / "m.c"),
+                    str(tmp_path / "lib/liba.so.1"), "-Wl,-rpath,$ORIGIN/../lib"], check=True)
+    bom = _bom(tmp_path, "targets:\n  - target: /bin\n    copy:\n      - files: [../bin/prog]\n")
+    root = tmp_path / "inst" / "image"
+    rep = copy_bom(bom, root)
+    dests = {d for _, d in rep.libraries}
+    assert f"{root}{tmp_path}/lib/liba.so.1" in dests
+    assert (root / str(tmp_path).lstrip("/") / "lib/liba.so.1").is_file()
+    assert f"{root}/lib/x86_64-linux-gnu/libc.so.6" in dests
+    assert f"{root}/lib64/ld-linux-x86-64.so.2" in dests
+    assert all(".." not in d for d in dests)
