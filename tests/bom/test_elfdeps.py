@@ -130,3 +130,19 @@ def test_loader_config_shipped_and_parsed():
     assert other.path == "/opt/x/ld-other.so"
     parsed = parse_loader_config("# comment\n\n/a/ld.so /b:/c/\n", "t")
     assert parsed.loaders[0].lib_dirs == ("/a", "/b", "/c")
+
+
+def test_musl_library_with_runpath_matches_musl_loader(tmp_path, resolver):
+    if not have("musl-gcc"):
+        pytest.skip("musl-gcc missing")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "a.c").write_text("int a(void) { return 0; }\n")
+    (tmp_path / "m.c").write_text("int a(void); int main(void) { return a(); }\n")
+    subprocess.run(["musl-gcc", "-shared", "-fPIC", "-Wl,-soname,liba.so", "-o",
+                    str(tmp_path / "lib/liba.so"), str(tmp_path / "a.c")], check=True)
+    prog = tmp_path / "prog"
+    subprocess.run(["musl-gcc", "-o", str(prog), str(tmp_path / "m.c"), str(tmp_path / "lib/liba.so"),
+                    "-Wl,-rpath,$ORIGIN/lib"], check=True)
+    got = ours(str(prog), resolver)
+    assert got == ld_list(str(prog), resolver)
+    assert ("liba.so", f"{tmp_path}/lib/liba.so") in got[0]
