@@ -7,7 +7,7 @@ Two readers give the same :class:`ElfInfo`:
   the dynamic entries and the string table with ``os.pread``.  pyelftools spends about 4 ms per
   file building its parsers, which would make us slower than running ``ld.so --list`` (Occlum's
   method); the fast path takes tens of microseconds.  Anything unexpected (big-endian, offsets
-  outside the file, no string table) falls back to pyelftools.  tests/bom/test_elfread.py
+  outside the file, no string table) falls back to pyelftools.  tests/bom/test_bom_elfread.py
   checks that both agree on every ELF file in the system library dirs.
 """
 
