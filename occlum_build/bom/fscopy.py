@@ -208,6 +208,7 @@ class Writer:
             if os.path.lexists(dest) and not os.path.isdir(dest):
                 raise BomError(f"cannot create directory {dest}: a file is in the way")
             os.mkdir(dest, mode)
+            os.chmod(dest, mode)  # not umask-dependent: the image must not vary with umask
         except FileExistsError:
             return created
         except OSError as e:
@@ -283,11 +284,15 @@ class Writer:
             raise OutputError(f"cannot create special file: {e.strerror or e}", where=dest) from None
         return True
 
-    def dir_attrs(self, dest: str, st: os.stat_result) -> None:
+    def dir_attrs(self, dest: str, st: os.stat_result) -> bool:
+        """Give a copied dir its source's mode, owner and mtime; True if mode/owner changed
+        (a changed mtime alone is the trace of files just copied into it)."""
         try:
             d = os.stat(dest)
-            if _attrs_differ(d, st) or d.st_mtime_ns != st.st_mtime_ns:
+            differ = _attrs_differ(d, st)
+            if differ or d.st_mtime_ns != st.st_mtime_ns:
                 _set_attrs(dest, st)
+            return differ
         except OSError as e:
             raise OutputError(f"cannot set attributes: {e.strerror or e}", where=dest) from None
 

@@ -145,7 +145,9 @@ class _Exec:
                 self.did(f"mknod {dest}")
         if not self.dry:
             for dest, e in reversed(dirs):  # rsync sets dir times after filling them
-                self.w.dir_attrs(dest, e.st)
+                if self.w.dir_attrs(dest, e.st):
+                    self.r.attrs_updated += 1
+                    self.did(f"set mode/owner of {dest} from {e.src}")
 
 
 def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,

@@ -291,3 +291,31 @@ def test_runpath_library_lands_at_its_host_path(tmp_path):
     assert f"{root}/lib/x86_64-linux-gnu/libc.so.6" in dests
     assert f"{root}/lib64/ld-linux-x86-64.so.2" in dests
     assert all(".." not in d for d in dests)
+
+
+def test_modes_do_not_depend_on_umask(tmp_path):
+    _src_tree(tmp_path)
+    bom = _bom(tmp_path, DIR_BOM + "    mkdirs: [made/deeper]\n")
+    trees = []
+    for umask in (0o022, 0o077):
+        old = os.umask(umask)
+        try:
+            root = tmp_path / f"inst{umask:o}" / "image"
+            copy_bom(bom, root)
+        finally:
+            os.umask(old)
+        trees.append({p.relative_to(root).as_posix(): stat.S_IMODE(p.lstat().st_mode)
+                      for p in root.rglob("*") if not p.is_symlink()})
+    assert trees[0] == trees[1]
+    assert trees[0]["opt/made/deeper"] == 0o755
+
+
+def test_dir_mode_change_is_reported(tmp_path):
+    app = _src_tree(tmp_path)
+    root = tmp_path / "inst" / "image"
+    bom = _bom(tmp_path, DIR_BOM)
+    copy_bom(bom, root)
+    (app / "conf").chmod(0o700)
+    rep = copy_bom(bom, root)
+    assert rep.attrs_updated == 1 and rep.changed
+    assert stat.S_IMODE((root / "opt/app/conf").stat().st_mode) == 0o700
