@@ -12,6 +12,7 @@ destination directory and renamed, so an interrupted run never leaves a half-wri
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from ..errors import BomError, OutputError
 
 _IS_ROOT = os.geteuid() == 0
+_BY_NAME = operator.attrgetter("name")
 
 
 @dataclass(slots=True)
@@ -115,7 +117,8 @@ def walk_tree(src: str, contents: bool, excludes: Sequence[str],
 def _walk(d: str, rel: str, xrel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[Entry],
           warn: Callable[[str], None], seen: frozenset[tuple[int, int]] = frozenset()) -> None:
     try:
-        it = sorted(os.scandir(d), key=lambda e: e.name)
+        with os.scandir(d) as sd:
+            it = sorted(sd, key=_BY_NAME)
     except OSError as e:
         raise BomError(f"cannot read directory: {e.strerror or e}", where=d) from None
     for e in it:
@@ -249,7 +252,7 @@ class Writer:
             raise OutputError(f"cannot stat: {e.strerror or e}", where=dest) from None
         if d is not None and stat.S_ISREG(d.st_mode) and d.st_size == st.st_size \
                 and d.st_mtime_ns == st.st_mtime_ns:
-            if _attrs_differ(d, st):
+            if attrs_differ(d, st):
                 _set_attrs(dest, st)
                 return "attrs"
             return "same"
@@ -289,7 +292,7 @@ class Writer:
         (a changed mtime alone is the trace of files just copied into it)."""
         try:
             d = os.stat(dest)
-            differ = _attrs_differ(d, st)
+            differ = attrs_differ(d, st)
             if differ or d.st_mtime_ns != st.st_mtime_ns:
                 _set_attrs(dest, st)
             return differ
@@ -297,7 +300,7 @@ class Writer:
             raise OutputError(f"cannot set attributes: {e.strerror or e}", where=dest) from None
 
 
-def _attrs_differ(d: os.stat_result, st: os.stat_result) -> bool:
+def attrs_differ(d: os.stat_result, st: os.stat_result) -> bool:
     if stat.S_IMODE(d.st_mode) != stat.S_IMODE(st.st_mode):
         return True
     return _IS_ROOT and (d.st_uid != st.st_uid or d.st_gid != st.st_gid)

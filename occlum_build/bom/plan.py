@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from ..errors import BomError, VerifyError
 from .elfdeps import NotElf, Resolution, Resolver
-from .elfread import is_elf
 from .fscopy import Entry, walk_tree
 from .includes import expand
 from .loaders import Loader
@@ -225,8 +224,7 @@ class Planner:
                 for e in op.entries or ():
                     # Candidates: executables and *.so* files (reading every file's magic would
                     # dominate a no-change run); they are then checked for the ELF magic.
-                    if e.kind == "file" and (e.st.st_mode & 0o111 or ".so" in e.rel.rpartition("/")[2]) \
-                            and is_elf(e.src):
+                    if e.kind == "file" and (e.st.st_mode & 0o111 or ".so" in e.rel.rpartition("/")[2]):
                         cands.append((e.src, op.where))
         if not cands:
             return
@@ -234,7 +232,9 @@ class Planner:
         for src, where in cands:
             try:
                 info = self.resolver.info(src)
-            except (NotElf, BomError) as e:
+            except NotElf:
+                continue  # a script or data file
+            except (BomError, OSError) as e:
                 self.warn(f"{src}: {e}; its libraries are not resolved")
                 continue
             if info.loadable:

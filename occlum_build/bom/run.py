@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import log as oclog
 from .elfdeps import Resolver
-from .fscopy import Writer
+from .fscopy import Writer, attrs_differ
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -129,13 +130,24 @@ class _Exec:
         base = op.dest
         self.mkdir(base)
         dirs = []
+        lstat = os.lstat
         for e in op.entries or ():
-            dest = os.path.join(base, e.rel)
-            if e.kind == "dir":
+            dest = f"{base}/{e.rel}"
+            if e.kind == "file":
+                # the no-change case inline (it is most of a repeated run)
+                st = e.st
+                try:
+                    d = lstat(dest)
+                    if d.st_mtime_ns == st.st_mtime_ns and d.st_size == st.st_size and \
+                            stat.S_ISREG(d.st_mode) and not attrs_differ(d, st):
+                        self.r.up_to_date += 1
+                        continue
+                except OSError:
+                    pass
+                self.file(e.src, st, dest, parent_ok=True)
+            elif e.kind == "dir":
                 self.mkdir(dest, e.st.st_mode & 0o7777)
                 dirs.append((dest, e))
-            elif e.kind == "file":
-                self.file(e.src, e.st, dest, parent_ok=True)
             elif e.kind == "link":
                 assert e.link is not None
                 self.link(e.link, dest, e.st)
