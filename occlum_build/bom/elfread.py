@@ -98,7 +98,7 @@ def read_elf(path: str) -> ElfInfo:
             raise NotElf(path)
         try:
             return _fast(fd, path, head)
-        except (_Fallback, struct.error, UnicodeDecodeError, IndexError):
+        except (_Fallback, struct.error, UnicodeDecodeError, IndexError, ValueError):
             pass
     finally:
         os.close(fd)
@@ -172,21 +172,27 @@ def _fast(fd: int, path: str, head: bytes) -> ElfInfo:
             elif tag == DT_FLAGS_1:
                 nodeflib = bool(val & DF_1_NODEFLIB)
     strings = b""
-    if needed_off or soname_off is not None or rpath_off or runpath_off:
-        if strtab is None or strsz is None:
+    base = 0  # string-table offset of strings[0]
+    offs = needed_off + rpath_off + runpath_off + ([soname_off] if soname_off is not None else [])
+    if offs:
+        if strtab is None or strsz is None or max(offs) >= strsz:
             raise _Fallback
         for vaddr, filesz, off in loads:
             if vaddr <= strtab < vaddr + filesz:
-                strings = pread(strsz, strtab - vaddr + off)
+                table = strtab - vaddr + off
                 break
         else:
             raise _Fallback
-        if len(strings) != strsz:
-            raise _Fallback
+        # Read only the span holding the wanted strings (the table is mostly symbol names and
+        # can be hundreds of KiB), plus room for the last one; widen to the end if cut short.
+        base = min(offs)
+        strings = pread(min(max(offs) + 4096, strsz) - base, table + base)
+        if strings.find(b"\0", max(offs) - base) < 0:
+            strings = pread(strsz - base, table + base)
 
     def s(o: int) -> str:
-        end = strings.index(b"\0", o)
-        return strings[o:end].decode()
+        end = strings.index(b"\0", o - base)
+        return strings[o - base:end].decode()
 
     rpath = tuple(p for o in rpath_off for p in s(o).split(":"))
     runpath = tuple(p for o in runpath_off for p in s(o).split(":"))
