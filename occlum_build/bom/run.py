@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import log as oclog
+from ..errors import OcclumError
 from .elfdeps import Resolver
 from .fscopy import Writer, attrs_differ
 from .includes import collect_boms
@@ -162,6 +163,25 @@ class _Exec:
                     self.did(f"set mode/owner of {dest} from {e.src}")
 
 
+def _execute(ex: _Exec, plan: Plan, report: CopyReport) -> None:
+    for bo in plan.boms:
+        for op in bo.mkdirs:
+            ex.mkdir(op.dest)
+        for op in bo.links:
+            ex.link(op.src, op.dest)
+        for op in bo.copydirs:
+            ex.copydir(op)
+        for op in bo.copyfiles + bo.libs:
+            assert op.st is not None
+            if op.kind == "lib":
+                report.libraries.append((op.src, op.dest))
+            ex.file(op.src, op.st, op.dest)
+    for op in plan.dir_libs:
+        assert op.st is not None
+        report.libraries.append((op.src, op.dest))
+        ex.file(op.src, op.st, op.dest)
+
+
 def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
              include_dirs: Sequence[str | os.PathLike[str]] = (), dry_run: bool = False,
              loader_config: LoaderConfig | None = None, env: Mapping[str, str] | None = None,
@@ -193,21 +213,16 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
         log.debug("%s is not an empty directory before running copy_bom", planner.root)
 
     ex = _Exec(planner.root, dry_run, report)
-    for bo in plan.boms:
-        for op in bo.mkdirs:
-            ex.mkdir(op.dest)
-        for op in bo.links:
-            ex.link(op.src, op.dest)
-        for op in bo.copydirs:
-            ex.copydir(op)
-        for op in bo.copyfiles + bo.libs:
-            assert op.st is not None
-            if op.kind == "lib":
-                report.libraries.append((op.src, op.dest))
-            ex.file(op.src, op.st, op.dest)
-    for op in plan.dir_libs:
-        assert op.st is not None
-        report.libraries.append((op.src, op.dest))
-        ex.file(op.src, op.st, op.dest)
+    try:
+        _execute(ex, plan, report)
+    except OcclumError as e:
+        # Say how far the run got: every file before this one is complete, none half-written.
+        if report.changed:
+            e.message += (f" (before this failure: {report.files_copied} files, {report.links_created} "
+                          f"links, {report.dirs_created} dirs written, each complete; fix the cause "
+                          "and run again, only what is missing is copied)")
+        else:
+            e.message += " (nothing was written to the root)"
+        raise
     log.info("%s", report.summary())
     return report

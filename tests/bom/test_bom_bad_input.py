@@ -218,3 +218,20 @@ def test_bad_loader_config(tmp_path):
     cfg.write_text("relative/ld.so /lib\n")
     bom = _write(tmp_path, "targets:\n  - target: /bin\n    copy:\n      - files: [../hello]\n")
     _fails(tmp_path, bom, f"{cfg}:1", "absolute loader path", env={"OCCLUM_ELF_LOADER_CONFIG": str(cfg)})
+
+
+def test_failure_mid_run_reports_progress(tmp_path):
+    """The top bom copies a file to /data; the included bom (processed after it) wants a dir
+    there: the error says what was already written, and every written file is whole."""
+    (tmp_path / "payload").write_text("x" * 1000)
+    _write(tmp_path, "targets:\n  - target: /\n    mkdirs: [data/sub]\n", "inc.yaml")
+    bom = _write(tmp_path, "includes: [inc.yaml]\ntargets:\n  - target: /\n    copy:\n"
+                           "      - files:\n          - name: ../payload\n            rename: data\n")
+    root = tmp_path / "inst" / "image"
+    r = run_cli("-f", str(bom), "--root", str(root))
+    assert r.returncode == EXIT_USAGE
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(err) == 1 and "a file is in the way" in err[0]
+    assert "before this failure: 1 files" in err[0] and "run again" in err[0]
+    assert (root / "data").read_text() == "x" * 1000
+    assert not [p for p in root.rglob(".*copy_bom*")]  # no temporary leftovers
