@@ -77,9 +77,14 @@ class _Exec:
             self.w.check_parent(os.path.join(dest, "x"))
             return
         if self.dry:
-            self.w.check_parent(dest) if os.path.isdir(os.path.dirname(dest)) else None
+            if os.path.isdir(os.path.dirname(dest)):
+                self.w.check_parent(dest)
             self.r.dirs_created += 1
             self.did(f"mkdir -p {dest}")
+            up = os.path.dirname(dest)  # mkdir -p makes the parents too
+            while up.startswith(self.root) and up not in self._dirs:
+                self._dirs.add(up)
+                up = os.path.dirname(up)
             return
         if self.w.mkdir(dest, mode):
             self.r.dirs_created += 1
