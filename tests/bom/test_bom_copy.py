@@ -319,3 +319,17 @@ def test_dir_mode_change_is_reported(tmp_path):
     rep = copy_bom(bom, root)
     assert rep.attrs_updated == 1 and rep.changed
     assert stat.S_IMODE((root / "opt/app/conf").stat().st_mode) == 0o700
+
+
+def test_dry_run_predicts_the_real_run(tmp_path):
+    _src_tree(tmp_path)
+    build_hello(tmp_path / "hello", "gcc")
+    bom = _bom(tmp_path, "includes: [base.yaml]\n" + DIR_BOM + "  - target: /bin\n    copy:\n"
+               "      - files: [../hello]\n    createlinks:\n      - {src: hello, linkname: hi}\n")
+    root = tmp_path / "inst" / "image"
+    dry = copy_bom(bom, root, dry_run=True)
+    real = copy_bom(bom, root)
+    assert dry.changed and dry.operations == real.operations
+    for f in ("files_copied", "bytes_copied", "links_created", "dirs_created", "up_to_date"):
+        assert getattr(dry, f) == getattr(real, f), f
+    assert dry.libraries == real.libraries and len(real.libraries) >= 2
