@@ -137,13 +137,13 @@ def _text(ctx: _Ctx, node: Node, jpath: str, what: str = "a string") -> Text:
     return Text(node.value, ctx.where(node, jpath))
 
 
-def _texts(ctx: _Ctx, node: Node | None, jpath: str, what: str) -> list[Text]:
+def _texts(ctx: _Ctx, node: Node | None, jpath: str, what: str, one: str) -> list[Text]:
+    """A list of strings; ``what`` names the list, ``one`` an item (for messages)."""
     if node is None:
         return []
     if not isinstance(node, SequenceNode):
         raise ctx.fail(node, jpath, f"expected a list of {what}, got {_kind(node)}")
-    return [_text(ctx, n, f"{jpath}[{i}]", what[:-1] if what.endswith("s") else what)
-            for i, n in enumerate(node.value)]
+    return [_text(ctx, n, f"{jpath}[{i}]", one) for i, n in enumerate(node.value)]
 
 
 def _seq(ctx: _Ctx, node: Node | None, jpath: str, what: str) -> list[Node]:
@@ -186,7 +186,7 @@ def _copy(ctx: _Ctx, node: Node, jpath: str) -> CopySpec:
     fl = _present(m, "files")
     spec = CopySpec(
         _text(ctx, f, f"{jpath}.from", "a directory") if f is not None else None,
-        _texts(ctx, d, f"{jpath}.dirs", "directories") if d is not None else None,
+        _texts(ctx, d, f"{jpath}.dirs", "directories", "a directory") if d is not None else None,
         [_file(ctx, n, f"{jpath}.files[{i}]") for i, n in enumerate(_seq(ctx, fl, f"{jpath}.files", "files"))]
         if fl is not None else None,
         ctx.where(node, jpath),
@@ -202,7 +202,7 @@ def _target(ctx: _Ctx, node: Node, jpath: str) -> TargetSpec:
         raise ctx.fail(node, jpath, "target entry needs 'target' (the destination dir in the image)")
     t = TargetSpec(_text(ctx, m["target"], f"{jpath}.target", "a destination path"),
                    where=ctx.where(node, jpath))
-    t.mkdirs = _texts(ctx, _present(m, "mkdirs"), f"{jpath}.mkdirs", "directory names")
+    t.mkdirs = _texts(ctx, _present(m, "mkdirs"), f"{jpath}.mkdirs", "directory names", "a directory name")
     for i, ln in enumerate(_seq(ctx, _present(m, "createlinks"), f"{jpath}.createlinks", "links")):
         lp = f"{jpath}.createlinks[{i}]"
         lm = _mapping(ctx, ln, lp, ("src", "linkname"), "a link")
@@ -232,8 +232,8 @@ def parse_bom(text: str, path: str | os.PathLike[str]) -> BomSpec:
     if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL):
         return bom
     m = _mapping(ctx, root, "", ("includes", "excludes", "targets"), "a bom")
-    bom.includes = _texts(ctx, _present(m, "includes"), "includes", "bom file names")
-    bom.excludes = _texts(ctx, _present(m, "excludes"), "excludes", "patterns")
+    bom.includes = _texts(ctx, _present(m, "includes"), "includes", "bom file names", "a bom file name")
+    bom.excludes = _texts(ctx, _present(m, "excludes"), "excludes", "patterns", "a pattern")
     bom.targets = [_target(ctx, n, f"targets[{i}]")
                    for i, n in enumerate(_seq(ctx, _present(m, "targets"), "targets", "targets"))]
     return bom
