@@ -98,24 +98,27 @@ def unsafe_link(rel: str, target: str) -> bool:
 
 
 def walk_tree(src: str, contents: bool, excludes: Sequence[str],
-              warn: Callable[[str], None]) -> list[Entry]:
+              warn: Callable[[str], None], skip: tuple[int, int] | None = None) -> list[Entry]:
     """Entries a dir copy of ``src`` writes, parents before children.  ``contents`` (a trailing
-    '/') copies what is inside ``src``; otherwise ``src``'s own name is the top of the result."""
+    '/') copies what is inside ``src``; otherwise ``src``'s own name is the top of the result.
+    ``skip`` (device, inode): a dir never entered, the destination root when it lies inside
+    ``src`` (rsync would copy the root into itself, one level deeper on every run)."""
     rx = compile_excludes(excludes)
     out: list[Entry] = []
     src = src.rstrip("/") or "/"
     st = os.stat(src)
     if contents:
-        _walk(src, "", "", rx, out, warn)
+        _walk(src, "", "", rx, out, warn, skip)
     else:
         top = os.path.basename(src)
         out.append(Entry(src, top, "dir", st))
-        _walk(src, top, top, rx, out, warn)
+        _walk(src, top, top, rx, out, warn, skip)
     return out
 
 
 def _walk(d: str, rel: str, xrel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[Entry],
-          warn: Callable[[str], None], seen: frozenset[tuple[int, int]] = frozenset()) -> None:
+          warn: Callable[[str], None], skip: tuple[int, int] | None,
+          seen: frozenset[tuple[int, int]] = frozenset()) -> None:
     try:
         with os.scandir(d) as sd:
             it = sorted(sd, key=_BY_NAME)
@@ -146,11 +149,14 @@ def _walk(d: str, rel: str, xrel: str, rx: list[tuple[re.Pattern[str], bool]], o
             if _excluded(xr, True, rx):
                 continue
             key = (st.st_dev, st.st_ino)
+            if key == skip:
+                warn(f"{e.path} is the destination root; not copied into itself")
+                continue
             if key in seen:
                 warn(f"{e.path}: symlink loop; skipped")
                 continue
             out.append(Entry(e.path, r, "dir", st))
-            _walk(e.path, r, xr, rx, out, warn, seen | {key})
+            _walk(e.path, r, xr, rx, out, warn, skip, seen | {key})
         elif _excluded(xr, False, rx):
             continue
         elif stat.S_ISREG(mode):

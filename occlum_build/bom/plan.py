@@ -154,8 +154,13 @@ class Planner:
                     assert c.from_ is not None
                     ops.copydirs.append(Op("copydir", tdest, os.path.normpath(fromdir), c.from_.where,
                                            contents=True, excludes=excludes))
+        try:
+            rst = os.stat(self.root)
+            root_key: tuple[int, int] | None = (rst.st_dev, rst.st_ino)
+        except OSError:
+            root_key = None
         for op in ops.copydirs:
-            op.entries = walk_tree(op.src, op.contents, op.excludes, self.warn)
+            op.entries = walk_tree(op.src, op.contents, op.excludes, self.warn, root_key)
         ops.libs = self._autodep_files(autodep)
         return ops
 

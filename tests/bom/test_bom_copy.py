@@ -333,3 +333,17 @@ def test_dry_run_predicts_the_real_run(tmp_path):
     for f in ("files_copied", "bytes_copied", "links_created", "dirs_created", "up_to_date"):
         assert getattr(dry, f) == getattr(real, f), f
     assert dry.libraries == real.libraries and len(real.libraries) >= 2
+
+
+def test_root_inside_copied_dir_is_not_copied_into_itself(tmp_path):
+    """`from: .` without dirs/files copies the whole instance dir, which holds the root."""
+    inst = tmp_path / "inst"
+    inst.mkdir()
+    (inst / "Occlum.json").write_text("{}")
+    bom = _bom(tmp_path, "targets:\n  - target: /inst_copy\n    copy:\n      - from: .\n")
+    root = inst / "image"
+    copy_bom(bom, root)
+    rep = copy_bom(bom, root)
+    assert (root / "inst_copy/Occlum.json").is_file()
+    assert not (root / "inst_copy/image").exists()
+    assert any("not copied into itself" in w for w in rep.warnings)
