@@ -347,3 +347,13 @@ def test_root_inside_copied_dir_is_not_copied_into_itself(tmp_path):
     assert (root / "inst_copy/Occlum.json").is_file()
     assert not (root / "inst_copy/image").exists()
     assert any("not copied into itself" in w for w in rep.warnings)
+
+
+def test_autodep_false_copies_no_libraries(tmp_path):
+    build_hello(tmp_path / "hello", "gcc")
+    bom = _bom(tmp_path, "targets:\n  - target: /bin\n    copy:\n      - files:\n"
+                         "          - {name: ../hello, autodep: false}\n")
+    root = tmp_path / "inst" / "image"
+    rep = copy_bom(bom, root)
+    assert rep.libraries == [] and rep.files_copied == 1
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["bin", "bin/hello"]
