@@ -357,3 +357,24 @@ def test_autodep_false_copies_no_libraries(tmp_path):
     rep = copy_bom(bom, root)
     assert rep.libraries == [] and rep.files_copied == 1
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["bin", "bin/hello"]
+
+
+def test_missing_library_in_dirs_entry_is_a_warning(tmp_path):
+    import subprocess
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (tmp_path / "g.c").write_text("int g(void) { return 0; }\n")
+    (tmp_path / "m.c").write_text("int g(void); int main(void) { return g(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libgonex.so"), str(tmp_path / "g.c")],
+                   check=True)
+    subprocess.run(["gcc", "-o", str(app / "prog"), str(tmp_path / "m.c"), f"-L{tmp_path}", "-lgonex"],
+                   check=True)
+    (tmp_path / "libgonex.so").unlink()
+    bom = _bom(tmp_path, "targets:\n  - target: /opt\n    copy:\n      - dirs: [../app]\n")
+    (tmp_path / "inst").mkdir()
+    r = run_cli("-f", str(bom), "--root", "image", cwd=tmp_path / "inst")
+    assert r.returncode == 0, r.stderr
+    assert "Warning: library libgonex.so needed by" in r.stderr
+    image = tmp_path / "inst" / "image"
+    assert (image / "opt/app/prog").is_file() and (image / "lib/x86_64-linux-gnu/libc.so.6").is_file()
