@@ -187,3 +187,18 @@ def test_benchmark_boms_fio_sysbench_iperf3_sqlite(tmp_path):
     assert ipf.returncode == 0 and "iperf" in ipf.stdout, ipf.stderr
     sq = chroot(image, "/bin/sqlite3", ":memory:", "select 6*7;")
     assert sq.stdout == "42\n", sq.stderr
+
+
+@pytest.mark.slow
+def test_shipped_python3_template(tmp_path):
+    """bom/python3.yaml (Debian's python3 + stdlib) included by an app bom, run under chroot."""
+    inst, image = _instance(tmp_path)
+    (tmp_path / "app.py").write_text("import json, sqlite3, ssl, sys\n"
+                                     "print(json.dumps(sys.version_info[:2]))\n")
+    (tmp_path / "app.yaml").write_text("includes: [base.yaml, python3.yaml]\ntargets:\n  - target: /\n"
+                                       "    copy:\n      - files: [../app.py]\n")
+    r = run_cli("-f", "../app.yaml", "--root", "image", cwd=inst)
+    assert r.returncode == 0, r.stderr
+    out = chroot(image, "/bin/python3", "/app.py")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[3, 11]\n"
