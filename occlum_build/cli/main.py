@@ -10,7 +10,7 @@ from .. import __version__
 from .common import Parser, main_with
 
 # Command modules; each exposes register(subparsers).  Add a module here to add commands.
-_MODULES = ("instance", "print")
+_MODULES = ("instance", "print", "signkey")
 
 USAGE_EPILOG = """\
 commands (as in the Occlum manual):
