@@ -48,10 +48,13 @@ EEXTEND_TAG = b"EEXTEND\0"
 _EXT_PAGE = RECORD_SIZE + (PAGE_SIZE // CHUNK_SIZE) * (RECORD_SIZE + CHUNK_SIZE)  # 5184 bytes per page
 
 # Template windows.  EADD-only: 4096 pages, so offset bytes 3..7 are constant in a window.
-# EADD+EEXTEND: 16 pages, so offset bytes 2..7 are constant.  Per window only the constant
-# bytes that changed are rewritten, with strided slice assignments (C loops).
+# EADD+EEXTEND: 256 pages (1 MB), so offset bytes 3..7 are constant and byte 2 is the page
+# index's high nibble ORed with the window's.  Per window only the bytes that changed are
+# rewritten, with strided slice assignments (C loops).
 _ADD_WINDOW = 4096
-_EXT_WINDOW = 16
+_EXT_WINDOW = 256
+_SMALL_EXT = 4  # runs this short are measured page by page
+_SMALL_ADD = 64
 
 
 def ecreate_record(ssa_frame_size: int, size: int) -> bytes:
@@ -135,6 +138,14 @@ class Measurement:
         self._check(offset, count, flags)
         if not 0 <= fill <= 255:
             raise ValueError("fill must be a byte value")
+        if count <= (_SMALL_EXT if extend else _SMALL_ADD):  # cheaper than repositioning a window
+            if extend:
+                page = bytes((fill,)) * PAGE_SIZE
+                for k in range(count):
+                    self.add_page(offset + k * PAGE_SIZE, flags, page)
+            else:
+                self._update(b"".join(eadd_record(offset + k * PAGE_SIZE, flags) for k in range(count)))
+            return
         window, per_page, low = (_EXT_WINDOW, _EXT_PAGE, 2) if extend else (_ADD_WINDOW, RECORD_SIZE, 3)
         tpl = self._template(extend, flags, fill)
         first = offset // PAGE_SIZE
@@ -161,38 +172,62 @@ class Measurement:
         return self._h.digest()
 
 
+_WINDOW_CACHE: dict[tuple[bool, int, int], bytes] = {}
+
+
 class _Window:
     """The record stream of one window of identical pages, with mutable high offset bytes.
 
     ``fields`` lists the offset fields as arithmetic progressions (first byte, stride, count);
-    the low ``low`` bytes of each field are set once, the rest by :meth:`set_high`.
+    the low ``low`` bytes of each field are set once, the rest by :meth:`set_high`.  The initial
+    bytes are built once per process (module cache) and copied per Measurement.
     """
 
     def __init__(self, extend: bool, flags: int, fill: int):
-        buf = bytearray()
+        step = RECORD_SIZE + CHUNK_SIZE
         if extend:
             self.low = 2
-            chunk = bytes([fill]) * CHUNK_SIZE
-            for j in range(_EXT_WINDOW):
-                buf += eadd_record(j * PAGE_SIZE, flags)
-                for c in range(0, PAGE_SIZE, CHUNK_SIZE):
-                    buf += eextend_header(j * PAGE_SIZE + c) + chunk
-            step = RECORD_SIZE + CHUNK_SIZE
             self.fields = [(8, _EXT_PAGE, _EXT_WINDOW)] + [
                 (RECORD_SIZE + c * step + 8, _EXT_PAGE, _EXT_WINDOW) for c in range(PAGE_SIZE // CHUNK_SIZE)]
         else:
             self.low = 3
-            for j in range(_ADD_WINDOW):
-                buf += eadd_record(j * PAGE_SIZE, flags)
             self.fields = [(8, RECORD_SIZE, _ADD_WINDOW)]
-        self.buf = buf
-        self.view = memoryview(buf)
+        key = (extend, flags, fill)
+        initial = _WINDOW_CACHE.get(key)
+        if initial is None:
+            initial = _WINDOW_CACHE[key] = self._initial(extend, flags, fill)
+        self.buf = bytearray(initial)
+        self.view = memoryview(self.buf)
         self.high = bytes(8 - self.low)
+        # byte 2 of an EEXTEND window's offsets: page index >> 4, ORed with the window's bits
+        self._mixed: dict[int, bytes] = {0: bytes(j >> 4 for j in range(_EXT_WINDOW))} if extend else {}
+
+    @staticmethod
+    def _initial(extend: bool, flags: int, fill: int) -> bytes:
+        if not extend:
+            # one record repeated, then the low offset bytes (j << 12: bytes 1 and 2) per record
+            buf = bytearray(eadd_record(0, flags) * _ADD_WINDOW)
+            buf[9::RECORD_SIZE] = bytes(((j & 0xF) << 4) for j in range(_ADD_WINDOW))
+            buf[10::RECORD_SIZE] = bytes((j >> 4) for j in range(_ADD_WINDOW))
+            return bytes(buf)
+        buf = bytearray()
+        chunk = bytes([fill]) * CHUNK_SIZE
+        for j in range(_EXT_WINDOW):
+            buf += eadd_record(j * PAGE_SIZE, flags)
+            for c in range(0, PAGE_SIZE, CHUNK_SIZE):
+                buf += eextend_header(j * PAGE_SIZE + c) + chunk
+        return bytes(buf)
 
     def set_high(self, high: bytes) -> None:
         for i, (old, new) in enumerate(zip(self.high, high, strict=True)):
             if old != new:
+                if i == 0 and self._mixed:
+                    values = self._mixed.get(new)
+                    if values is None:
+                        values = self._mixed[new] = bytes(x | new for x in self._mixed[0])
+                else:
+                    values = bytes((new,)) * self.fields[0][2]
                 for start, stride, count in self.fields:
                     s = start + self.low + i
-                    self.buf[s:s + stride * count:stride] = bytes((new,)) * count
+                    self.buf[s:s + stride * count:stride] = values
         self.high = high

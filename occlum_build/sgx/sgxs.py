@@ -61,24 +61,6 @@ def read_sgxs(data: bytes, where: str = "sgxs") -> SgxsStream:
         raise bad(0, str(e)) from None
     pages: list[SgxsPage] = []
     pos = RECORD_SIZE
-    current: SgxsPage | None = None
-
-    def flush() -> None:
-        # Replay the page in canonical order; chunks not extended are simply not measured.
-        if current is None:
-            return
-        if len(current.chunks) == PAGE_SIZE // CHUNK_SIZE and sorted(current.chunks) == list(current.chunks):
-            m.add_page(current.offset, current.flags, b"".join(current.chunks.values()))
-        else:
-            raise _Partial()
-
-    class _Partial(Exception):
-        pass
-
-    # The hash is taken over the file as is (the definition of the format); the replay through
-    # Measurement is a cross-check only for the common shape (pages fully extended in order, or
-    # not at all).
-    replay = True
     while pos < len(data):
         if len(data) - pos < RECORD_SIZE:
             raise bad(pos, "truncated record")
@@ -91,20 +73,7 @@ def read_sgxs(data: bytes, where: str = "sgxs") -> SgxsStream:
                 raise bad(pos, f"EADD offset {off:#x} not above the previous page")
             if any(data[pos + 24:pos + 64]):
                 raise bad(pos, "EADD SECINFO reserved bytes are not zero")
-            if replay:
-                try:
-                    flush()
-                except _Partial:
-                    replay = False
-            flags = int.from_bytes(data[pos + 16:pos + 24], "little")
-            current = SgxsPage(off, flags)
-            pages.append(current)
-            if replay and not _extended_next(data, pos + RECORD_SIZE):
-                try:
-                    m.add_page(off, flags, extend=False)
-                except ValueError as e:
-                    raise bad(pos, str(e)) from None
-                current = None
+            pages.append(SgxsPage(off, int.from_bytes(data[pos + 16:pos + 24], "little")))
             pos += RECORD_SIZE
         elif tag == EEXTEND_TAG:
             if not pages or off // PAGE_SIZE * PAGE_SIZE != pages[-1].offset:
@@ -124,16 +93,19 @@ def read_sgxs(data: bytes, where: str = "sgxs") -> SgxsStream:
             raise bad(pos, "a second ECREATE record")
         else:
             raise bad(pos, f"unknown record tag {tag!r} (ESGXS records are not measured streams)")
-    if replay:
-        try:
-            flush()
-        except _Partial:
-            replay = False
     digest = hashlib.sha256(data).digest()
-    if replay and m.digest() != digest:
-        raise AssertionError("SGXS replay through Measurement disagrees with the file hash")
+    # The hash of the file is MRENCLAVE by definition.  Cross-check the measurement primitive
+    # when every page is either not extended or fully extended in order (the SDK's shapes).
+    full = list(range(0, PAGE_SIZE, CHUNK_SIZE))
+    if all(not p.chunks or list(p.chunks) == full for p in pages):
+        for p in pages:
+            try:
+                if p.chunks:
+                    m.add_page(p.offset, p.flags, b"".join(p.chunks.values()))
+                else:
+                    m.add_page(p.offset, p.flags, extend=False)
+            except ValueError as e:
+                raise OcclumError(f"page at {p.offset:#x}: {e}", where=where) from None
+        if m.digest() != digest:
+            raise AssertionError("SGXS replay through Measurement disagrees with the file hash")
     return SgxsStream(ssa, size, pages, digest)
-
-
-def _extended_next(data: bytes, pos: int) -> bool:
-    return data[pos:pos + 8] == EEXTEND_TAG
