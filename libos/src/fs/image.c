@@ -21,7 +21,7 @@
 
 #define HDR 64
 #define ENT 96
-#define EHDR 28 /* encrypted metadata header: magic, version, zero, nonce */
+#define EHDR 28               /* encrypted metadata header: magic, version, zero, nonce */
 #define MAX_META (1ull << 34) /* refuse absurd metadata sizes before allocating */
 
 static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
@@ -37,7 +37,8 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
 /* Printable form of a path for messages (non-printable bytes become '?'), truncated. */
 static const char *show(const char *p, size_t len, char buf[256]) {
     size_t n = len < 200 ? len : 200, i;
-    for (i = 0; i < n; i++) buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
+    for (i = 0; i < n; i++)
+        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
     if (n < len) memcpy(buf + n, "...", 3), n += 3;
     buf[n] = 0;
     return buf;
@@ -85,8 +86,10 @@ static const struct ofs_entry *search(const struct ofs_entry *es, uint32_t n, co
         uint32_t mid = lo + (hi - lo) / 2;
         int c = cmp_path(es[mid].path, es[mid].path_len, p, len);
         if (c == 0) return &es[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -98,30 +101,38 @@ static int decrypt_meta(const struct ofs_image *img, const uint8_t *s, size_t le
     const char *d = img->dir;
     if (!key)
         return fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: the image is encrypted but no image key was given (--image-key)", d);
+                    "%s/metadata: metadata-malformed: the image is encrypted but no image key was "
+                    "given (--image-key)",
+                    d);
     if (len < EHDR + OFS_GCM_TAG + HDR)
-        return fail(err, errlen, OFS_ERR_VERIFY, "%s/metadata: metadata-malformed: encrypted metadata too short", d);
+        return fail(err, errlen, OFS_ERR_VERIFY,
+                    "%s/metadata: metadata-malformed: encrypted metadata too short", d);
     if (ofs_get_u32(s + 8) != 1)
-        return fail(err, errlen, OFS_ERR_VERIFY, "%s/metadata: metadata-malformed: unknown version %u", d,
-                    ofs_get_u32(s + 8));
+        return fail(err, errlen, OFS_ERR_VERIFY,
+                    "%s/metadata: metadata-malformed: unknown version %u", d, ofs_get_u32(s + 8));
     if (!is_zero(s + 12, 4))
-        return fail(err, errlen, OFS_ERR_VERIFY, "%s/metadata: metadata-malformed: non-zero reserved bytes", d);
+        return fail(err, errlen, OFS_ERR_VERIFY,
+                    "%s/metadata: metadata-malformed: non-zero reserved bytes", d);
     uint8_t kmeta[16], knonce[32], nonce[32];
     size_t n = len - EHDR - OFS_GCM_TAG;
     uint8_t *p = malloc(n ? n : 1);
-    if (!p) return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
+    if (!p)
+        return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
     if (derive(key, "occlum-build image v1 metadata", kmeta, 16) ||
         derive(key, "occlum-build image v1 metadata-nonce", knonce, 32) ||
         ofs_gcm_decrypt(kmeta, s + 16, s, 16, s + EHDR, n, p, s + len - OFS_GCM_TAG)) {
         free(p);
         return fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-decrypt: the metadata does not decrypt: wrong image key", d);
+                    "%s/metadata: metadata-decrypt: the metadata does not decrypt: wrong image key",
+                    d);
     }
     ofs_hmac_sha256(knonce, 32, p, n, nonce);
     if (ofs_memneq(nonce, s + 16, 12)) {
         free(p);
         return fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: metadata nonce is not the one derived from its content", d);
+                    "%s/metadata: metadata-malformed: metadata nonce is not the one derived from "
+                    "its content",
+                    d);
     }
     *plain = p;
     *plen = n;
@@ -155,47 +166,59 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const u
         if (key)
             return fail(err, errlen, OFS_ERR_VERIFY,
                         "%s/metadata: metadata-malformed: an image key was given but the image is "
-                        "integrity-only", d);
+                        "integrity-only",
+                        d);
         p = malloc(len ? len : 1);
-        if (!p) return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
+        if (!p)
+            return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory",
+                        d);
         memcpy(p, s, len);
         plen = len;
     } else {
-        return fail(err, errlen, OFS_ERR_VERIFY, "%s/metadata: metadata-malformed: bad magic (not an image)", d);
+        return fail(err, errlen, OFS_ERR_VERIFY,
+                    "%s/metadata: metadata-malformed: bad magic (not an image)", d);
     }
     img->meta = p;
     img->meta_len = plen;
     img->encrypted = enc;
     if (key) memcpy(img->key, key, 16);
 
-#define REJECT(...)                                                        \
-    do {                                                                   \
-        rc = fail(err, errlen, OFS_ERR_VERIFY, __VA_ARGS__);               \
-        goto bad;                                                          \
+#define REJECT(...)                                                                                \
+    do {                                                                                           \
+        rc = fail(err, errlen, OFS_ERR_VERIFY, __VA_ARGS__);                                       \
+        goto bad;                                                                                  \
     } while (0)
 
-    if (plen < HDR) REJECT("%s/metadata: metadata-malformed: metadata too short (%zu bytes)", d, plen);
-    if (memcmp(p, "OCBIMG01", 8) != 0) REJECT("%s/metadata: metadata-malformed: bad magic in the metadata", d);
-    if (ofs_get_u32(p + 8) != 1) REJECT("%s/metadata: metadata-malformed: unknown version %u", d, ofs_get_u32(p + 8));
+    if (plen < HDR)
+        REJECT("%s/metadata: metadata-malformed: metadata too short (%zu bytes)", d, plen);
+    if (memcmp(p, "OCBIMG01", 8) != 0)
+        REJECT("%s/metadata: metadata-malformed: bad magic in the metadata", d);
+    if (ofs_get_u32(p + 8) != 1)
+        REJECT("%s/metadata: metadata-malformed: unknown version %u", d, ofs_get_u32(p + 8));
     uint32_t flags = ofs_get_u32(p + 12);
     if (flags & ~1u) REJECT("%s/metadata: metadata-malformed: unknown flag bits 0x%x", d, flags);
     if ((flags & 1u) != (uint32_t)enc)
-        REJECT("%s/metadata: metadata-malformed: encrypted flag does not match the metadata form", d);
+        REJECT("%s/metadata: metadata-malformed: encrypted flag does not match the metadata form",
+               d);
     if (ofs_get_u32(p + 16) != OFS_BLOCK)
-        REJECT("%s/metadata: metadata-malformed: unsupported block size %u", d, ofs_get_u32(p + 16));
+        REJECT("%s/metadata: metadata-malformed: unsupported block size %u", d,
+               ofs_get_u32(p + 16));
     uint32_t count = ofs_get_u32(p + 20);
     uint64_t strsz = ofs_get_u64(p + 24);
-    if (!is_zero(p + 32, 32)) REJECT("%s/metadata: metadata-malformed: non-zero reserved bytes in the header", d);
+    if (!is_zero(p + 32, 32))
+        REJECT("%s/metadata: metadata-malformed: non-zero reserved bytes in the header", d);
     if (count == 0) REJECT("%s/metadata: metadata-malformed: no root entry", d);
     uint64_t ents = (uint64_t)count * ENT;
     if (ents > plen - HDR || strsz != plen - HDR - ents)
-        REJECT("%s/metadata: metadata-malformed: size %zu does not match %u entries and a %llu-byte string table", d,
-               plen, count, (unsigned long long)strsz);
+        REJECT("%s/metadata: metadata-malformed: size %zu does not match %u entries and a "
+               "%llu-byte string table",
+               d, plen, count, (unsigned long long)strsz);
     const char *strtab = (const char *)p + HDR + ents;
 
     img->entries = calloc(count, sizeof *img->entries);
     img->children = calloc(count, sizeof *img->children);
-    if (!img->entries || !img->children) REJECT("%s/metadata: metadata-malformed: out of memory", d);
+    if (!img->entries || !img->children)
+        REJECT("%s/metadata: metadata-malformed: out of memory", d);
     img->count = count;
 
     uint64_t cursor = 0;
@@ -210,75 +233,104 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const u
         e->root = r + 40;
         e->file_id = r + 72;
         if (poff > strsz || plen_ > strsz - poff)
-            REJECT("%s/metadata: metadata-malformed: entry %u: path offset/length outside the string table", d, i);
+            REJECT("%s/metadata: metadata-malformed: entry %u: path offset/length outside the "
+                   "string table",
+                   d, i);
         e->path = strtab + poff;
         e->path_len = plen_;
         const char *shown = show(e->path, plen_, sb);
         if (!is_zero(r + 13, 3) || !is_zero(r + 20, 4) || !is_zero(r + 88, 8))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): non-zero reserved bytes", d, i, shown);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): non-zero reserved bytes", d,
+                   i, shown);
         if (e->type < OFS_T_FILE || e->type > OFS_T_SYMLINK)
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): unknown type %u", d, i, shown, e->type);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): unknown type %u", d, i, shown,
+                   e->type);
         if ((e->mode & ~0777u) || (e->type == OFS_T_SYMLINK && e->mode != 0777))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): invalid mode 0%o", d, i, shown,
-                   e->mode);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): invalid mode 0%o", d, i,
+                   shown, e->mode);
         if (poff != cursor)
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): string table is not in entry order", d, i, shown);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): string table is not in entry "
+                   "order",
+                   d, i, shown);
         cursor += plen_;
         if (i == 0) {
-            if (plen_ != 0) REJECT("%s/metadata: metadata-malformed: entry 0 is not the root (empty path)", d);
-            if (e->type != OFS_T_DIR) REJECT("%s/metadata: metadata-malformed: the root is not a directory", d);
+            if (plen_ != 0)
+                REJECT("%s/metadata: metadata-malformed: entry 0 is not the root (empty path)", d);
+            if (e->type != OFS_T_DIR)
+                REJECT("%s/metadata: metadata-malformed: the root is not a directory", d);
         } else {
             const char *why = bad_path(e->path, plen_);
-            if (why) REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): %s", d, i, shown, why);
+            if (why)
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): %s", d, i, shown, why);
             const struct ofs_entry *prev = &img->entries[i - 1];
             int c = cmp_path(prev->path, prev->path_len, e->path, plen_);
-            if (c == 0) REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): duplicated path", d, i, shown);
-            if (c > 0) REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): entries out of order", d, i, shown);
+            if (c == 0)
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): duplicated path", d, i,
+                       shown);
+            if (c > 0)
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): entries out of order", d,
+                       i, shown);
         }
         if (e->type == OFS_T_SYMLINK) {
             if (toff > strsz || e->size > strsz - toff)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): link target outside the string table", d, i,
-                       shown);
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): link target outside the "
+                       "string table",
+                       d, i, shown);
             if (toff != cursor)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): string table is not in entry order", d, i,
-                       shown);
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): string table is not in "
+                       "entry order",
+                       d, i, shown);
             if (e->size == 0 || e->size > OFS_PATH_MAX)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): link target not 1 to 4095 bytes", d, i,
-                       shown);
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): link target not 1 to "
+                       "4095 bytes",
+                       d, i, shown);
             e->target = strtab + toff;
             if (memchr(e->target, 0, e->size))
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): NUL byte in link target", d, i, shown);
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): NUL byte in link target",
+                       d, i, shown);
             cursor += e->size;
         } else if (toff != 0) {
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): target offset set on a non-symlink", d, i, shown);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): target offset set on a "
+                   "non-symlink",
+                   d, i, shown);
         }
         int has_obj = e->type == OFS_T_FILE && e->size > 0;
         if (e->type == OFS_T_DIR && e->size != 0)
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): directory with non-zero size", d, i, shown);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): directory with non-zero size",
+                   d, i, shown);
         if (e->type == OFS_T_FILE && e->size >= (1ull << 48))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): file size too large", d, i, shown);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): file size too large", d, i,
+                   shown);
         if (has_obj && is_zero(e->root, 32))
             REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): file without an object root",
                    d, i, shown);
         if (!has_obj && !is_zero(e->root, 32))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): object root set on an entry without content", d,
-                   i, shown);
+            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): object root set on an entry "
+                   "without content",
+                   d, i, shown);
         if ((!has_obj || !enc) && !is_zero(e->file_id, 16))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): file id set where none belongs", d, i, shown);
+            REJECT(
+                "%s/metadata: metadata-malformed: entry %u ('%s'): file id set where none belongs",
+                d, i, shown);
         /* The parent precedes the entry (it is a prefix); it must exist and be a directory. */
         if (i > 0) {
             const char *slash = memrchr(e->path, '/', plen_);
             size_t pl = slash ? (size_t)(slash - e->path) : 0;
             const struct ofs_entry *par = search(img->entries, i, e->path, pl);
-            if (!par) REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): missing parent directory", d, i, shown);
+            if (!par)
+                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): missing parent directory",
+                       d, i, shown);
             if (par->type != OFS_T_DIR)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): parent is not a directory", d, i, shown);
+                REJECT(
+                    "%s/metadata: metadata-malformed: entry %u ('%s'): parent is not a directory",
+                    d, i, shown);
             e->parent = (uint32_t)(par - img->entries);
             img->entries[e->parent].child_count++;
         }
     }
-    if (cursor != strsz) REJECT("%s/metadata: metadata-malformed: string table has %llu unused bytes", d,
-                                (unsigned long long)(strsz - cursor));
+    if (cursor != strsz)
+        REJECT("%s/metadata: metadata-malformed: string table has %llu unused bytes", d,
+               (unsigned long long)(strsz - cursor));
     /* Group children by parent, in entry (= name) order. */
     uint32_t next = 0;
     for (uint32_t i = 0; i < count; i++) {
@@ -342,7 +394,8 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
     fd = openat(dfd, "metadata", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || read_all(fd, &stored, &len, MAX_META) < 0) {
         rc = fail(err, errlen, errno == ENOENT ? OFS_ERR_INPUT : OFS_ERR_IO,
-                  "%s/metadata: mac-mismatch: cannot read the image metadata: %s", dir, strerror(errno));
+                  "%s/metadata: mac-mismatch: cannot read the image metadata: %s", dir,
+                  strerror(errno));
         goto out;
     }
     ofs_sha256(stored, len, h);
@@ -350,9 +403,11 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
         char want[48], got[48];
         ofs_format_hex16(mac, want);
         ofs_format_hex16(h, got);
-        rc = fail(err, errlen, OFS_ERR_VERIFY,
-                  "%s/metadata: mac-mismatch: image MAC mismatch (expected %s, metadata hashes to %s): "
-                  "the image was modified or does not belong to this build", dir, want, got);
+        rc = fail(
+            err, errlen, OFS_ERR_VERIFY,
+            "%s/metadata: mac-mismatch: image MAC mismatch (expected %s, metadata hashes to %s): "
+            "the image was modified or does not belong to this build",
+            dir, want, got);
         goto out;
     }
     rc = ofs_image_parse(img, stored, len, key, err, errlen);
@@ -456,8 +511,8 @@ int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struc
     f->nblocks = (e->size + OFS_BLOCK - 1) / OFS_BLOCK;
     ofs_hex(e->root, 32, hex);
     if (img->objects_fd < 0)
-        return fail(err, errlen, OFS_ERR_VERIFY, "%s: /%s: object-missing: objects/%s (no objects/)",
-                    img->dir, shown, hex);
+        return fail(err, errlen, OFS_ERR_VERIFY,
+                    "%s: /%s: object-missing: objects/%s (no objects/)", img->dir, shown, hex);
     f->fd = openat(img->objects_fd, hex, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0)
         return fail(err, errlen, errno == ENOENT ? OFS_ERR_VERIFY : OFS_ERR_IO,
@@ -472,8 +527,9 @@ int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struc
         goto bad;
     }
     if ((uint64_t)st.st_size != data + 32 * f->nblocks) {
-        fail(err, errlen, rc, "%s: /%s: object-size: objects/%s has %lld bytes, expected %llu", img->dir,
-             shown, hex, (long long)st.st_size, (unsigned long long)(data + 32 * f->nblocks));
+        fail(err, errlen, rc, "%s: /%s: object-size: objects/%s has %lld bytes, expected %llu",
+             img->dir, shown, hex, (long long)st.st_size,
+             (unsigned long long)(data + 32 * f->nblocks));
         goto bad;
     }
     f->leaves = malloc(32 * f->nblocks);
@@ -494,7 +550,8 @@ int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struc
     int same = !ofs_memneq(level, e->root, 32);
     free(level);
     if (!same) {
-        fail(err, errlen, rc, "%s: /%s: root-mismatch: the leaves of objects/%s do not hash to the entry's root",
+        fail(err, errlen, rc,
+             "%s: /%s: root-mismatch: the leaves of objects/%s do not hash to the entry's root",
              img->dir, shown, hex);
         goto bad;
     }
@@ -540,7 +597,7 @@ struct run_job {
     uint8_t *const *dst; /* plain destination of each block, NULL: check only */
     uint64_t bad[2];     /* lowest failing block + 1 seen by each thread (0: none) */
     const char *kind[2];
-    atomic_int failed;   /* stop claiming once a block failed */
+    atomic_int failed; /* stop claiming once a block failed */
 };
 
 static void run_blocks(void *arg, struct ofs_par *p, int who) {
@@ -553,7 +610,8 @@ static void run_blocks(void *arg, struct ofs_par *p, int who) {
     size_t lo, hi;
     const char *kind = NULL;
     uint64_t bad = 0;
-    if (!md || (enc && (!cc || !EVP_DecryptInit_ex(cc, EVP_aes_128_gcm(), NULL, j->f->fkey, NULL)))) {
+    if (!md ||
+        (enc && (!cc || !EVP_DecryptInit_ex(cc, EVP_aes_128_gcm(), NULL, j->f->fkey, NULL)))) {
         if (ofs_par_claim(p, &lo, &hi)) bad = j->b0 + lo + 1, kind = "block-decrypt";
         goto out;
     }
@@ -614,7 +672,7 @@ static ssize_t do_run(struct run_job *j, size_t n, char *err, size_t errlen) {
     if (!j->bad[w]) return 0;
     return block_error(j->f, j->bad[w] - 1, j->kind[w],
                        strcmp(j->kind[w], "block-mismatch") ? "does not decrypt"
-                                                             : "fails verification",
+                                                            : "fails verification",
                        err, errlen);
 }
 
@@ -648,15 +706,18 @@ ssize_t ofs_ifile_read(struct ofs_ifile *f, void *buf, size_t len, uint64_t off,
         /* Whole blocks land in the caller's buffer; the partial first/last ones in bounce. */
         for (size_t k = 0; k < run; k++) {
             uint64_t bs = (b + k) * OFS_BLOCK, be = bs + stored_len(f, b + k) - stride + OFS_BLOCK;
-            if (bs >= off && be <= off + len) dst[k] = (uint8_t *)buf + (bs - off);
-            else dst[k] = bounce[b + k == first ? 0 : 1];
+            if (bs >= off && be <= off + len)
+                dst[k] = (uint8_t *)buf + (bs - off);
+            else
+                dst[k] = bounce[b + k == first ? 0 : 1];
         }
         struct run_job j = {.f = f, .raw = raw, .b0 = b, .stride = stride, .dst = dst};
         if ((ret = do_run(&j, run, err, errlen))) goto out;
         for (size_t k = 0; k < run; k++) {
             if (dst[k] != bounce[0] && dst[k] != bounce[1]) continue;
             uint64_t bs = (b + k) * OFS_BLOCK, plen = stored_len(f, b + k) - (stride - OFS_BLOCK);
-            uint64_t from = off > bs ? off - bs : 0, to = off + len < bs + plen ? off + len - bs : plen;
+            uint64_t from = off > bs ? off - bs : 0,
+                     to = off + len < bs + plen ? off + len - bs : plen;
             memcpy((uint8_t *)buf + (bs + from - off), dst[k] + from, (size_t)(to - from));
         }
         b += run;

@@ -18,7 +18,8 @@ static void *worker(void *unused) {
     (void)unused;
     pthread_mutex_lock(&mu);
     for (;;) {
-        while (state != POSTED) pthread_cond_wait(&posted, &mu);
+        while (state != POSTED)
+            pthread_cond_wait(&posted, &mu);
         state = TAKEN;
         pthread_mutex_unlock(&mu);
         job_fn(job_arg, job_par, 1);
@@ -78,7 +79,8 @@ void ofs_par_run(ofs_par_fn fn, void *arg, size_t n, size_t chunk, size_t min_sp
         pthread_mutex_unlock(&mu);
         return;
     }
-    while (state != DONE) pthread_cond_wait(&finished, &mu);
+    while (state != DONE)
+        pthread_cond_wait(&finished, &mu);
     state = IDLE;
     pthread_mutex_unlock(&mu);
 }

@@ -46,8 +46,8 @@ struct handle {
 };
 
 struct res {
-    struct unode *u;           /* the upper node at the path (never a whiteout) */
-    const struct ofs_entry *l; /* the lower entry that shows through (merged or alone) */
+    struct unode *u;            /* the upper node at the path (never a whiteout) */
+    const struct ofs_entry *l;  /* the lower entry that shows through (merged or alone) */
     const struct ofs_entry *lp; /* the lower entry at the path, even if u shadows it: deleting
                                    or moving the path away then needs a whiteout */
 };
@@ -60,12 +60,15 @@ static void logline(const struct ofs_options *o, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (o->log) o->log(o->log_ctx, line);
-    else fprintf(stderr, "occlum-fs: %s\n", line);
+    if (o->log)
+        o->log(o->log_ctx, line);
+    else
+        fprintf(stderr, "occlum-fs: %s\n", line);
 }
 
 static const char *rel(const char *path) {
-    while (*path == '/') path++;
+    while (*path == '/')
+        path++;
     return path;
 }
 
@@ -200,7 +203,9 @@ bad:
 
 static void fill_upper(struct state *s, const struct unode *n, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_mode = n->mode | (n->type == OFS_T_DIR ? S_IFDIR : n->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
+    st->st_mode = n->mode | (n->type == OFS_T_DIR       ? S_IFDIR
+                             : n->type == OFS_T_SYMLINK ? S_IFLNK
+                                                        : S_IFREG);
     st->st_nlink = 1; /* directories too: "unknown", so no tool infers subdirectory counts */
     st->st_size = (off_t)n->size;
     st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
@@ -214,7 +219,9 @@ static void fill_upper(struct state *s, const struct unode *n, struct stat *st) 
 
 static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_mode = e->mode | (e->type == OFS_T_DIR ? S_IFDIR : e->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
+    st->st_mode = e->mode | (e->type == OFS_T_DIR       ? S_IFDIR
+                             : e->type == OFS_T_SYMLINK ? S_IFLNK
+                                                        : S_IFREG);
     st->st_nlink = 1;
     st->st_size = (off_t)e->size;
     st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
@@ -223,7 +230,9 @@ static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *
     st->st_gid = s->o->gid;
 }
 
-#define LOCKED(s) for (int _once = (pthread_mutex_lock(&(s)->lock), 1); _once; _once = 0, pthread_mutex_unlock(&(s)->lock))
+#define LOCKED(s)                                                                                  \
+    for (int _once = (pthread_mutex_lock(&(s)->lock), 1); _once;                                   \
+         _once = 0, pthread_mutex_unlock(&(s)->lock))
 
 static long ms_since(const struct timespec *t) {
     struct timespec now;
@@ -236,7 +245,8 @@ static int flush_now(struct state *s) {
     if (!s->up->dirty) return 0;
     int rc = ofs_upper_flush(s->up);
     clock_gettime(CLOCK_MONOTONIC, &s->last_flush);
-    if (rc) logline(s->o, "%s/index: cannot write the writable layer: %s", s->up->dir, strerror(-rc));
+    if (rc)
+        logline(s->o, "%s/index: cannot write the writable layer: %s", s->up->dir, strerror(-rc));
     return rc;
 }
 
@@ -271,15 +281,19 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     if (!path && !(fi && fi->fh)) return -ENOENT;
     if (fi && fi->fh) {
         struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-        if (h->lower) fill_lower(s, h->lf.e, st);
-        else LOCKED(s) fill_upper(s, h->n, st);
+        if (h->lower)
+            fill_lower(s, h->lf.e, st);
+        else
+            LOCKED(s) fill_upper(s, h->n, st);
         return 0;
     }
     LOCKED(s) {
         rc = resolve(s, path, &r);
         if (!rc) {
-            if (r.u) fill_upper(s, r.u, st);
-            else fill_lower(s, r.l, st);
+            if (r.u)
+                fill_upper(s, r.u, st);
+            else
+                fill_lower(s, r.l, st);
         }
     }
     return rc;
@@ -323,7 +337,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
                 if (c->type != OFS_U_WHITEOUT) filler(buf, c->name, NULL, 0, 0);
         if (r.l) {
             for (uint32_t i = 0; i < r.l->child_count; i++) {
-                const struct ofs_entry *e = &s->img->entries[s->img->children[r.l->first_child + i]];
+                const struct ofs_entry *e =
+                    &s->img->entries[s->img->children[r.l->first_child + i]];
                 size_t nl;
                 const char *nm = ofs_entry_name(e, &nl);
                 char name[OFS_NAME_MAX + 1];
@@ -375,8 +390,10 @@ static int op_mkdir(const char *path, mode_t mode) {
     int rc;
     LOCKED(s) {
         if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_DIR, mode & 07777, NULL)) rc = -errno;
-        else rc = flush(s);
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_DIR, mode & 07777, NULL))
+            rc = -errno;
+        else
+            rc = flush(s);
     }
     return rc;
 }
@@ -389,8 +406,10 @@ static int op_symlink(const char *target, const char *path) {
     if (!*target || strlen(target) > OFS_PATH_MAX) return -ENAMETOOLONG;
     LOCKED(s) {
         if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_SYMLINK, 0777, target)) rc = -errno;
-        else rc = flush(s);
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_SYMLINK, 0777, target))
+            rc = -errno;
+        else
+            rc = flush(s);
     }
     return rc;
 }
@@ -433,8 +452,10 @@ static int op_mknod(const char *path, mode_t mode, dev_t dev) {
     if (!S_ISREG(mode)) return -EPERM; /* no device nodes, FIFOs or sockets in the root FS */
     LOCKED(s) {
         if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_FILE, mode & 07777, NULL)) rc = -errno;
-        else rc = flush(s);
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_FILE, mode & 07777, NULL))
+            rc = -errno;
+        else
+            rc = flush(s);
     }
     return rc;
 }
@@ -863,7 +884,8 @@ static int read_seal_key(const char *file, uint8_t key[16], char *err, size_t er
         /* First use: a fresh secret, written exclusively (two racing creators: one wins). */
         uint8_t k[16];
         char hex[48];
-        if (ofs_random(k, 16)) return snprintf(err, errlen, "%s: no randomness", file), OFS_SERVE_IO;
+        if (ofs_random(k, 16))
+            return snprintf(err, errlen, "%s: no randomness", file), OFS_SERVE_IO;
         ofs_format_hex16(k, hex);
         hex[47] = '\n';
         fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -872,14 +894,20 @@ static int read_seal_key(const char *file, uint8_t key[16], char *err, size_t er
             close(fd);
             if (!ok) {
                 unlink(file);
-                return snprintf(err, errlen, "%s: cannot write the instance secret", file), OFS_SERVE_IO;
+                return snprintf(err, errlen, "%s: cannot write the instance secret", file),
+                       OFS_SERVE_IO;
             }
         } else if (errno != EEXIST) {
-            return snprintf(err, errlen, "%s: cannot create the instance secret: %s", file, strerror(errno)), OFS_SERVE_IO;
+            return snprintf(err, errlen, "%s: cannot create the instance secret: %s", file,
+                            strerror(errno)),
+                   OFS_SERVE_IO;
         }
         fd = open(file, O_RDONLY | O_CLOEXEC);
     }
-    if (fd < 0) return snprintf(err, errlen, "%s: cannot read the instance secret: %s", file, strerror(errno)), OFS_SERVE_IO;
+    if (fd < 0)
+        return snprintf(err, errlen, "%s: cannot read the instance secret: %s", file,
+                        strerror(errno)),
+               OFS_SERVE_IO;
     ssize_t n = read(fd, text, sizeof text);
     close(fd);
     if (n < 0 || ofs_parse_hex16(text, (size_t)n, key))
@@ -910,7 +938,8 @@ int ofs_serve(const struct ofs_options *o) {
     char err[1024];
     int rc;
     struct fuse *f = NULL;
-    if (!o->image_dir || !o->mountpoint) return report(o, OFS_SERVE_INPUT, "ofs_serve: image dir and mountpoint are required");
+    if (!o->image_dir || !o->mountpoint)
+        return report(o, OFS_SERVE_INPUT, "ofs_serve: image dir and mountpoint are required");
     if ((rc = ofs_image_open(o->image_dir, o->image_mac, o->image_key, &s.img, err, sizeof err)))
         return report(o, rc, err);
     if (o->upper_dir) {
@@ -930,9 +959,13 @@ int ofs_serve(const struct ofs_options *o) {
             free(abs);
             sf = seal;
         }
-        if (o->upper_key) memcpy(key, o->upper_key, 16);
-        else if ((rc = ofs_upper_key(o->image_key, sf, key, err, sizeof err))) goto out_err;
-        if ((rc = ofs_upper_open(o->upper_dir, key, s.img->entries[0].mode, &s.up, err, sizeof err))) goto out_err;
+        if (o->upper_key)
+            memcpy(key, o->upper_key, 16);
+        else if ((rc = ofs_upper_key(o->image_key, sf, key, err, sizeof err)))
+            goto out_err;
+        if ((rc =
+                 ofs_upper_open(o->upper_dir, key, s.img->entries[0].mode, &s.up, err, sizeof err)))
+            goto out_err;
     }
     pthread_mutex_init(&s.lock, NULL);
     pthread_condattr_t ca;
@@ -958,14 +991,16 @@ int ofs_serve(const struct ofs_options *o) {
     }
     if (fuse_mount(f, o->mountpoint) != 0) {
         rc = OFS_SERVE_IO;
-        snprintf(err, sizeof err, "%s: cannot mount (FUSE needs root and /dev/fuse)", o->mountpoint);
+        snprintf(err, sizeof err, "%s: cannot mount (FUSE needs root and /dev/fuse)",
+                 o->mountpoint);
         goto out_err;
     }
     struct fuse_session *se = fuse_get_session(f);
     fuse_set_signal_handlers(se);
     if (s.up) have_flusher = pthread_create(&flusher_thread, NULL, flusher, &s) == 0;
     if (o->ready_fd > 0) {
-        if (write(o->ready_fd, "1", 1) != 1) { /* the waiter went away; serve anyway */ }
+        if (write(o->ready_fd, "1", 1) != 1) { /* the waiter went away; serve anyway */
+        }
         close(o->ready_fd);
     }
     rc = o->single_threaded ? fuse_loop(f) : fuse_loop_mt(f, 0);

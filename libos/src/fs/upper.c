@@ -111,7 +111,8 @@ void ofs_upper_free_tree(struct unode *n) {
 static void link_child(struct unode *parent, struct unode *n) {
     /* Keep children sorted by name so listings and the index are deterministic. */
     struct unode **pp = &parent->child;
-    while (*pp && strcmp((*pp)->name, n->name) < 0) pp = &(*pp)->next;
+    while (*pp && strcmp((*pp)->name, n->name) < 0)
+        pp = &(*pp)->next;
     n->next = *pp;
     *pp = n;
     n->parent = parent;
@@ -120,7 +121,8 @@ static void link_child(struct unode *parent, struct unode *n) {
 static void unlink_child(struct unode *n) {
     if (!n->parent) return;
     struct unode **pp = &n->parent->child;
-    while (*pp && *pp != n) pp = &(*pp)->next;
+    while (*pp && *pp != n)
+        pp = &(*pp)->next;
     if (*pp) *pp = n->next;
     n->parent = NULL;
     n->next = NULL;
@@ -132,7 +134,9 @@ struct unode *ofs_upper_child(const struct unode *dir, const char *name, size_t 
     return NULL;
 }
 
-static void data_name(uint64_t id, char out[32]) { snprintf(out, 32, "data/%016llx", (unsigned long long)id); }
+static void data_name(uint64_t id, char out[32]) {
+    snprintf(out, 32, "data/%016llx", (unsigned long long)id);
+}
 
 static int file_key(struct ofs_upper *up, struct unode *n) {
     uint8_t idb[8];
@@ -391,7 +395,8 @@ int ofs_upper_truncate(struct ofs_upper *up, struct unode *n, uint64_t size) {
 
 static size_t tree_count(const struct unode *n) {
     size_t c = 1;
-    for (const struct unode *k = n->child; k; k = k->next) c += tree_count(k);
+    for (const struct unode *k = n->child; k; k = k->next)
+        c += tree_count(k);
     return c;
 }
 
@@ -415,13 +420,15 @@ static uint8_t *put_node(uint8_t *p, const struct unode *n, uint32_t parent, uin
     p += nl;
     if (tl) memcpy(p, n->target, tl);
     p += tl;
-    for (const struct unode *k = n->child; k; k = k->next) p = put_node(p, k, me, next);
+    for (const struct unode *k = n->child; k; k = k->next)
+        p = put_node(p, k, me, next);
     return p;
 }
 
 static size_t tree_bytes(const struct unode *n) {
     size_t b = NODE_HDR + strlen(n->name) + (n->target ? strlen(n->target) : 0);
-    for (const struct unode *k = n->child; k; k = k->next) b += tree_bytes(k);
+    for (const struct unode *k = n->child; k; k = k->next)
+        b += tree_bytes(k);
     return b;
 }
 
@@ -500,8 +507,8 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
         int ok = type >= OFS_T_FILE && type <= OFS_U_WHITEOUT && flags <= 1 &&
                  (root ? parent == NO_PARENT && nl == 0 && type == OFS_T_DIR
                        : parent < i && nodes[parent]->type == OFS_T_DIR && nl > 0 &&
-                             nl <= OFS_NAME_MAX && !memchr(name, '/', nl) &&
-                             !memchr(name, 0, nl) && !(nl == 1 && name[0] == '.') &&
+                             nl <= OFS_NAME_MAX && !memchr(name, '/', nl) && !memchr(name, 0, nl) &&
+                             !(nl == 1 && name[0] == '.') &&
                              !(nl == 2 && name[0] == '.' && name[1] == '.')) &&
                  (type == OFS_T_SYMLINK ? tl > 0 && tl <= OFS_PATH_MAX && !memchr(target, 0, tl) &&
                                               ofs_get_u64(r + 12) == tl
@@ -510,7 +517,8 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
                  (flags == 0 || type == OFS_T_DIR) && ofs_get_u32(r + 8) <= 07777 &&
                  ofs_get_u32(r + 44) == 0 &&
                  (type == OFS_T_FILE || type == OFS_T_SYMLINK || ofs_get_u64(r + 12) == 0) &&
-                 ofs_get_u32(r + 36) < 1000000000u && (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
+                 ofs_get_u32(r + 36) < 1000000000u &&
+                 (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
         /* Children come in strictly increasing name order (so no duplicates), which also
          * keeps loading linear: each is appended after its predecessor. */
         if (ok && !root && last[parent]) {
@@ -537,8 +545,10 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
         nodes[i] = n;
         if (!root) {
             n->parent = nodes[parent];
-            if (last[parent]) last[parent]->next = n;
-            else nodes[parent]->child = n;
+            if (last[parent])
+                last[parent]->next = n;
+            else
+                nodes[parent]->child = n;
             last[parent] = n;
         }
     }
@@ -552,9 +562,11 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
     free(last);
     return OFS_OK;
 bad:
-    if (nodes && nodes[0]) ofs_upper_free_tree(nodes[0]);
+    if (nodes && nodes[0])
+        ofs_upper_free_tree(nodes[0]);
     else if (nodes)
-        for (uint32_t j = 0; j < i; j++) free_node(nodes[j]);
+        for (uint32_t j = 0; j < i; j++)
+            free_node(nodes[j]);
     free(nodes);
     free(last);
     return rc;
@@ -683,8 +695,8 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
         if (ofs_gcm_decrypt(up->kidx, buf + 16, buf, 16, buf + IDX_HDR, plen, plain,
                             buf + len - OFS_GCM_TAG)) {
             free(plain);
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/index: fails authentication (tampered)",
-                      dir);
+            rc =
+                fail(err, errlen, OFS_ERR_VERIFY, "%s/index: fails authentication (tampered)", dir);
             goto out;
         }
         rc = ofs_upper_parse_index(up, plain, plen, err, errlen);
