@@ -247,3 +247,20 @@ def test_bad_arguments_name_the_artifact(image: dict, tmp_path: Path) -> None:
         (tmp_path / "k").write_text("00-" * 15 + "00")
         r = run("--image-key", str(tmp_path / "k"), str(image["out"]), str(image["mac"]), "-", mnt)
     assert r.returncode == 3 and "metadata-malformed" in r.stderr
+
+
+def test_sigterm_unmounts_and_keeps_writes(image: dict) -> None:
+    """The runtime stops the server with SIGTERM (PR_SET_PDEATHSIG): it must unmount and
+    write the index before exiting."""
+    import signal
+
+    mnt: Path = image["mnt"]
+    m = mount(image)
+    with m:
+        (mnt / "kept.txt").write_bytes(b"kept")
+        m.proc.send_signal(signal.SIGTERM)
+        assert m.proc.wait(timeout=60) == 0
+        m.ready = False  # already unmounted by the server itself
+    assert not os.path.ismount(mnt)
+    with mount(image):
+        assert (mnt / "kept.txt").read_bytes() == b"kept"
