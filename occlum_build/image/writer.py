@@ -188,6 +188,7 @@ def _plan(
         rec = manifest.lookup(rel, cache.stat_key(n.st))
         if rec is not None and (existing is None or rec.root.hex() in existing):
             results[i] = (rec.content, rec.root, rec.file_id, False)
+            new_manifest.keep(rel, manifest)
         else:
             todo.append(i)
     files += sum(1 for n in nodes if n.type == TYPE_FILE and n.size == 0)
@@ -221,6 +222,7 @@ def _plan(
                 with contextlib.suppress(OSError):
                     p.unlink()
             raise
+    todo_set = set(todo)
     entries = []
     roots: set[bytes] = set()
     written: set[bytes] = set()
@@ -233,8 +235,9 @@ def _plan(
             if root not in roots:
                 roots.add(root)
                 stored += object_size(n.size, key is not None)
-            assert n.st is not None
-            new_manifest.files[os.fsdecode(n.path)] = cache.Record(cache.stat_key(n.st), digest, root, fid)
+            if i in todo_set:
+                assert n.st is not None
+                new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
             entries.append(Entry(n.path, n.type, n.mode, n.size, b"", root, fid))
         else:
             entries.append(Entry(n.path, n.type, n.mode, n.size, n.target))
@@ -283,9 +286,11 @@ def build_image(
     plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)
     meta = metadata.encode(plan.entries, ikey)
     mac = image_mac(meta)
-    _commit([(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())])
+    outputs = [(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())]
+    if not all(_same_bytes(p, b) for p, b in outputs):  # a no-op build writes nothing
+        _commit(outputs)
     _prune(objects_dir, plan.roots, existing)
-    cache.save(mpath, new_manifest, now_ns)
+    cache.save(mpath, new_manifest, now_ns, manifest)
     return ImageResult(
         mac=mac,
         entries=len(plan.entries),
@@ -310,6 +315,15 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) 
     manifest = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
     plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0, None)
     return image_mac(metadata.encode(plan.entries, ikey))
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        if os.stat(path).st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def _commit(files: list[tuple[Path, bytes]]) -> None:

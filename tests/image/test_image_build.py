@@ -85,9 +85,13 @@ def test_output_identical_whatever_the_cache_state(tmp_path, build, key):
     cache_file = tmp_path / "cache" / "image.manifest.json"
     assert cache_file.exists()
     assert KEY.hex() not in cache_file.read_text()  # only a fingerprint of the key
-    for damage in (None, b"{not json", b'{"version": "occlum-build image cache 1"}', b"", "delete"):
+    for damage in (None, "flip", b"{not json", b'{"version": "occlum-build image cache 1"}', b"", "delete"):
         if damage == "delete":
             shutil.rmtree(tmp_path / "cache")
+        elif damage == "flip":  # valid JSON, one record changed: the checksum catches it
+            doc = json.loads(cache_file.read_text())
+            doc["files"] = doc["files"].replace('"bin/app":[', '"bin/app":[1', 1)
+            cache_file.write_text(json.dumps(doc))
         elif damage is not None:
             cache_file.write_bytes(damage)
         r2, out2, _ = build(src, key=key)
@@ -199,7 +203,7 @@ def test_manifest_holds_no_key_and_mode_tag(tmp_path, build):
     build(src, key=KEY)
     doc = json.loads((tmp_path / "cache" / "image.manifest.json").read_text())
     assert doc["mode"].startswith("encrypted:") and KEY.hex() not in doc["mode"]
-    assert set(doc["files"]) == {
+    assert set(json.loads(doc["files"])) == {
         "bin/app",
         "lib/libc.so",
         "lib/deep/conf.txt",
