@@ -1,8 +1,10 @@
 """Building an image from a source tree, incrementally (docs/formats/image.md).
 
 Order of effects, so that a failure at any point leaves the previous image usable:
-objects (content addressed, each written to a temp name, fsynced, renamed) -> metadata
-(atomic) -> MAC file (atomic) -> removal of objects no longer referenced -> manifest.
+objects (content addressed, each written to a temp name and renamed; not fsynced one by
+one, see cache.py) -> metadata and MAC file (both written to temp names and fsynced, then
+both renamed; skipped when unchanged) -> removal of objects no longer referenced ->
+manifest. A failed build removes the objects it created. docs/formats/image.md section 9.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from ..errors import KeyFileError, OutputError
+from ..errors import OutputError
 from ..keys import format_hex16
 from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
-from .crypto import ImageKey, image_mac
+from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
 from .objects import TMP_PREFIX, content_sha256, store_object
 from .scan import Node, scan
@@ -245,14 +247,6 @@ def _plan(
     return plan, new_manifest
 
 
-def _load_key(key: bytes | None) -> ImageKey | None:
-    if key is None:
-        return None
-    if not isinstance(key, bytes) or len(key) != 16:
-        raise KeyFileError("an image key must be 16 bytes (a file written by `occlum gen-image-key`)")
-    return ImageKey.from_key(key)
-
-
 def build_image(
     src: Path,
     out_dir: Path,
@@ -271,7 +265,7 @@ def build_image(
     """
     t0 = time.perf_counter()
     now_ns = time.time_ns()
-    ikey = _load_key(key)
+    ikey = load_key(key)
     src, out_dir, mac_file, cache_dir = Path(src), Path(out_dir), Path(mac_file), Path(cache_dir)
     objects_dir = out_dir / OBJECTS_DIR
     nodes = scan(src)  # bad input is reported before anything is written
@@ -310,7 +304,7 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) 
     With ``cache_dir``, files whose stat key matches the manifest are not read (fast, trusts
     the cache); without it every file is read (what ``occlum verify`` should use).
     """
-    ikey = _load_key(key)
+    ikey = load_key(key)
     tag = _mode_tag(ikey)
     manifest = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
     plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0, None)
