@@ -27,7 +27,7 @@ from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
 from .objects import TMP_PREFIX, content_sha256, store_object
-from .scan import Node, scan
+from .scan import Node, SourceError, scan
 
 MANIFEST_NAME = "image"
 Progress = Callable[[int, int], None]
@@ -268,6 +268,11 @@ def build_image(
     ikey = load_key(key)
     src, out_dir, mac_file, cache_dir = Path(src), Path(out_dir), Path(mac_file), Path(cache_dir)
     objects_dir = out_dir / OBJECTS_DIR
+    for p in (out_dir, mac_file, cache_dir):
+        if p.resolve().is_relative_to(src.resolve()):
+            raise SourceError(
+                "the image output would be inside its own source tree; choose another place", where=str(p)
+            )
     nodes = scan(src)  # bad input is reported before anything is written
     try:
         objects_dir.mkdir(parents=True, exist_ok=True)

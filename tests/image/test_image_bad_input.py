@@ -221,3 +221,27 @@ def test_killed_build_keeps_the_previous_image_and_the_next_build_recovers(tmp_p
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
     roots = {e.root.hex() for e in ImageReader(out, r2.mac).entries() if e.size and e.type == 1}
     assert {p.name for p in (out / "objects").iterdir()} == roots  # leftovers pruned
+
+
+def test_output_inside_the_source_tree_is_refused(tmp_path):
+    src = make_tree(tmp_path / "src")
+    with pytest.raises(OcclumError, match="inside its own source tree"):
+        build_image(src, src / "build" / "__ROOT", tmp_path / "MAC", key=None, cache_dir=tmp_path / "c")
+    assert not (src / "build").exists() and not (tmp_path / "MAC").exists()
+
+
+def test_names_that_are_not_utf8(tmp_path, build):
+    src = make_tree(tmp_path / "src")
+    name = b"caf\xe9-\xff"
+    with open(os.path.join(os.fsencode(src), name), "wb") as f:
+        f.write(b"latin-1 name")
+    os.symlink(b"\xfe-target", os.path.join(os.fsencode(src), b"link-\xfe"))
+    from image_helpers import age
+
+    age(src)
+    res, out, _ = build(src)
+    r = ImageReader(out, res.mac)
+    assert r.read(name) == b"latin-1 name"
+    assert r.entry(b"link-\xfe").target == b"\xfe-target"
+    res2, _, _ = build(src)
+    assert res2.bytes_read == 0 and res2.mac == res.mac  # the manifest round-trips such names
