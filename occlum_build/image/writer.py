@@ -98,6 +98,12 @@ def _file_job(
     return digest, root, fid, written
 
 
+def default_jobs() -> int:
+    """Worker threads when ``jobs`` is 0: one per CPU, at most 8 (every 4 KiB hash call
+    releases and retakes the GIL, so more threads mostly add contention)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def _run_units(units: list[Unit], jobs: int, tick: _Ticker) -> None:
     """Run units of work on worker threads (hashlib and AES-GCM release the GIL on large
     buffers). A unit may return follow-up units, run next. Progress is reported from this
@@ -129,7 +135,7 @@ def _run_units(units: list[Unit], jobs: int, tick: _Ticker) -> None:
                 active -= 1
                 cond.notify_all()
 
-    n = max(1, min(jobs if jobs > 0 else (os.cpu_count() or 1), len(units) or 1))
+    n = max(1, min(jobs if jobs > 0 else default_jobs(), len(units) or 1))
     threads = [threading.Thread(target=worker, name=f"image-{k}", daemon=True) for k in range(n)]
     for t in threads:
         t.start()
