@@ -267,7 +267,7 @@ def build_image(
 
     ``cache_dir`` holds this image's manifest (give each image its own directory).
     ``progress(done, total)`` is called from this thread with source bytes read so far
-    and to be read. ``jobs`` is the number of worker threads (0: one per CPU).
+    and to be read. ``jobs`` is the number of worker threads (0: one per CPU, at most 8).
     """
     t0 = time.perf_counter()
     now_ns = time.time_ns()
