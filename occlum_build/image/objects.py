@@ -28,6 +28,37 @@ def _read_error(path: Path, e: OSError) -> OcclumError:
     return OcclumError(f"cannot read source file: {e.strerror or e}", where=str(path))
 
 
+def _fill(f, mv: memoryview, path: Path) -> int:
+    """Read until ``mv`` is full or at end of file: block boundaries must not depend on how
+    the kernel splits reads."""
+    got = 0
+    while got < len(mv):
+        try:
+            n = f.readinto(mv[got:])
+        except OSError as e:
+            raise _read_error(path, e) from None
+        if not n:
+            break
+        got += n
+    return got
+
+
+def pread_full(fd: int, length: int, offset: int, path: Path) -> bytes:
+    """``length`` bytes at ``offset`` (fewer only at end of file)."""
+    parts = []
+    while length:
+        try:
+            b = os.pread(fd, length, offset)
+        except OSError as e:
+            raise _read_error(path, e) from None
+        if not b:
+            break
+        parts.append(b)
+        length -= len(b)
+        offset += len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def content_sha256(path: Path, size: int, tick: Callable[[int], None] | None = None) -> bytes:
     """SHA-256 of a file's content, checking that it still has ``size`` bytes."""
     h = hashlib.sha256()
@@ -83,10 +114,7 @@ def store_object(
             buf = bytearray(CHUNK)
             mv = memoryview(buf)
             while True:
-                try:
-                    got = src.readinto(buf)
-                except OSError as e:
-                    raise _read_error(path, e) from None
+                got = _fill(src, mv, path)
                 if not got:
                     break
                 n += got

@@ -268,3 +268,35 @@ def test_large_files_split_across_workers_give_the_same_bytes(tmp_path, build, k
     r2, o2, _ = build(src, "seg3", key=key, cache="cs3", jobs=3)
     assert r2.bytes_read == len(data) and r2.objects_written == 1
     assert ImageReader(o2, r2.mac, key).read("big1") == bytes(data)
+
+
+@MODES
+def test_short_reads_do_not_move_block_boundaries(tmp_path, build, key, monkeypatch):
+    from occlum_build.image import objects
+
+    src = make_tree(tmp_path / "src")
+    (src / "odd").write_bytes(os.urandom(3 * 4096 + 1234))
+    normal, on, _ = build(src, "normal", key=key, cache="c1")
+
+    class Trickle:
+        """A file whose reads return at most 1000 bytes, as a kernel may."""
+
+        def __init__(self, f):
+            self.f = f
+
+        def readinto(self, buf):
+            return self.f.readinto(memoryview(buf)[:1000])
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    real_open = open
+    monkeypatch.setattr(objects, "open", lambda *a, **kw: Trickle(real_open(*a, **kw)), raising=False)
+    trickled, ot, _ = build(src, "trickled", key=key, cache="c2")
+    assert trickled.mac == normal.mac and snapshot(ot) == snapshot(on)
