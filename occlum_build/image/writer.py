@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import hashlib
 import os
 import threading
 import time
@@ -26,7 +27,7 @@ from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
-from .objects import TMP_PREFIX, content_sha256, store_object
+from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, store_object
 from .scan import Node, SourceError, scan
 
 MANIFEST_NAME = "image"
@@ -92,9 +93,13 @@ def _file_job(
     if key is None:
         root, written = store_object(abs_path, node.size, objects_dir, None, None, tick, created)
         return root, root, bytes(16), written
-    digest = content_sha256(abs_path, node.size)
+    if node.size <= CHUNK:  # read once: hash, then seal from memory
+        data = read_small(abs_path, node.size)
+        digest = hashlib.sha256(data).digest()
+    else:
+        data, digest = None, content_sha256(abs_path, node.size)
     fid = key.file_id(digest)
-    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick, created)
+    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick, created, data)
     return digest, root, fid, written
 
 
