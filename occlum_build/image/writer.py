@@ -291,6 +291,10 @@ def build_image(
     except OSError as e:
         raise OutputError(f"cannot create output directory: {e.strerror}", where=str(out_dir)) from None
     existing = _list_objects(objects_dir)
+    for path in (out_dir / METADATA_FILE, mac_file):  # temps of a build killed while committing
+        for stale in path.parent.glob(f".{path.name}.tmp*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
     manifest = cache.load(mpath, _mode_tag(ikey))
     plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)

@@ -183,10 +183,11 @@ def test_missing_object_is_rewritten_even_with_a_valid_cache(tmp_path, build):
 def test_leftover_temp_objects_are_removed(tmp_path, build):
     src = make_tree(tmp_path / "src")
     _, out, _ = build(src)
-    stale = out / "objects" / ".tmp-1-2-3"
-    stale.write_bytes(b"partial")
+    stale = [out / "objects" / ".tmp-1-2-3", out / ".metadata.tmp77", out.parent / "..ROOT_MAC.tmp77"]
+    for p in stale:
+        p.write_bytes(b"partial")
     build(src)
-    assert not stale.exists()
+    assert not any(p.exists() for p in stale)
 
 
 def test_many_jobs_and_one_job_agree(tmp_path, build):
