@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 
 from . import metadata
-from .crypto import ImageKey, block_aad, block_nonce, image_mac, root_of
+from .crypto import block_aad, block_nonce, image_mac, load_key, root_of
 from .format import (
     BLOCK_DECRYPT,
     BLOCK_MISMATCH,
@@ -38,7 +38,7 @@ class ImageReader:
 
     def __init__(self, out_dir: Path, mac: bytes, key: bytes | None = None):
         self.dir = Path(out_dir)
-        self.key = None if key is None else ImageKey.from_key(key)
+        self.key = load_key(key)
         where = str(self.dir / METADATA_FILE)
         try:
             data = (self.dir / METADATA_FILE).read_bytes()
