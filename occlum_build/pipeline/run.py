@@ -108,10 +108,15 @@ def doit_config(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:
 
 
 def namespace(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:
-    """A dodo-like namespace: DOIT_CONFIG and one task creator yielding every stage."""
+    """A dodo-like namespace: DOIT_CONFIG and one task creator yielding every stage.
+
+    The task dicts are made here, not inside doit's loader: a bad input found while making
+    them (a signing key that does not load, say) is then our one-line error, not a traceback
+    from doit."""
+    made = tasks(ctx, finish)
 
     def task_occlum() -> Iterable[dict[str, Any]]:
-        yield from tasks(ctx, finish)
+        yield from made
 
     task_occlum.__doc__ = "occlum build stages"
     return {"DOIT_CONFIG": doit_config(ctx, reporter), "task_occlum": task_occlum}
@@ -222,26 +227,33 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
     ``sgx_mode`` defaults to $SGX_MODE, else HW, as `occlum build` does.  The instance's build
     lock is taken here and held until doit exits (`doit list` included).
     """
-    inst = require_instance(Path(instance_dir))
-    options.setdefault("sgx_mode", os.environ.get("SGX_MODE", "HW") or "HW")
-    for k in ("sign_key", "image_key"):
-        if options.get(k) is not None:
-            options[k] = Path(os.path.abspath(options[k]))
-    ctx = BuildContext.create(inst, BuildOptions(**options))
-    ctx.announce = lambda msg: print(msg, file=sys.stderr, flush=True)  # type: ignore[func-returns-value]
-    lock = build_lock(inst)
-    lock.__enter__()
-    _held.append(lock)
-    ctx.state.prepare()
-    ctx.cache = HashCache(ctx.state.hashes)
+    log.setup()
+    try:
+        inst = require_instance(Path(instance_dir))
+        options.setdefault("sgx_mode", os.environ.get("SGX_MODE", "HW") or "HW")
+        for k in ("sign_key", "image_key"):
+            if options.get(k) is not None:
+                options[k] = Path(os.path.abspath(options[k]))
+        ctx = BuildContext.create(inst, BuildOptions(**options))
+        ctx.announce = lambda msg: print(msg, file=sys.stderr, flush=True)  # type: ignore[func-returns-value]
+        lock = build_lock(inst)
+        lock.__enter__()
+        _held.append(lock)
+        ctx.state.prepare()
+        ctx.cache = HashCache(ctx.state.hashes)
 
-    def print_summary(c: BuildContext) -> None:
-        finish(c)
-        print("Built the Occlum image and enclave successfully\n" + summary(c.report),  # type: ignore[attr-defined]
-              file=sys.stderr)
+        def print_summary(c: BuildContext) -> None:
+            finish(c)
+            print("Built the Occlum image and enclave successfully\n" + summary(c.report),  # type: ignore[attr-defined]
+                  file=sys.stderr)
+
+        made = tasks(ctx, print_summary)
+    except OcclumError as e:  # one line, the documented exit code; no doit traceback
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
 
     def task_occlum() -> Iterable[dict[str, Any]]:
-        yield from tasks(ctx, print_summary)
+        yield from made
 
     task_occlum.__doc__ = "occlum build stages"
     return {"DOIT_CONFIG": doit_config(ctx), "task_occlum": task_occlum}
