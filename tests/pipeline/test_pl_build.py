@@ -200,3 +200,11 @@ def test_bad_config_is_one_line(inst, occlum):
     (inst / "Occlum.json").write_text('{"resource_limits": ')
     rc, _, err = occlum("build", "--sgx-mode", "SIM")
     assert rc == EXIT_USAGE and "Occlum.json" in err and "Traceback" not in err
+
+
+def test_missing_image_dir_is_a_clear_error(inst, occlum):
+    import shutil
+
+    shutil.rmtree(inst / "image")
+    rc, _, err = occlum("build", "--sgx-mode", "SIM")
+    assert rc == EXIT_STATE and "image" in err and "copy_bom" in err
