@@ -104,6 +104,8 @@ class BuildContext:
     progress: Callable[[str], Callable[..., None] | None] = lambda stage: None
     announce: Callable[[str], None] = lambda msg: None
     error: BaseException | None = None  # the first stage failure, re-raised by run.py
+    doit_errors: list[str] = field(default_factory=list)  # what doit reported besides
+    report: dict[str, Any] = field(default_factory=dict)  # set by the final task
     started: float = field(default_factory=time.monotonic)
 
     @classmethod

@@ -91,7 +91,7 @@ def finish(ctx: BuildContext) -> None:
         d.mkdir(parents=True, exist_ok=True)
     atomic_write(inst.status_file, "built\n")
     ctx.cache.save()
-    ctx.report = rep  # type: ignore[attr-defined]
+    ctx.report = rep
 
 
 def doit_config(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def _reporter_for(ctx: BuildContext, out: TextIO) -> type:
         def teardown_task(self, task: Any) -> None: ...
 
         def complete_run(self) -> None:
-            ctx.doit_errors = self.errors  # type: ignore[attr-defined]
+            ctx.doit_errors = self.errors
 
     return OcclumReporter
 
@@ -184,8 +184,8 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
     inst = require_instance(instance_dir)
     ctx = BuildContext.create(inst, opts)
     factory, progresses = _progress_factory(out)
-    ctx.progress = lambda stage: _wrap_progress(factory(stage))
-    ctx.announce = lambda msg: (out.write(msg + "\n"), out.flush())  # type: ignore[func-returns-value]
+    ctx.progress = factory
+    ctx.announce = lambda msg: print(msg, file=out, flush=True)
     with build_lock(inst):
         ctx.state.prepare()
         ctx.cache = HashCache(ctx.state.hashes)
@@ -204,13 +204,9 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
         if rc != 0:
             if ctx.error is not None:
                 raise ctx.error
-            errs = getattr(ctx, "doit_errors", []) or [f"doit exited with {rc}"]
+            errs = ctx.doit_errors or [f"doit exited with {rc}"]
             raise OcclumError("build failed: " + "; ".join(e.splitlines()[0] for e in errs if e))
-    return getattr(ctx, "report", {})
-
-
-def _wrap_progress(p: Progress | None) -> Callable[[int, int], None] | None:
-    return p
+    return ctx.report
 
 
 # ---------------------------------------------------------------------------- dodo.py support
@@ -235,7 +231,7 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
             if options.get(k) is not None:
                 options[k] = Path(os.path.abspath(options[k]))
         ctx = BuildContext.create(inst, BuildOptions(**options))
-        ctx.announce = lambda msg: print(msg, file=sys.stderr, flush=True)  # type: ignore[func-returns-value]
+        ctx.announce = lambda msg: print(msg, file=sys.stderr, flush=True)
         lock = build_lock(inst)
         lock.__enter__()
         _held.append(lock)
@@ -244,7 +240,7 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
 
         def print_summary(c: BuildContext) -> None:
             finish(c)
-            print("Built the Occlum image and enclave successfully\n" + summary(c.report),  # type: ignore[attr-defined]
+            print("Built the Occlum image and enclave successfully\n" + summary(c.report),
                   file=sys.stderr)
 
         made = tasks(ctx, print_summary)
