@@ -20,6 +20,7 @@ key, so such files are read again on the next build.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -56,12 +57,30 @@ class Record:
 
 @dataclass
 class Manifest:
+    """Records kept in their JSON form (``[*stat key, content, root, file id]`` with hex
+    digests) and parsed only when looked up: a no-op build parses only what it uses."""
+
     mode_tag: str  # "integrity-only" or "encrypted:<key fingerprint>"
-    files: dict[str, Record] = field(default_factory=dict)
+    raw: dict[str, list] = field(default_factory=dict)
 
     def lookup(self, rel: str, key: StatKey) -> Record | None:
-        r = self.files.get(rel)
-        return r if r is not None and r.key == key else None
+        v = self.raw.get(rel)
+        if v is None or len(v) != 9 or tuple(v[:6]) != key:
+            return None
+        try:
+            rec = Record(key, bytes.fromhex(v[6]), bytes.fromhex(v[7]), bytes.fromhex(v[8]))
+        except (TypeError, ValueError):
+            return None
+        if len(rec.content) != 32 or len(rec.root) != 32 or len(rec.file_id) != 16:
+            return None
+        return rec
+
+    def put(self, rel: str, key: StatKey, content: bytes, root: bytes, file_id: bytes) -> None:
+        self.raw[rel] = [*key, content.hex(), root.hex(), file_id.hex()]
+
+    def keep(self, rel: str, old: Manifest) -> None:
+        """Carry a record looked up in ``old`` over unchanged."""
+        self.raw[rel] = old.raw[rel]
 
 
 def manifest_path(cache_dir: Path, out_name: str = "image") -> Path:
@@ -69,7 +88,10 @@ def manifest_path(cache_dir: Path, out_name: str = "image") -> Path:
 
 
 def load(path: Path, mode_tag: str) -> Manifest:
-    """The manifest at ``path`` if it is valid for ``mode_tag``; else an empty one."""
+    """The manifest at ``path`` if it is intact and valid for ``mode_tag``; else an empty one.
+
+    The records are stored as one JSON text with its SHA-256 beside it, so a damaged or
+    truncated manifest is recognised as a whole and discarded."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -84,32 +106,36 @@ def load(path: Path, mode_tag: str) -> Manifest:
         if doc.get("boot") != boot_id() or doc.get("boot") == "unknown":
             _log.debug("image cache %s is from another boot; rebuilding", path)
             return Manifest(mode_tag)
-        files = {}
-        for rel, v in doc["files"].items():
-            k = tuple(int(x) for x in v[:6])
-            if len(k) != 6 or not isinstance(rel, str):
-                raise ValueError("bad stat key")
-            rec = Record(k, bytes.fromhex(v[6]), bytes.fromhex(v[7]), bytes.fromhex(v[8]))  # type: ignore[arg-type]
-            if len(rec.content) != 32 or len(rec.root) != 32 or len(rec.file_id) != 16:
-                raise ValueError("bad digest length")
-            files[rel] = rec
+        text = doc["files"]
+        if hashlib.sha256(text.encode()).hexdigest() != doc["sha256"]:
+            raise ValueError("checksum mismatch")
+        files = json.loads(text)
+        if not isinstance(files, dict):
+            raise ValueError("bad records")
         return Manifest(mode_tag, files)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as e:
         _log.warning("image cache %s is corrupt (%s); rebuilding", path, e)
         return Manifest(mode_tag)
 
 
-def save(path: Path, manifest: Manifest, now_ns: int) -> None:
-    files = {}
-    for rel, r in manifest.files.items():
-        if max(r.key[3], r.key[4]) >= now_ns - RACY_NS:
-            continue
-        files[rel] = [*r.key, r.content.hex(), r.root.hex(), r.file_id.hex()]
-    doc = {"version": VERSION, "mode": manifest.mode_tag, "boot": boot_id(), "files": files}
+def save(path: Path, manifest: Manifest, now_ns: int, old: Manifest | None = None) -> None:
+    """Write ``manifest`` (without racily clean records); skipped when equal to ``old``."""
+    limit = now_ns - RACY_NS
+    files = {rel: v for rel, v in manifest.raw.items() if max(v[3], v[4]) < limit}
+    if old is not None and files == old.raw and path.exists():
+        return
+    text = json.dumps(files, separators=(",", ":"), sort_keys=True)
+    doc = {
+        "version": VERSION,
+        "mode": manifest.mode_tag,
+        "boot": boot_id(),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "files": text,
+    }
     # Not fsynced: the manifest is a hint; a lost or torn one only costs a full re-read.
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(doc, separators=(",", ":"), sort_keys=True))
+        tmp.write_text(json.dumps(doc, separators=(",", ":")))
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

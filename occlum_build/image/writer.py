@@ -7,6 +7,7 @@ objects (content addressed, each written to a temp name, fsynced, renamed) -> me
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
@@ -14,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from ..errors import KeyFileError, OutputError
 from ..keys import format_hex16
-from . import cache, metadata
+from . import bigfile, cache, metadata
+from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
 from .objects import TMP_PREFIX, content_sha256, store_object
@@ -27,7 +29,6 @@ from .scan import Node, scan
 
 MANIFEST_NAME = "image"
 Progress = Callable[[int, int], None]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,28 +96,38 @@ def _file_job(
     return digest, root, fid, written
 
 
-def _run_jobs(todo: list[int], job: Callable[[int], T], jobs: int, tick: _Ticker) -> dict[int, T]:
-    """Run ``job`` over ``todo`` on worker threads (hashlib and AES-GCM release the GIL on
-    large buffers); report progress from this thread; re-raise the first failure after
-    every worker has stopped."""
-    results: dict[int, T] = {}
+def _run_units(units: list[Unit], jobs: int, tick: _Ticker) -> None:
+    """Run units of work on worker threads (hashlib and AES-GCM release the GIL on large
+    buffers). A unit may return follow-up units, run next. Progress is reported from this
+    thread; the first failure is re-raised once every worker has stopped."""
+    queue: collections.deque[Unit] = collections.deque(units)
     errors: list[BaseException] = []
-    lock = threading.Lock()
-    it = iter(todo)
+    cond = threading.Condition()
+    active = 0
 
     def worker() -> None:
-        while not errors:
-            with lock:
-                i = next(it, None)
-            if i is None:
-                return
+        nonlocal active
+        while True:
+            with cond:
+                while not queue and active and not errors:
+                    cond.wait()
+                if errors or not queue:
+                    cond.notify_all()
+                    return
+                unit = queue.popleft()
+                active += 1
             try:
-                results[i] = job(i)
+                more = unit()
             except BaseException as e:  # noqa: BLE001 - handed to the calling thread
-                errors.append(e)
-                return
+                more = []
+                with cond:
+                    errors.append(e)
+            with cond:
+                queue.extendleft(reversed(more))
+                active -= 1
+                cond.notify_all()
 
-    n = min(jobs if jobs > 0 else (os.cpu_count() or 1), len(todo))
+    n = max(1, min(jobs if jobs > 0 else (os.cpu_count() or 1), len(units) or 1))
     threads = [threading.Thread(target=worker, name=f"image-{k}", daemon=True) for k in range(n)]
     for t in threads:
         t.start()
@@ -126,14 +137,29 @@ def _run_jobs(todo: list[int], job: Callable[[int], T], jobs: int, tick: _Ticker
                 t.join(0.25)
                 tick.report()
     except BaseException:
-        errors.append(KeyboardInterrupt())  # stop the workers, then re-raise
+        with cond:
+            errors.append(KeyboardInterrupt())  # stop the workers, then re-raise
+            cond.notify_all()
         for t in threads:
             t.join()
         raise
     if errors:
         raise errors[0]
     tick.report()
-    return results
+
+
+def _small_unit(
+    results: dict[int, Result],
+    i: int,
+    node: Node,
+    path: Path,
+    objects_dir: Path | None,
+    key: ImageKey | None,
+    tick: _Ticker,
+    created: list[Path],
+) -> list[Unit]:
+    results[i] = _file_job(node, path, objects_dir, key, tick, created)
+    return []
 
 
 def _plan(
@@ -149,7 +175,7 @@ def _plan(
     """Decide per file: reuse (stat key in the manifest and, when writing, its object present
     in ``existing``) or read; read on worker threads; return the entries and new manifest."""
     new_manifest = cache.Manifest(manifest.mode_tag)
-    results: dict[int, tuple[bytes, bytes, bytes, bool]] = {}
+    results: dict[int, Result] = {}
     todo: list[int] = []
     files = bytes_in = 0
     for i, n in enumerate(nodes):
@@ -162,6 +188,7 @@ def _plan(
         rec = manifest.lookup(rel, cache.stat_key(n.st))
         if rec is not None and (existing is None or rec.root.hex() in existing):
             results[i] = (rec.content, rec.root, rec.file_id, False)
+            new_manifest.keep(rel, manifest)
         else:
             todo.append(i)
     files += sum(1 for n in nodes if n.type == TYPE_FILE and n.size == 0)
@@ -171,18 +198,31 @@ def _plan(
         # Largest first keeps every worker busy to the end.
         todo.sort(key=lambda i: -nodes[i].size)
         created: list[Path] = []
-
-        def job(i: int) -> tuple[bytes, bytes, bytes, bool]:
-            return _file_job(nodes[i], src / os.fsdecode(nodes[i].path), objects_dir, key, tick, created)
-
+        bigs: list[BigFile] = []
+        units: list[Unit] = []
+        for i in todo:
+            path = src / os.fsdecode(nodes[i].path)
+            if nodes[i].size > bigfile.SEGMENT:
+                big = BigFile(
+                    path, nodes[i].size, objects_dir, key, tick, created, partial(results.__setitem__, i)
+                )
+                bigs.append(big)
+                units.extend(big.units())
+            else:
+                units.append(
+                    partial(_small_unit, results, i, nodes[i], path, objects_dir, key, tick, created)
+                )
         try:
-            results.update(_run_jobs(todo, job, jobs, tick))
+            _run_units(units, jobs, tick)
         except BaseException:
             # Objects this build created are referenced by no metadata yet: remove them.
+            for big in bigs:
+                big.cleanup()
             for p in created:
                 with contextlib.suppress(OSError):
                     p.unlink()
             raise
+    todo_set = set(todo)
     entries = []
     roots: set[bytes] = set()
     written: set[bytes] = set()
@@ -195,8 +235,9 @@ def _plan(
             if root not in roots:
                 roots.add(root)
                 stored += object_size(n.size, key is not None)
-            assert n.st is not None
-            new_manifest.files[os.fsdecode(n.path)] = cache.Record(cache.stat_key(n.st), digest, root, fid)
+            if i in todo_set:
+                assert n.st is not None
+                new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
             entries.append(Entry(n.path, n.type, n.mode, n.size, b"", root, fid))
         else:
             entries.append(Entry(n.path, n.type, n.mode, n.size, n.target))
@@ -245,9 +286,11 @@ def build_image(
     plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)
     meta = metadata.encode(plan.entries, ikey)
     mac = image_mac(meta)
-    _commit([(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())])
+    outputs = [(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())]
+    if not all(_same_bytes(p, b) for p, b in outputs):  # a no-op build writes nothing
+        _commit(outputs)
     _prune(objects_dir, plan.roots, existing)
-    cache.save(mpath, new_manifest, now_ns)
+    cache.save(mpath, new_manifest, now_ns, manifest)
     return ImageResult(
         mac=mac,
         entries=len(plan.entries),
@@ -272,6 +315,15 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) 
     manifest = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
     plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0, None)
     return image_mac(metadata.encode(plan.entries, ikey))
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        if os.stat(path).st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def _commit(files: list[tuple[Path, bytes]]) -> None:

@@ -146,7 +146,12 @@ def _small_tmpfs(path: Path, size: str):
 
 
 @root_only
-def test_disk_full_keeps_the_previous_image(tmp_path):
+@pytest.mark.parametrize("segment", [None, 1 << 20], ids=["whole-files", "segmented"])
+def test_disk_full_keeps_the_previous_image(tmp_path, monkeypatch, segment):
+    from occlum_build.image import bigfile
+
+    if segment:
+        monkeypatch.setattr(bigfile, "SEGMENT", segment)
     src = make_tree(tmp_path / "src")
     with _small_tmpfs(tmp_path / "fs", "2m") as fs:
         out, macf, cache = fs / "mount" / "__ROOT", fs / "mount" / ".ROOT_MAC", fs / "state"

@@ -85,9 +85,13 @@ def test_output_identical_whatever_the_cache_state(tmp_path, build, key):
     cache_file = tmp_path / "cache" / "image.manifest.json"
     assert cache_file.exists()
     assert KEY.hex() not in cache_file.read_text()  # only a fingerprint of the key
-    for damage in (None, b"{not json", b'{"version": "occlum-build image cache 1"}', b"", "delete"):
+    for damage in (None, "flip", b"{not json", b'{"version": "occlum-build image cache 1"}', b"", "delete"):
         if damage == "delete":
             shutil.rmtree(tmp_path / "cache")
+        elif damage == "flip":  # valid JSON, one record changed: the checksum catches it
+            doc = json.loads(cache_file.read_text())
+            doc["files"] = doc["files"].replace('"bin/app":[', '"bin/app":[1', 1)
+            cache_file.write_text(json.dumps(doc))
         elif damage is not None:
             cache_file.write_bytes(damage)
         r2, out2, _ = build(src, key=key)
@@ -199,7 +203,7 @@ def test_manifest_holds_no_key_and_mode_tag(tmp_path, build):
     build(src, key=KEY)
     doc = json.loads((tmp_path / "cache" / "image.manifest.json").read_text())
     assert doc["mode"].startswith("encrypted:") and KEY.hex() not in doc["mode"]
-    assert set(doc["files"]) == {
+    assert set(json.loads(doc["files"])) == {
         "bin/app",
         "lib/libc.so",
         "lib/deep/conf.txt",
@@ -226,3 +230,41 @@ def test_read_nonexistent_and_dir(tmp_path, build):
     with pytest.raises(IsADirectoryError):
         r.read("bin")
     assert Path(out / "metadata").stat().st_mode & 0o777 == 0o644
+
+
+@MODES
+def test_large_files_split_across_workers_give_the_same_bytes(tmp_path, build, key, monkeypatch):
+    from occlum_build.image import bigfile
+
+    src = make_tree(tmp_path / "src")
+    (src / "big1").write_bytes(os.urandom(5 * 65536 + 7))
+    (src / "big2").write_bytes(os.urandom(3 * 65536))
+    (src / "big2.copy").write_bytes((src / "big2").read_bytes())
+    age(src)
+    whole, ow, _ = build(src, "whole", key=key, cache="cw")
+    monkeypatch.setattr(bigfile, "SEGMENT", 65536)
+    for jobs in (1, 3):
+        seen: list[tuple[int, int]] = []
+        r, o, _ = build(
+            src,
+            f"seg{jobs}",
+            key=key,
+            cache=f"cs{jobs}",
+            jobs=jobs,
+            progress=lambda d, t, seen=seen: seen.append((d, t)),
+        )
+        assert r.mac == whole.mac and snapshot(o) == snapshot(ow)
+        assert r.objects_written == whole.objects_written
+        assert seen == sorted(seen) and seen[-1] == (
+            whole.bytes_read,
+            whole.bytes_read,
+        )  # progress only grows
+    verify_image(ow, whole.mac, key=key)
+    # Incremental with segments: one changed big file is the only one read.
+    data = bytearray((src / "big1").read_bytes())
+    data[70000] ^= 1
+    (src / "big1").write_bytes(bytes(data))
+    age(src)
+    r2, o2, _ = build(src, "seg3", key=key, cache="cs3", jobs=3)
+    assert r2.bytes_read == len(data) and r2.objects_written == 1
+    assert ImageReader(o2, r2.mac, key).read("big1") == bytes(data)

@@ -321,6 +321,79 @@ def tamper_cases(out: Path, images: dict[str, tuple[bytes, bytes | None]]) -> li
         path="/etc/hosts",
         mutate=bad_ciphertext,
     )
+
+    # More structure errors behind a valid MAC (and, encrypted, a valid GCM tag): each
+    # rewrites the metadata and recomputes the MAC; the reader must reject it at open.
+    def rewrite(header=None, entries=None, append=b""):
+        def mutate(img, key):
+            ikey = ImageKey.from_key(key) if key else None
+            meta = (img / METADATA_FILE).read_bytes()
+            ents = md.decode(meta, ikey)
+            if entries is not None:
+                ents = sorted(entries(ents), key=lambda e: e.path)
+            plain = bytearray(md.encode_plain(ents, ikey is not None))
+            for off, value in (header or {}).items():
+                plain[off : off + len(value)] = value
+            plain += append
+            if ikey is None:
+                meta = bytes(plain)
+            else:
+                head16 = meta[:16]
+                nonce, sealed = ikey.seal_metadata(head16, bytes(plain))
+                meta = head16 + nonce + sealed
+            (img / METADATA_FILE).write_bytes(meta)
+            return image_mac(meta)
+
+        return mutate
+
+    def replace(which, **changes):
+        def fn(ents):
+            return [md.Entry(**{**e.__dict__, **changes}) if e.path == which else e for e in ents]
+
+        return fn
+
+    malformed = [
+        ("bad-magic", "metadata magic OCBIMG02", rewrite(header={0: b"OCBIMG02"})),
+        ("version-2", "metadata version 2", rewrite(header={8: (2).to_bytes(4, "little")})),
+        ("unknown-flag", "flag bit 1 set", rewrite(header={12: (2).to_bytes(4, "little")})),
+        ("block-size-8192", "block size 8192", rewrite(header={16: (8192).to_bytes(4, "little")})),
+        ("trailing-byte", "one byte after the string table", rewrite(append=b"\0")),
+        (
+            "missing-parent",
+            "entry of directory /a removed",
+            rewrite(entries=lambda es: [e for e in es if e.path != b"a"]),
+        ),
+        (
+            "dotdot-component",
+            "/bin/one renamed /bin/..",
+            rewrite(entries=replace(b"bin/one", path=b"bin/..")),
+        ),
+        (
+            "symlink-mode",
+            "symlink /lib/link-rel with mode 0755",
+            rewrite(entries=replace(b"lib/link-rel", mode=0o755)),
+        ),
+        (
+            "file-without-root",
+            "/etc/hosts with a zero root",
+            rewrite(entries=replace(b"etc/hosts", root=bytes(32))),
+        ),
+        ("dir-with-size", "directory /emptydir with size 5", rewrite(entries=replace(b"emptydir", size=5))),
+        (
+            "nul-in-target",
+            "NUL byte in the target of /dangling",
+            rewrite(entries=replace(b"dangling", target=b"nowhere\0at/all")),
+        ),
+    ]
+    for name, what, mutate in malformed:
+        case(f"integrity-{name}", "integrity", what + ", MAC recomputed", "metadata-malformed", mutate=mutate)
+    case(
+        "encrypted-missing-parent",
+        "encrypted",
+        "entry of directory /a removed inside the encrypted metadata, re-encrypted, MAC recomputed",
+        "metadata-malformed",
+        mutate=rewrite(entries=lambda es: [e for e in es if e.path != b"a"]),
+    )
     return cases
 
 
