@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import OcclumError, VerifyError
 from . import metadata as M
-from .elf import parse_enclave
+from .elf import EnclaveElf, parse_enclave
 from .loader import measure_layout, measure_sections
 from .measure import Measurement
 from .sigstruct import SIGSTRUCT, format_date, mrsigner, verify_sigstruct
@@ -73,7 +73,7 @@ def _version_str(v: int) -> str:
     return f"{v >> 32}.{v & 0xFFFFFFFF}"
 
 
-def read_metadata(data: bytes, where: str = "enclave") -> tuple[list[M.ParsedMetadata], object]:
+def read_metadata(data: bytes, where: str = "enclave") -> tuple[list[M.ParsedMetadata], EnclaveElf]:
     elf = parse_enclave(data, where, allow_text_relocations=True, allow_init_section=True)
     block = data[elf.metadata_offset:elf.metadata_offset + elf.metadata_size]
     mds = M.parse_metadata_block(block)
@@ -82,7 +82,7 @@ def read_metadata(data: bytes, where: str = "enclave") -> tuple[list[M.ParsedMet
     return mds, elf
 
 
-def replay_mrenclave(data: bytes, md: M.ParsedMetadata, elf) -> bytes:  # type: ignore[no-untyped-def]
+def replay_mrenclave(data: bytes, md: M.ParsedMetadata, elf: EnclaveElf) -> bytes:
     """Recompute MRENCLAVE from the file and one embedded metadata, as the SDK loader adds pages."""
     image = bytearray(data)
     for dst, src, size in md.patches:

@@ -30,6 +30,7 @@ RECORDED_SYMBOLS = ("enclave_entry", "g_global_data_sim", "g_peak_heap_used", "g
 ALLOWED_RELOCATIONS = {0: "NONE", 1: "64", 6: "GLOB_DAT", 7: "JUMP_SLOT", 8: "RELATIVE", 16: "DTPMOD64",
                        17: "DTPOFF64", 18: "TPOFF64"}
 PF_X, PF_W, PF_R = 1, 2, 4
+MAX_SEGMENT = 64 << 30  # a sanity bound (not sgx_sign's): .bss pages are measured one by one
 
 
 class EnclaveError(OcclumError):
@@ -124,6 +125,9 @@ def _parse(elf: ELFFile, data: bytes, where: str, allow_textrel: bool, allow_ini
             raise _fail(where, f"program header {idx} extends past the end of the file")
         t = p["p_type"]
         if t == "PT_LOAD":
+            if p["p_memsz"] > MAX_SEGMENT:
+                raise _fail(where, f"PT_LOAD segment {idx} is {p['p_memsz']:#x} bytes in memory; more than "
+                            f"{MAX_SEGMENT >> 30} GiB is refused (every page of it would be measured)")
             if p["p_align"] % PAGE:
                 raise _fail(where, f"PT_LOAD segment {idx} is not page-aligned (p_align {p['p_align']:#x})")
             lo = p["p_vaddr"]

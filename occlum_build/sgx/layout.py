@@ -9,7 +9,7 @@ size and the metadata versions to write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 from . import metadata as M
@@ -39,7 +39,8 @@ XFRM_RESERVED = ~(XFRM_LEGACY | XFRM_AVX | XFRM_AVX512 | XFRM_PKRU | XFRM_AMX) &
 FEATURE_MUST_BE_DISABLED, FEATURE_MUST_BE_ENABLED, FEATURE_LOADER_SELECTS = 0, 1, 2
 XSAVE_SIZES = [(XFRM_LEGACY, 576), (XFRM_AVX, 832), (XFRM_MPX, 1088), (XFRM_AVX512, 2688),
                (XFRM_PKRU, 2752), (XFRM_AMX, 11008)]
-# sgx-emm bookkeeping structures (calculate_rts_bk_overhead): sizeof(ema_t_), sizeof(bit_array_)
+# sgx-emm bookkeeping structures (calculate_rts_bk_overhead): sizeof(struct ema_t_) and
+# sizeof(struct bit_array_) on x86-64, intel/sgx-emm @ 893dcbc (pinned by linux-sgx 2.26)
 EMA_SIZE, BIT_ARRAY_SIZE = 72, 24
 
 
@@ -82,7 +83,6 @@ class Built:
     meta_versions: int  # bit 0: SGX1 (compat 1.5) metadata, bit 1: SGX2 (primary 3.3)
     params: Params
     cfg: EnclaveConfig
-    notes: list[str] = field(default_factory=list)
 
     @property
     def version(self) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from ..errors import OcclumError, VerifyError
 from . import metadata as M
 from .elf import EnclaveElf, parse_enclave
@@ -20,7 +22,6 @@ from .measure import Measurement
 from .signer import Signer, check_key
 from .sigstruct import (
     KEY_BYTES,
-    SIGNED_BODY,
     SIGNED_HEADER,
     SIGSTRUCT,
     apply_signature,
@@ -131,7 +132,8 @@ def gendata(enclave: bytes, config_xml: bytes, *, date: int | None = None, where
     return signed_data(meas.css)
 
 
-def catsig(enclave: bytes, config_xml: bytes, public_key, signature: bytes, unsigned_data: bytes, *,
+def catsig(enclave: bytes, config_xml: bytes, public_key: rsa.RSAPublicKey, signature: bytes,
+           unsigned_data: bytes, *,
            where: str = "enclave", config_where: str = "Enclave.xml",
            allow_text_relocations: bool = False, allow_init_section: bool = False) -> SignResult:
     """Insert an externally made signature (``sgx_sign catsig``).
@@ -159,5 +161,4 @@ def catsig(enclave: bytes, config_xml: bytes, public_key, signature: bytes, unsi
     if not verify_signature(public_key, mine, signature):
         raise VerifyError("the signature does not verify with the public key over the unsigned data")
     apply_signature(css, public_key, signature)
-    assert SIGNED_BODY.start == 900
     return _finish(meas, enclave, css)

@@ -86,12 +86,16 @@ def load_signing_key(path: str | os.PathLike[str]) -> rsa.RSAPrivateKey:
     return key
 
 
-def load_public_key(path: str | os.PathLike[str]) -> rsa.RSAPublicKey:
-    """Load a PEM public key (SubjectPublicKeyInfo or PKCS#1) and check it is RSA-3072 e=3."""
+def load_public_key(path: str | os.PathLike[str], *, allow_private: bool = False) -> rsa.RSAPublicKey:
+    """Load a PEM public key (SubjectPublicKeyInfo or PKCS#1) and check it is RSA-3072 e=3.
+
+    With ``allow_private`` a PEM private key is accepted too and only its public half is kept."""
     raw = _read(path, "public key file")
     try:
         key = serialization.load_pem_public_key(raw)
     except (ValueError, UnsupportedAlgorithm):
+        if allow_private and b"PRIVATE KEY" in raw:
+            return load_signing_key(path).public_key()
         raise KeyFileError("not a PEM public key", where=str(path)) from None
     check_key(key, str(path))
     assert isinstance(key, rsa.RSAPublicKey)
@@ -129,14 +133,17 @@ class PemSigner:
 
 
 class ToolSigner:
-    """Signs by running an external program (HSM, remote signer); see the module docstring."""
+    """Signs by running an external program (HSM, remote signer); see the module docstring.
+
+    ``public_key_path``: the PEM public key whose private half the tool uses (a PEM private key
+    is accepted too; only its public half is kept)."""
 
     def __init__(self, tool: str, public_key_path: str | os.PathLike[str], *, timeout: float | None = 600):
         self.tool = tool
         self.argv = shlex.split(tool)
         if not self.argv:
             raise OcclumError("empty --sign-tool command")
-        self._public_key = load_public_key(public_key_path)
+        self._public_key = load_public_key(public_key_path, allow_private=True)
         self.timeout = timeout
 
     @property

@@ -181,3 +181,28 @@ def test_gen_sign_key(tmp_path, capsys):
 def test_key_errors_name_the_file(tmp_path):
     with pytest.raises(KeyFileError, match="missing.pem: signing key file does not exist"):
         load_signing_key(tmp_path / "missing.pem")
+
+
+def test_tool_signer_bad_outputs(tmp_path):
+    pub = pubkey(tmp_path, H / "Enclave_private_test.pem")
+    so, cfg = (H / "enclave.so").read_bytes(), (H / "Enclave.config.xml").read_bytes()
+    with pytest.raises(VerifyError, match="returned 5 bytes"):
+        sign_enclave(so, cfg, ToolSigner("sh -c 'printf hello > \"$2\"' x", pub))
+    with pytest.raises(OcclumError, match="wrote no signature file"):
+        sign_enclave(so, cfg, ToolSigner("true", pub))
+    with pytest.raises(OcclumError, match="sign tool not found") as ei:
+        sign_enclave(so, cfg, ToolSigner(str(tmp_path / "no-such-tool"), pub))
+    assert ei.value.exit_code == 1
+    with pytest.raises(KeyFileError, match="RSA-2048"):
+        other = tmp_path / "o.pem"
+        write_key(other, 2048, 3)
+        ToolSigner("true", pubkey(tmp_path, other, "o.pub"))
+
+
+@needs_openssl
+def test_tool_signer_accepts_private_pem_for_public_half(tmp_path):
+    key = H / "Enclave_private_test.pem"
+    tool = f"sh -c 'exec openssl dgst -sha256 -sign {key} -out \"$2\" \"$1\"' x"
+    r = sign_enclave((H / "enclave.so").read_bytes(), (H / "Enclave.config.xml").read_bytes(),
+                     ToolSigner(tool, key), date=0x20250927)
+    assert r.signed == (H / "enclave.signed.so").read_bytes()

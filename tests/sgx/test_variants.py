@@ -150,3 +150,10 @@ def test_init_section(tmp, key):
     with pytest.raises(EnclaveError, match=r"\.init section"):
         sign_enclave(so, xml(), key, date=0x20250101)
     assert sign_enclave(so, xml(), key, date=0x20250101, allow_init_section=True).mrenclave
+
+
+def test_absurd_bss_refused(tmp, key):
+    so = synth.build(tmp, "hugebss", synth.TEXT, synth.gdata(), synth.NOTE,
+                     ".section .bss\n.globl big\nbig: .zero 0x1100000000\n")
+    with pytest.raises(EnclaveError, match="more than 64 GiB is refused"):
+        sign_enclave(so, xml(), key, date=0x20250101)
