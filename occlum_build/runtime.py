@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from . import keys, paths
 from .errors import OcclumError, StateError
 
 RUN_LOCK = ".runtime.lock"  # in run/, held by occlum-run (libos/src/pal.c) and occlum mount
+EXEC_SOCKET = "occlum_exec.sock"  # in run/, served by `occlum-run --serve` (libos/src/server.c)
+EXEC_LOG = "occlum_exec.log"  # in run/: the server's messages after start-up
 
 
 def native_binary(name: str, inst: paths.Instance | None = None) -> Path:
@@ -35,9 +38,9 @@ def native_binary(name: str, inst: paths.Instance | None = None) -> Path:
 
 def require_built(inst: paths.Instance) -> None:
     """Refuse an instance that has no signed LibOS yet (run `occlum build` first)."""
-    if not inst.config.is_file():
-        raise StateError(f"{inst.root} is not an Occlum instance (no {paths.CONFIG_FILE}); "
-                         "run 'occlum new' or 'occlum init'")
+    if not inst.status_file.is_file():
+        raise StateError(f"{inst.root} is not an Occlum instance (no {inst.status_file.name}); "
+                         "run 'occlum init' or 'occlum new <dir>'")
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.root} is not built ({inst.libos_signed} is missing); "
                          "run 'occlum build'")
@@ -90,3 +93,51 @@ def exec_mount(inst: paths.Instance, mountpoint: str, image_key: str | None = No
     inst.run_upper.mkdir(parents=True, exist_ok=True)
     hold_run_lock(inst)
     os.execv(argv[0], argv)
+
+
+def start(inst: paths.Instance) -> None:
+    """`occlum start`: boot the instance in a background server (occlum-run --serve) and
+    return once it accepts `occlum exec`; a boot failure is raised with the server's message."""
+    require_built(inst)
+    if (inst.run / EXEC_SOCKET).exists() and _server_answers(inst):
+        raise StateError(f"{inst.root}: the instance is already started (occlum stop first)")
+    inst.run.mkdir(parents=True, exist_ok=True)
+    log_path = inst.run / EXEC_LOG
+    r, w = os.pipe()
+    argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--serve",
+            "--ready-fd", str(w)]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                pass_fds=(w,), start_new_session=True)
+    os.close(w)
+    with os.fdopen(r, "rb") as ready:
+        ok = ready.read(1) == b"1"
+    if not ok:
+        proc.wait()
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+        why = lines[-1].removeprefix("occlum: ") if lines else f"the server exited ({proc.returncode})"
+        raise OcclumError(why, exit_code=1)
+
+
+def _server_answers(inst: paths.Instance) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(inst.run / EXEC_SOCKET))
+        except OSError:
+            return False
+    return True
+
+
+def exec_in(inst: paths.Instance, path: str, args: Sequence[str]) -> None:
+    """`occlum exec`: replace this process with the client, which runs the program in the
+    started instance with our stdio, environment and signals (occlum-run's exit rules)."""
+    argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--exec", path, *args]
+    os.execv(argv[0], argv)
+
+
+def stop(inst: paths.Instance) -> int:
+    """`occlum stop`: stop the server (programs still running are killed)."""
+    argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--stop"]
+    return subprocess.run(argv).returncode

@@ -13,11 +13,34 @@
 #define SI_FLAG_TCS 0x100u
 #define SI_FLAG_REG 0x200u
 
+/* Records are gathered in a buffer and hashed in large updates: one EVP call per 64-byte
+ * record costs more than the hashing itself. */
+#define MEAS_BUF (256u * 1024u)
+
 struct meas {
     EVP_MD_CTX *md;
     uint64_t pages, max_pages;
     struct ocb_err *e;
+    uint8_t *buf;
+    size_t len;
 };
+
+static int flush(struct meas *m)
+{
+    if (m->len && EVP_DigestUpdate(m->md, m->buf, m->len) != 1)
+        return ocb_fail(m->e, "SHA-256 failed");
+    m->len = 0;
+    return 0;
+}
+
+static int put(struct meas *m, const void *data, size_t n)
+{
+    if (m->len + n > MEAS_BUF && flush(m) != 0)
+        return -1;
+    memcpy(m->buf + m->len, data, n);
+    m->len += n;
+    return 0;
+}
 
 static int rec(struct meas *m, const char tag[8], uint64_t offset, uint64_t flags)
 {
@@ -25,7 +48,7 @@ static int rec(struct meas *m, const char tag[8], uint64_t offset, uint64_t flag
     memcpy(r, tag, 8);
     ocb_put_le64(r + 8, offset);
     ocb_put_le64(r + 16, flags);
-    return EVP_DigestUpdate(m->md, r, 64) == 1 ? 0 : ocb_fail(m->e, "SHA-256 failed");
+    return put(m, r, 64);
 }
 
 /* EADD (+ 16 EEXTEND of `content` when extend). */
@@ -38,9 +61,8 @@ static int add_page(struct meas *m, uint64_t rva, uint64_t flags, const uint8_t 
     if (!extend)
         return 0;
     for (unsigned off = 0; off < OCB_PAGE; off += 256) {
-        if (rec(m, "EEXTEND\0", rva + off, 0) != 0 ||
-            EVP_DigestUpdate(m->md, content + off, 256) != 1)
-            return ocb_fail(m->e, "SHA-256 failed");
+        if (rec(m, "EEXTEND\0", rva + off, 0) != 0 || put(m, content + off, 256) != 0)
+            return -1;
     }
     return 0;
 }
@@ -119,23 +141,29 @@ static int measure_entry(struct meas *m, const struct ocb_metadata *md, const st
     if (en->content_offset != 0 &&
         ((uint64_t)en->content_offset + en->content_size > OCB_METADATA_SIZE || en->content_size > OCB_PAGE))
         return ocb_fail(m->e, "metadata layout entry content out of bounds");
+    /* The content is the same for every page of an entry, except the TCS fix-ups. */
+    int tcs = extend && en->content_offset != 0 && (en->si_flags & 0xff00) == SI_FLAG_TCS &&
+              en->content_size >= 64;
+    memset(page, 0, sizeof page);
+    if (extend && en->content_offset != 0)
+        memcpy(page, md->raw + en->content_offset, en->content_size);
+    else if (extend && en->content_size != 0)
+        for (unsigned k = 0; k < OCB_PAGE; k += 4)
+            ocb_put_le32(page + k, en->content_size);
     for (uint32_t j = 0; j < en->page_count; j++) {
         uint64_t rva = en->rva + delta + (uint64_t)j * OCB_PAGE;
-        memset(page, 0, sizeof page);
-        if (extend && en->content_offset != 0) {
-            memcpy(page, md->raw + en->content_offset, en->content_size);
-            if ((en->si_flags & 0xff00) == SI_FLAG_TCS && en->content_size >= 64) {
-                /* The loader relocates ossa, ofs_base and ogs_base by the TCS page's rva. */
-                static const unsigned fix[] = {16, 48, 56};
-                for (unsigned k = 0; k < 3; k++)
-                    ocb_put_le64(page + fix[k], ocb_le64(page + fix[k]) + rva);
-            }
-        } else if (extend && en->content_size != 0) {
-            for (unsigned k = 0; k < OCB_PAGE; k += 4)
-                ocb_put_le32(page + k, en->content_size);
-        }
-        if (add_page(m, rva, en->si_flags, page, extend) != 0)
+        if (tcs) {
+            /* The loader relocates ossa, ofs_base and ogs_base by the TCS page's rva. */
+            static uint8_t tpage[OCB_PAGE];
+            static const unsigned fix[] = {16, 48, 56};
+            memcpy(tpage, page, sizeof tpage);
+            for (unsigned k = 0; k < 3; k++)
+                ocb_put_le64(tpage + fix[k], ocb_le64(tpage + fix[k]) + rva);
+            if (add_page(m, rva, en->si_flags, tpage, extend) != 0)
+                return -1;
+        } else if (add_page(m, rva, en->si_flags, page, extend) != 0) {
             return -1;
+        }
     }
     return 0;
 }
@@ -184,9 +212,9 @@ int ocb_measure(const struct ocb_enclave_file *f, uint64_t max_pages, uint8_t mr
     uint8_t *img = NULL;
     if (ocb_patched_image(f, &img, e) != 0)
         return -1;
-    struct meas m = {EVP_MD_CTX_new(), 0, max_pages, e};
+    struct meas m = {EVP_MD_CTX_new(), 0, max_pages, e, malloc(MEAS_BUF), 0};
     int rc = -1;
-    if (m.md == NULL || EVP_DigestInit_ex(m.md, EVP_sha256(), NULL) != 1) {
+    if (m.md == NULL || m.buf == NULL || EVP_DigestInit_ex(m.md, EVP_sha256(), NULL) != 1) {
         ocb_fail(e, "SHA-256 unavailable");
         goto out;
     }
@@ -194,8 +222,8 @@ int ocb_measure(const struct ocb_enclave_file *f, uint64_t max_pages, uint8_t mr
     memcpy(r, "ECREATE\0", 8);
     ocb_put_le32(r + 8, md->ssa_frame_size);
     ocb_put_le64(r + 12, md->enclave_size);
-    if (EVP_DigestUpdate(m.md, r, 64) != 1 || measure_segments(&m, f, img) != 0 ||
-        measure_layout(&m, md) != 0)
+    if (put(&m, r, 64) != 0 || measure_segments(&m, f, img) != 0 || measure_layout(&m, md) != 0 ||
+        flush(&m) != 0)
         goto out;
     unsigned len = 0;
     if (EVP_DigestFinal_ex(m.md, mrenclave, &len) != 1 || len != 32) {
@@ -205,6 +233,7 @@ int ocb_measure(const struct ocb_enclave_file *f, uint64_t max_pages, uint8_t mr
     rc = 0;
 out:
     EVP_MD_CTX_free(m.md);
+    free(m.buf);
     free(img);
     return rc;
 }

@@ -34,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_PROCS 64
@@ -59,10 +60,21 @@ static void report(const struct ocb_err *e)
     fprintf(stderr, "occlum: %s\n", e->msg);
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 static void info(const char *fmt, const char *arg)
 {
+    static double t0;
     if (g.log_level >= 3) {
-        fputs("occlum: ", stderr);
+        double t = now_ms();
+        if (t0 == 0)
+            t0 = t;
+        fprintf(stderr, "occlum: [%7.2f ms] ", t - t0);
         fprintf(stderr, fmt, arg);
         fputc('\n', stderr);
     }
@@ -195,6 +207,7 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
         return ocb_fail(e, "%s: path too long", real);
     strcpy(g.inst, real);
     char p[PATH_MAX];
+    info("boot %s", g.inst);
     /* One runtime per instance: the writable layer has a single writer. */
     snprintf(p, sizeof p, "%s/run", g.inst);
     if (mkdir_p(p) != 0)
@@ -208,6 +221,12 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
     if (ocb_verify_libos(p, &g.libos, e) != 0)
         return -1;
     info("verified LibOS %s", p);
+    if (g.log_level >= 3) {
+        char mre[65], mrs[65];
+        ocb_hex(g.libos.mrenclave, 32, mre);
+        ocb_hex(g.libos.mrsigner, 32, mrs);
+        fprintf(stderr, "occlum: MRENCLAVE %s MRSIGNER %s\n", mre, mrs);
+    }
     snprintf(p, sizeof p, "%s/build/.Occlum_sys.json.protected", g.inst);
     if (ocb_conf_load(p, g.libos.conf_mac, &g.conf, e) != 0)
         return -1;
@@ -229,7 +248,10 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
         return ocb_fail(e, "%s", err);
     ofs_image_close(img);
     info("verified root FS %s", image);
-    return mount_root(e);
+    if (mount_root(e) != 0)
+        return -1;
+    info("mounted the root FS at %s", g.mnt);
+    return 0;
 }
 
 int occlum_pal_init(const struct occlum_pal_attr *attr)

@@ -2,12 +2,17 @@
  *
  *   occlum-run [--instance DIR] <path> [args...]
  *
+ *   occlum-run [--instance DIR] --serve [--ready-fd N]   serve the booted instance (occlum start)
+ *   occlum-run [--instance DIR] --exec <path> [args...]  run in the served instance (occlum exec)
+ *   occlum-run [--instance DIR] --stop                   stop the server (occlum stop)
+ *
  * The instance is DIR, else $OCCLUM_INSTANCE_DIR, else the current directory.  Log level from
  * OCCLUM_LOG_LEVEL.  Exit status: 1 on usage or boot failure, 127 when the program cannot be
  * started (not under an entry point, missing, not executable), otherwise the program's status
  * & 0x7f, or 128 + signal number when a signal ended it.  Signals sent to occlum-run with
  * kill(2) are passed to the program; terminal signals reach it directly. */
 #include "occlum_pal_api.h"
+#include "server.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -36,8 +41,20 @@ int main(int argc, char **argv)
         instance = argv[i + 1];
         i += 2;
     }
+    const char *inst = instance && instance[0] ? instance : ".";
+    if (i < argc && strcmp(argv[i], "--serve") == 0) {
+        int ready = -1;
+        if (i + 2 < argc && strcmp(argv[i + 1], "--ready-fd") == 0)
+            ready = atoi(argv[i + 2]);
+        return ocb_serve(inst, ready);
+    }
+    if (i < argc && strcmp(argv[i], "--stop") == 0)
+        return ocb_client_stop(inst);
+    if (i + 1 < argc && strcmp(argv[i], "--exec") == 0)
+        return ocb_client_exec(inst, argv[i + 1], &argv[i + 1]);
     if (i >= argc || argv[i][0] == '-') {
-        fprintf(stderr, "usage: occlum-run [--instance DIR] <path> [args...]\n");
+        fprintf(stderr, "usage: occlum-run [--instance DIR] <path> [args...]\n"
+                        "       occlum-run [--instance DIR] --serve [--ready-fd N] | --exec <path> [args...] | --stop\n");
         return 1;
     }
     if (occlum_pal_get_version() != OCCLUM_PAL_VERSION) {
@@ -45,7 +62,7 @@ int main(int argc, char **argv)
         return 1;
     }
     struct occlum_pal_attr attr = OCCLUM_PAL_ATTR_INITVAL;
-    attr.instance_dir = instance && instance[0] ? instance : ".";
+    attr.instance_dir = inst;
     attr.log_level = getenv("OCCLUM_LOG_LEVEL");
     if (occlum_pal_init(&attr) < 0)
         return 1;

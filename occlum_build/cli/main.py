@@ -40,6 +40,11 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] in (["run"], ["exec"]):  # fast path: `occlum run` start-up is part of every run's latency
+        from .run import main_run
+
+        return main_run(args)
     return main_with(build_parser(), argv)
 
 

@@ -3,7 +3,6 @@ real programs (occlum-gcc/musl, gcc/glibc, bash, dd), run with `occlum run`."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from occlum_build import keys, paths
+from occlum_build import paths
 
 REPO = paths.REPO_DIR
 BIN = Path(sys.executable).parent
@@ -74,39 +73,10 @@ def _copy_with_libs(inst: Path, prog: str, dest: str) -> None:
         shutil.copy2(os.path.realpath(lib), target)
 
 
-def sign_if_pipeline_cannot(inst: Path) -> None:
-    """Until occlum_build.sgx exports what the pipeline's sign stage needs, sign the LibOS with
-    the real signer (occlum_build.sgx.sign.sign_enclave) the way that stage does: conf MAC text
-    into .builtin_config, then sign with build/Enclave.xml."""
-    from occlum_build.pipeline.graph import signing_available
-
-    if signing_available():
-        return
-    import hashlib
-
-    from elftools.elf.elffile import ELFFile
-
-    from occlum_build.sgx.sign import sign_enclave
-    from occlum_build.sgx.signer import PemSigner, generate_signing_key
-
-    so = (paths.native_dir() / paths.LIBOS_SO).read_bytes()
-    prot = (inst / "build" / ".Occlum_sys.json.protected").read_bytes()
-    text = keys.format_hex16(hashlib.sha256(prot).digest()[:16]).encode() + b"\0"
-    off = ELFFile(io.BytesIO(so)).get_section_by_name(".builtin_config")["sh_offset"]
-    so = so[:off] + text + so[off + 48:]
-    key = inst / ".dev_sign_key.pem"
-    if not key.exists():
-        generate_signing_key(key)
-    res = sign_enclave(so, (inst / "build" / "Enclave.xml").read_bytes(), PemSigner(key),
-                       date=0x20250101)
-    out = inst / "build" / "lib" / "libocclum-libos.signed.so"
-    out.write_bytes(res.signed)
-
-
 def build(inst: Path, *argv: str) -> None:
     r = occlum(inst, "build", "--sgx-mode", "SIM", *argv)
     assert r.returncode == 0, r.stderr
-    sign_if_pipeline_cannot(inst)
+    assert (inst / "build/lib/libocclum-libos.signed.so").is_file(), "the build did not sign the LibOS"
 
 
 def make_instance(parent: Path) -> Path:

@@ -38,8 +38,10 @@ struct handle {
 };
 
 struct res {
-    struct unode *u;
-    const struct ofs_entry *l;
+    struct unode *u;           /* the upper node at the path (never a whiteout) */
+    const struct ofs_entry *l; /* the lower entry that shows through (merged or alone) */
+    const struct ofs_entry *lp; /* the lower entry at the path, even if u shadows it: deleting
+                                   or moving the path away then needs a whiteout */
 };
 
 static struct state *ST(void) { return fuse_get_context()->private_data; }
@@ -65,7 +67,7 @@ static int resolve(struct state *s, const char *path, struct res *r) {
     struct unode *u = s->up ? s->up->root : NULL;
     int hidden = 0;
     r->u = NULL;
-    r->l = NULL;
+    r->l = r->lp = NULL;
     while (*c) {
         const char *slash = strchr(c, '/');
         size_t cl = slash ? (size_t)(slash - c) : strlen(c);
@@ -73,15 +75,16 @@ static int resolve(struct state *s, const char *path, struct res *r) {
             if (u->type != OFS_T_DIR) return -ENOTDIR;
             struct unode *k = ofs_upper_child(u, c, cl);
             if (k && k->type == OFS_U_WHITEOUT) return -ENOENT;
-            if (k && (k->type != OFS_T_DIR || k->opaque)) hidden = 1;
+            /* an upper file or opaque directory hides everything below it in the image */
+            if (k && c[cl] && (k->type != OFS_T_DIR || k->opaque)) hidden = 1;
             u = k;
         }
         c += cl;
         if (*c == '/') c++;
     }
-    if (!hidden) r->l = ofs_image_lookup(s->img, p, strlen(p));
+    if (!hidden) r->lp = r->l = ofs_image_lookup(s->img, p, strlen(p));
     r->u = u;
-    if (u && r->l && (u->type != OFS_T_DIR || r->l->type != OFS_T_DIR)) r->l = NULL;
+    if (u && r->l && (u->type != OFS_T_DIR || u->opaque || r->l->type != OFS_T_DIR)) r->l = NULL;
     return (r->u || r->l) ? 0 : -ENOENT;
 }
 
@@ -190,7 +193,7 @@ bad:
 static void fill_upper(struct state *s, const struct unode *n, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_mode = n->mode | (n->type == OFS_T_DIR ? S_IFDIR : n->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
-    st->st_nlink = n->type == OFS_T_DIR ? 2 : 1;
+    st->st_nlink = 1; /* directories too: "unknown", so no tool infers subdirectory counts */
     st->st_size = (off_t)n->size;
     st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
     st->st_blksize = OFS_BLOCK;
@@ -204,7 +207,7 @@ static void fill_upper(struct state *s, const struct unode *n, struct stat *st) 
 static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_mode = e->mode | (e->type == OFS_T_DIR ? S_IFDIR : e->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
-    st->st_nlink = e->type == OFS_T_DIR ? 2 : 1;
+    st->st_nlink = 1;
     st->st_size = (off_t)e->size;
     st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
     st->st_blksize = OFS_BLOCK;
@@ -224,6 +227,7 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     struct state *s = ST();
     struct res r;
     int rc = 0;
+    if (!path && !(fi && fi->fh)) return -ENOENT;
     if (fi && fi->fh) {
         struct handle *h = (struct handle *)(uintptr_t)fi->fh;
         if (h->lower) fill_lower(s, h->lf.e, st);
@@ -265,8 +269,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     struct res r;
     int rc;
     (void)off;
-    (void)fi;
     (void)flags;
+    (void)fi;
     LOCKED(s) {
         rc = resolve(s, path, &r);
         if (!rc && rtype(&r) != OFS_T_DIR) rc = -ENOTDIR;
@@ -454,7 +458,9 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
     }
     LOCKED(s) {
         n = ofs_upper_read(s->up, h->n, buf, size, (uint64_t)off);
-        if (n == -EIO) logline(s->o, "%s: a block of the writable layer fails authentication (%s)", s->up->dir, path ? path : "unlinked file");
+        if (n == -EIO)
+            logline(s->o, "%s/data/%016llx: a block of '%s' fails authentication", s->up->dir,
+                    (unsigned long long)h->n->id, path ? path : h->n->name);
     }
     return (int)n;
 }
@@ -515,6 +521,7 @@ static int writable(struct state *s, const char *path, int skip_content, struct 
     struct res r;
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
+    if (!path) return -ENOENT; /* an image file opened read-only and since deleted */
     if ((rc = resolve(s, path, &r))) return rc;
     if (r.u) {
         *out = r.u;
@@ -577,7 +584,7 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
     int rc;
     (void)uid;
     (void)gid;
-    (void)fi;
+    if (!path) return fi && fi->fh ? 0 : -ENOENT;
     LOCKED(s) rc = resolve(s, path, &r);
     return rc;
 }
@@ -619,7 +626,7 @@ static int op_unlink(const char *path) {
             rc = -EISDIR;
             continue;
         }
-        if (r.u && !r.l) {
+        if (r.u && !r.lp) {
             ofs_upper_remove(s->up, r.u);
         } else if (r.u) {
             if (!ofs_upper_whiteout(s->up, r.u)) rc = -ENOMEM;
@@ -652,7 +659,7 @@ static int op_rmdir(const char *path) {
             rc = -ENOTEMPTY;
             continue;
         }
-        if (r.u && !r.l) {
+        if (r.u && !r.lp) {
             ofs_upper_remove(s->up, r.u);
         } else if (r.u) {
             if (!ofs_upper_whiteout(s->up, r.u)) rc = -ENOMEM;
@@ -696,13 +703,14 @@ static int do_rename(struct state *s, const char *from, const char *to, unsigned
     /* A directory that has contents in the image would need all of them copied up; like
      * overlayfs without redirect_dir, refuse and let the caller copy (mv does). */
     if (sdir && rs.l) return -EXDEV;
-    int src_lower = rs.l != NULL;
+    int src_lower = rs.lp != NULL;
     struct unode *n = rs.u;
     if (!n && (rc = copy_up(s, from, rs.l, 0, &n))) return rc;
     struct unode *dp = copy_up_dirs(s, dparent, &rc);
     if (!dp) return rc;
-    int dst_lower = dexists && rd.l != NULL;
+    int dst_lower = dexists && rd.lp != NULL;
     struct unode *old = ofs_upper_child(dp, dname, strlen(dname));
+    if (old && old->type == OFS_U_WHITEOUT) dst_lower = 1; /* the image has something there */
     if (old && old != n) ofs_upper_remove(s->up, old);
     struct unode *sp = n->parent;
     if ((rc = ofs_upper_move(s->up, n, dp, dname, strlen(dname)))) return rc;
@@ -744,6 +752,10 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
     cfg->negative_timeout = 0;
+    /* libfuse's default for unlinking an open file: rename it to .fuse_hidden* and remove it
+     * at the last close (fstat on such a file needs a path in the high-level API).  For an
+     * image file that rename copies it up first. */
+    cfg->hard_remove = 0;
     cfg->nullpath_ok = 0;
     return fuse_get_context()->private_data;
 }
@@ -868,7 +880,7 @@ int ofs_serve(const struct ofs_options *o) {
         }
         if (o->upper_key) memcpy(key, o->upper_key, 16);
         else if ((rc = ofs_upper_key(o->image_key, sf, key, err, sizeof err))) goto out_err;
-        if ((rc = ofs_upper_open(o->upper_dir, key, &s.up, err, sizeof err))) goto out_err;
+        if ((rc = ofs_upper_open(o->upper_dir, key, s.img->entries[0].mode, &s.up, err, sizeof err))) goto out_err;
     }
     pthread_mutex_init(&s.lock, NULL);
     char opts[256];
@@ -876,7 +888,9 @@ int ofs_serve(const struct ofs_options *o) {
              o->allow_other ? ",allow_other" : "", (o->read_only || !s.up) ? ",ro" : "");
     char *argv[] = {"occlum-fs", "-o", opts, NULL};
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+    args.allocated = 0;
     f = fuse_new(&args, &ops, sizeof ops, &s);
+    fuse_opt_free_args(&args); /* fuse_new keeps what it needs */
     if (!f) {
         rc = OFS_SERVE_IO;
         snprintf(err, sizeof err, "%s: cannot set up FUSE", o->mountpoint);

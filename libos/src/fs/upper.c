@@ -484,6 +484,8 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
                                         : tl == 0) &&
                  (type == OFS_T_FILE ? ofs_get_u64(r + 20) < next_id : ofs_get_u64(r + 20) == 0) &&
                  (flags == 0 || type == OFS_T_DIR) && ofs_get_u32(r + 8) <= 07777 &&
+                 ofs_get_u32(r + 44) == 0 &&
+                 (type == OFS_T_FILE || type == OFS_T_SYMLINK || ofs_get_u64(r + 12) == 0) &&
                  ofs_get_u32(r + 36) < 1000000000u && (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
         if (ok && !root && ofs_upper_child(nodes[parent], name, nl)) ok = 0;
         if (!ok) {
@@ -560,8 +562,8 @@ static int create_layer(struct ofs_upper *up, char *err, size_t errlen) {
     return OFS_OK;
 }
 
-int ofs_upper_open(const char *dir, const uint8_t key[16], struct ofs_upper **out, char *err,
-                   size_t errlen) {
+int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
+                   struct ofs_upper **out, char *err, size_t errlen) {
     struct ofs_upper *up = calloc(1, sizeof *up);
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -622,7 +624,7 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], struct ofs_upper **ou
             rc = fail(err, errlen, OFS_ERR_IO, "%s/index: %s", dir, strerror(errno));
             goto out;
         }
-        if (!(up->root = new_node("", 0, OFS_T_DIR, 0755))) {
+        if (!(up->root = new_node("", 0, OFS_T_DIR, root_mode))) {
             rc = fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
             goto out;
         }

@@ -42,9 +42,10 @@ struct ofs_upper {
     int dirty;
 };
 
-/* Open (creating when absent) the layer in dir with the 16-byte master key. */
-int ofs_upper_open(const char *dir, const uint8_t key[16], struct ofs_upper **out, char *err,
-                   size_t errlen);
+/* Open (creating when absent) the layer in dir with the 16-byte master key; a new layer's
+ * root directory gets root_mode (the image root's mode). */
+int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
+                   struct ofs_upper **out, char *err, size_t errlen);
 /* Flush and free. */
 int ofs_upper_close(struct ofs_upper *up, char *err, size_t errlen);
 /* Write the index if it changed (atomically: temp file, fsync, rename). 0 or -errno. */

@@ -62,6 +62,8 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "exists") == 0 && argc > 2) {
         return access(argv[2], F_OK) == 0 ? 0 : 1;
     } else if (strcmp(cmd, "wait") == 0) {
+        puts("ready");
+        fflush(stdout);
         pause();
     } else {
         return 2;
