@@ -9,7 +9,7 @@ An application repository needs only the three lines of docs/build.md ("doit bui
 
 import os
 
-DOIT_CONFIG = {"default_tasks": ["native"], "verbosity": 2}
+DOIT_CONFIG = {"default_tasks": ["native"], "verbosity": 2, "dep_file": ".doit.sqlite", "backend": "sqlite3"}
 
 
 def task_native():

@@ -9,6 +9,8 @@ what a stage believed it wrote.  Format: docs/build.md.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,44 @@ from .state import StateDir
 REPORT_VERSION = 1
 LAYER_STATS = ("encrypted", "entries", "files", "bytes_in", "bytes_stored",
                "objects_written", "objects_reused")
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# The top level of build/report.json (docs/formats/build-report.md): key -> (check, required).
+REPORT_FIELDS: dict[str, tuple[Callable[[Any], bool], bool]] = {
+    "version": (lambda v: v == REPORT_VERSION, True),
+    "sgx_mode": (lambda v: v in ("HW", "SIM"), True),
+    "edmm_platform": (lambda v: isinstance(v, bool), True),
+    "image_mac": (lambda v: isinstance(v, str) and bool(_HEX32.fullmatch(v)), True),
+    "initfs_mac": (lambda v: isinstance(v, str) and bool(_HEX32.fullmatch(v)), True),
+    "conf_mac": (lambda v: isinstance(v, str) and bool(_HEX32.fullmatch(v)), True),
+    "mrenclave": (lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)), False),
+    "mrsigner": (lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)), False),
+    "image": (lambda v: isinstance(v, dict) and set(v) == set(LAYER_STATS), True),
+    "initfs": (lambda v: isinstance(v, dict) and set(v) == set(LAYER_STATS), True),
+    "sizes": (lambda v: isinstance(v, dict) and all(isinstance(x, int) for x in v.values()), True),
+    "stages": (lambda v: isinstance(v, dict) and all(
+        isinstance(x, dict) and set(x) == {"ran", "seconds"} for x in v.values()), True),
+    "seconds": (lambda v: isinstance(v, int | float), True),
+}
+
+
+def check_report(rep: Any) -> None:
+    """Raise ValueError naming the first field of ``rep`` that does not follow the format."""
+    if not isinstance(rep, dict):
+        raise ValueError("report is not a JSON object")
+    for key, (ok, required) in REPORT_FIELDS.items():
+        if key not in rep:
+            if required:
+                raise ValueError(f"{key}: missing")
+            continue
+        if not ok(rep[key]):
+            raise ValueError(f"{key}: unexpected value {rep[key]!r}")
+    if ("mrenclave" in rep) != ("mrsigner" in rep):
+        raise ValueError("mrenclave and mrsigner come together")
+    extra = set(rep) - set(REPORT_FIELDS)
+    if extra:
+        raise ValueError(f"unknown keys {sorted(extra)}")
 
 
 def _size(p: Path) -> int:

@@ -91,7 +91,7 @@ def finish(ctx: BuildContext) -> None:
         d.mkdir(parents=True, exist_ok=True)
     atomic_write(inst.status_file, "built\n")
     ctx.cache.save()
-    ctx.report = rep  # type: ignore[attr-defined]
+    ctx.report = rep
 
 
 def doit_config(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:
@@ -108,10 +108,15 @@ def doit_config(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:
 
 
 def namespace(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:
-    """A dodo-like namespace: DOIT_CONFIG and one task creator yielding every stage."""
+    """A dodo-like namespace: DOIT_CONFIG and one task creator yielding every stage.
+
+    The task dicts are made here, not inside doit's loader: a bad input found while making
+    them (a signing key that does not load, say) is then our one-line error, not a traceback
+    from doit."""
+    made = tasks(ctx, finish)
 
     def task_occlum() -> Iterable[dict[str, Any]]:
-        yield from tasks(ctx, finish)
+        yield from made
 
     task_occlum.__doc__ = "occlum build stages"
     return {"DOIT_CONFIG": doit_config(ctx, reporter), "task_occlum": task_occlum}
@@ -154,7 +159,7 @@ def _reporter_for(ctx: BuildContext, out: TextIO) -> type:
         def teardown_task(self, task: Any) -> None: ...
 
         def complete_run(self) -> None:
-            ctx.doit_errors = self.errors  # type: ignore[attr-defined]
+            ctx.doit_errors = self.errors
 
     return OcclumReporter
 
@@ -179,8 +184,8 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
     inst = require_instance(instance_dir)
     ctx = BuildContext.create(inst, opts)
     factory, progresses = _progress_factory(out)
-    ctx.progress = lambda stage: _wrap_progress(factory(stage))
-    ctx.announce = lambda msg: (out.write(msg + "\n"), out.flush())  # type: ignore[func-returns-value]
+    ctx.progress = factory
+    ctx.announce = lambda msg: print(msg, file=out, flush=True)
     with build_lock(inst):
         ctx.state.prepare()
         ctx.cache = HashCache(ctx.state.hashes)
@@ -199,13 +204,9 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
         if rc != 0:
             if ctx.error is not None:
                 raise ctx.error
-            errs = getattr(ctx, "doit_errors", []) or [f"doit exited with {rc}"]
+            errs = ctx.doit_errors or [f"doit exited with {rc}"]
             raise OcclumError("build failed: " + "; ".join(e.splitlines()[0] for e in errs if e))
-    return getattr(ctx, "report", {})
-
-
-def _wrap_progress(p: Progress | None) -> Callable[[int, int], None] | None:
-    return p
+    return ctx.report
 
 
 # ---------------------------------------------------------------------------- dodo.py support
@@ -222,26 +223,33 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
     ``sgx_mode`` defaults to $SGX_MODE, else HW, as `occlum build` does.  The instance's build
     lock is taken here and held until doit exits (`doit list` included).
     """
-    inst = require_instance(Path(instance_dir))
-    options.setdefault("sgx_mode", os.environ.get("SGX_MODE", "HW") or "HW")
-    for k in ("sign_key", "image_key"):
-        if options.get(k) is not None:
-            options[k] = Path(os.path.abspath(options[k]))
-    ctx = BuildContext.create(inst, BuildOptions(**options))
-    ctx.announce = lambda msg: print(msg, file=sys.stderr, flush=True)  # type: ignore[func-returns-value]
-    lock = build_lock(inst)
-    lock.__enter__()
-    _held.append(lock)
-    ctx.state.prepare()
-    ctx.cache = HashCache(ctx.state.hashes)
+    log.setup()
+    try:
+        inst = require_instance(Path(instance_dir))
+        options.setdefault("sgx_mode", os.environ.get("SGX_MODE", "HW") or "HW")
+        for k in ("sign_key", "image_key"):
+            if options.get(k) is not None:
+                options[k] = Path(os.path.abspath(options[k]))
+        ctx = BuildContext.create(inst, BuildOptions(**options))
+        ctx.announce = lambda msg: print(msg, file=sys.stderr, flush=True)
+        lock = build_lock(inst)
+        lock.__enter__()
+        _held.append(lock)
+        ctx.state.prepare()
+        ctx.cache = HashCache(ctx.state.hashes)
 
-    def print_summary(c: BuildContext) -> None:
-        finish(c)
-        print("Built the Occlum image and enclave successfully\n" + summary(c.report),  # type: ignore[attr-defined]
-              file=sys.stderr)
+        def print_summary(c: BuildContext) -> None:
+            finish(c)
+            print("Built the Occlum image and enclave successfully\n" + summary(c.report),
+                  file=sys.stderr)
+
+        made = tasks(ctx, print_summary)
+    except OcclumError as e:  # one line, the documented exit code; no doit traceback
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
 
     def task_occlum() -> Iterable[dict[str, Any]]:
-        yield from tasks(ctx, print_summary)
+        yield from made
 
     task_occlum.__doc__ = "occlum build stages"
     return {"DOIT_CONFIG": doit_config(ctx), "task_occlum": task_occlum}

@@ -15,8 +15,11 @@ import shutil
 import stat
 from pathlib import Path
 
+from .. import log, paths
 from ..errors import OcclumError
 from ..fsutil import atomic_write
+
+_log = log.get("pipeline")
 
 
 def _special(path: Path, st: os.stat_result) -> OcclumError:
@@ -25,15 +28,26 @@ def _special(path: Path, st: os.stat_result) -> OcclumError:
     return OcclumError(f"{kind} cannot go into an image; remove it", where=str(path))
 
 
-def stage_initfs(src: Path, dst: Path, generated: dict[str, tuple[bytes, int]]) -> None:
-    """Make ``dst`` mirror ``src`` plus ``generated`` ({relative path: (bytes, mode)})."""
+def stage_initfs(src: Path, dst: Path, generated: dict[str, tuple[bytes, int]],
+                 exclude: tuple[str, ...] = (paths.INITFS_IMAGE_KEY,)) -> None:
+    """Make ``dst`` mirror ``src`` plus ``generated`` ({relative path: (bytes, mode)}).
+
+    Paths in ``exclude`` are never taken from ``src`` (an image key left in initfs/etc by an
+    Occlum build must not reach the init FS unless --buildin-image-key generates it)."""
     if not src.is_dir():
         raise OcclumError(f"{src} does not exist; 'occlum init' creates it with the init program")
     dst.mkdir(parents=True, exist_ok=True)
     os.chmod(dst, os.stat(src).st_mode & 0o777)
-    gen_paths = set(generated)
+    for rel in exclude:
+        if rel not in generated and os.path.lexists(src / rel):
+            _log.warning("%s is left out of the init FS (the build adds the image key only with "
+                         "--buildin-image-key)", src / rel)
+    gen_paths = set(generated) | set(exclude)
     gen_dirs = {str(Path(p).parent) for p in generated}
     _sync_dir(src, dst, "", gen_paths, gen_dirs)
+    for rel in exclude:
+        if rel not in generated:
+            _remove(dst / rel)
     for rel, (data, mode) in sorted(generated.items()):
         target = dst / rel
         parent = target.parent

@@ -200,3 +200,21 @@ def test_bad_config_is_one_line(inst, occlum):
     (inst / "Occlum.json").write_text('{"resource_limits": ')
     rc, _, err = occlum("build", "--sgx-mode", "SIM")
     assert rc == EXIT_USAGE and "Occlum.json" in err and "Traceback" not in err
+
+
+def test_missing_image_dir_is_a_clear_error(inst, occlum):
+    import shutil
+
+    shutil.rmtree(inst / "image")
+    rc, _, err = occlum("build", "--sgx-mode", "SIM")
+    assert rc == EXIT_STATE and "image" in err and "copy_bom" in err
+
+
+def test_a_users_initfs_image_key_never_reaches_the_init_fs(inst, occlum, caplog):
+    (inst / "initfs/etc/image_key").write_text(keys.format_hex16(b"\x09" * 16) + "\n")
+    rep = occlum.build()
+    assert "left out of the init FS" in caplog.text
+    r = ImageReader(inst / "build/initfs/__ROOT", bytes.fromhex(rep["initfs_mac"]))
+    assert b"etc/image_key" not in {e.path for e in r.entries()}
+    rc, _, err = occlum("verify")
+    assert rc == 0, err

@@ -59,3 +59,12 @@ def test_doit_build_reports_bad_config(tmp_path):
     (repo / "occlum_instance/Occlum.json").write_text("{")
     r = _doit(repo, "build")
     assert r.returncode != 0 and "Occlum.json" in (r.stdout + r.stderr)
+
+
+def test_doit_bad_option_is_one_line(tmp_path):
+    repo = tmp_path / "app"
+    repo.mkdir()
+    make_instance(repo, "occlum_instance")
+    (repo / "dodo.py").write_text(DODO.replace('sgx_mode="SIM"', 'sgx_mode="SIM", image_key="nope.key"'))
+    r = _doit(repo, "build")
+    assert r.returncode == 2 and "nope.key" in r.stderr and "Traceback" not in r.stderr
