@@ -1,12 +1,14 @@
 /* See rlimit_emul.h. */
 #include "rlimit_emul.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -18,15 +20,24 @@
 
 #define ARG(n) (offsetof(struct seccomp_data, args) + 8 * (n))
 
-int ocb_rlemul_install(int sock)
+int ocb_rlemul_install(int sock, int count_tasks)
 {
     /* x86-64 only: getrlimit/setrlimit(resource, ...) and prlimit64(pid, resource, ...) with
-     * resource == RLIMIT_DATA go to the listener; everything else is allowed. */
+     * resource == RLIMIT_DATA, and (count_tasks) the clone family go to the listener;
+     * everything else is allowed.  Jump offsets count instructions after the jump. */
+    const unsigned clone_nr = count_tasks ? SYS_clone : 0xffffffffu;
+    const unsigned clone3_nr = count_tasks ? SYS_clone3 : 0xffffffffu;
+    const unsigned fork_nr = count_tasks ? SYS_fork : 0xffffffffu;
+    const unsigned vfork_nr = count_tasks ? SYS_vfork : 0xffffffffu;
     struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, clone_nr, 12, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, clone3_nr, 11, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, fork_nr, 10, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, vfork_nr, 9, 0),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getrlimit, 2, 0),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setrlimit, 1, 0),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prlimit64, 3, 2),
@@ -134,7 +145,49 @@ static int emulate(const struct seccomp_notif *n, uint64_t mmap_size)
     return 0;
 }
 
-void ocb_rlemul_handle(int fd, uint64_t mmap_size)
+static int numeric(const char *n)
+{
+    if (*n == '\0')
+        return 0;
+    for (; *n; n++)
+        if (*n < '0' || *n > '9')
+            return 0;
+    return 1;
+}
+
+uint64_t ocb_count_tasks(int procfd)
+{
+    uint64_t count = 0;
+    int dfd = openat(procfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (d == NULL) {
+        if (dfd >= 0)
+            close(dfd);
+        return 0;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!numeric(de->d_name) || strcmp(de->d_name, "1") == 0)
+            continue;
+        char path[300];
+        snprintf(path, sizeof path, "%s/task", de->d_name);
+        int tfd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *t = tfd >= 0 ? fdopendir(tfd) : NULL;
+        if (t == NULL) {
+            if (tfd >= 0)
+                close(tfd);
+            continue; /* it just exited */
+        }
+        struct dirent *te;
+        while ((te = readdir(t)) != NULL)
+            count += numeric(te->d_name);
+        closedir(t);
+    }
+    closedir(d);
+    return count;
+}
+
+void ocb_rlemul_handle(int fd, uint64_t mmap_size, int procfd, uint64_t max_tasks)
 {
     struct seccomp_notif_sizes sz;
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) != 0)
@@ -146,11 +199,21 @@ void ocb_rlemul_handle(int fd, uint64_t mmap_size)
         goto out;
     if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, req) != 0)
         goto out;
-    int rc = emulate(req, mmap_size);
     resp->id = req->id;
-    resp->error = rc;
     resp->val = 0;
-    resp->flags = 0;
+    int nr = req->data.nr;
+    if (nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork) {
+        if (max_tasks && ocb_count_tasks(procfd) >= max_tasks) {
+            resp->error = -EAGAIN; /* as fork/pthread_create report a task limit */
+            resp->flags = 0;
+        } else {
+            resp->error = 0;
+            resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        }
+    } else {
+        resp->error = emulate(req, mmap_size);
+        resp->flags = 0;
+    }
     ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, resp); /* ENOENT: the caller is gone */
 out:
     free(req);

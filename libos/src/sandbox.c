@@ -232,8 +232,13 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
         die(efd, "cannot chroot into the root FS: %s", strerror(errno));
 
     int sv[2] = {-1, -1};
-    if (s->limits.mmap_size && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    const int filter = s->limits.mmap_size || s->limits.nproc;
+    if (filter && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         die(efd, "socketpair: %s", strerror(errno));
+    /* Kept open: the app may cover /proc later, the count must not follow. */
+    int procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (procfd < 0)
+        die(efd, "cannot open /proc: %s", strerror(errno));
     if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         die(efd, "pipe: %s", strerror(errno));
     sigset_t all;
@@ -258,8 +263,8 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
             set_limit(efd, RLIMIT_NPROC, "RLIMIT_NPROC", s->limits.nproc, 1);
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
             die(efd, "prctl: %s", strerror(errno));
-        if (s->limits.mmap_size) {
-            int rc = ocb_rlemul_install(sv[1]);
+        if (filter) {
+            int rc = ocb_rlemul_install(sv[1], s->limits.nproc != 0);
             if (rc != 0)
                 die(efd, "cannot install the RLIMIT_DATA filter: %s", strerror(-rc));
         }
@@ -272,7 +277,7 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
             close(s->stdio[i]);
     app_pid = pid;
     int notif = -1;
-    if (s->limits.mmap_size) {
+    if (filter) {
         close(sv[1]);
         notif = ocb_rlemul_receive(sv[0]); /* -1 if the app died before installing it */
         close(sv[0]);
@@ -307,7 +312,7 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
             while (read(chld_pipe[0], buf, sizeof buf) > 0)
                 ;
         if (notif >= 0 && (pf[1].revents & POLLIN))
-            ocb_rlemul_handle(notif, s->limits.mmap_size);
+            ocb_rlemul_handle(notif, s->limits.mmap_size, procfd, s->limits.nproc);
         if (notif >= 0 && (pf[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
             close(notif);
             notif = -1;

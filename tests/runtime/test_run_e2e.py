@@ -149,3 +149,13 @@ def test_occlum_run_binary_finds_its_instance(inst: Path, tmp_path: Path) -> Non
     r = subprocess.run([str(inst / "build/bin/occlum-run"), "/bin/hello"], cwd=tmp_path,
                        capture_output=True, text=True, env={})
     assert (r.returncode, r.stdout) == (0, "Hello World\n"), r.stderr
+
+
+def test_max_num_of_threads(inst: Path) -> None:
+    """Occlum.json max_num_of_threads (template: 32) bounds the tasks of the instance: the
+    program itself plus 31 more processes or threads."""
+    for kind in ("forks", "threads"):
+        r = occlum(inst, "run", "/bin/probe", kind, "40")
+        assert (r.returncode, r.stdout) == (0, "31\n"), (kind, r.stderr)
+    r = occlum(inst, "run", "/bin/probe", "forks", "10")
+    assert r.stdout == "10\n"

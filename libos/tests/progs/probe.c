@@ -1,12 +1,52 @@
 /* A small static program run inside the sandbox by the tests: reports what it sees. */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
+
+static void *idle(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+/* Create up to n children (or threads) that wait; print how many could be created. */
+static int spawn(int n, int threads)
+{
+    pid_t kids[4096];
+    int made = 0;
+    for (; made < n && made < 4096; made++) {
+        if (threads) {
+            pthread_t t;
+            if (pthread_create(&t, NULL, idle, NULL) != 0)
+                break;
+        } else {
+            pid_t pid = fork();
+            if (pid < 0)
+                break;
+            if (pid == 0)
+                idle(NULL);
+            kids[made] = pid;
+        }
+    }
+    printf("%d\n", made);
+    fflush(stdout);
+    if (!threads)
+        for (int i = 0; i < made; i++) {
+            kill(kids[i], SIGKILL);
+            waitpid(kids[i], NULL, 0);
+        }
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -61,6 +101,10 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(cmd, "exists") == 0 && argc > 2) {
         return access(argv[2], F_OK) == 0 ? 0 : 1;
+    } else if (strcmp(cmd, "forks") == 0 && argc > 2) {
+        return spawn(atoi(argv[2]), 0);
+    } else if (strcmp(cmd, "threads") == 0 && argc > 2) {
+        return spawn(atoi(argv[2]), 1);
     } else if (strcmp(cmd, "wait") == 0) {
         puts("ready");
         fflush(stdout);
