@@ -24,6 +24,18 @@ pytestmark = [pytest.mark.native,
 SO = paths.native_dir() / paths.LIBOS_SO
 XML = (b"<EnclaveConfiguration><StackMaxSize>0x40000</StackMaxSize><StackMinSize>0x40000"
        b"</StackMinSize><HeapMaxSize>0x100000</HeapMaxSize><TCSNum>4</TCSNum></EnclaveConfiguration>")
+# Dynamic features with MiscSelect[0] = 1: sgx_sign writes metadata 3.3 first (then 1.5 when
+# MiscMask[0] = 0); dynamic threads, heap and reserved memory entries are POST_ADD only.
+XML_EDMM_BOTH = (b"<EnclaveConfiguration><StackMaxSize>0x40000</StackMaxSize><StackMinSize>0x2000"
+                 b"</StackMinSize><HeapMaxSize>0x1000000</HeapMaxSize><HeapMinSize>0x1000</HeapMinSize>"
+                 b"<HeapInitSize>0x10000</HeapInitSize><TCSNum>4</TCSNum><TCSMaxNum>8</TCSMaxNum>"
+                 b"<TCSMinPool>2</TCSMinPool><MiscSelect>1</MiscSelect><MiscMask>0xFFFFFFFE</MiscMask>"
+                 b"</EnclaveConfiguration>")
+XML_EDMM_ONLY = (b"<EnclaveConfiguration><StackMaxSize>0x40000</StackMaxSize><StackMinSize>0x2000"
+                 b"</StackMinSize><HeapMaxSize>0x1000000</HeapMaxSize><HeapMinSize>0x1000</HeapMinSize>"
+                 b"<TCSNum>4</TCSNum><TCSMaxNum>8</TCSMaxNum><MiscSelect>1</MiscSelect>"
+                 b"<MiscMask>0xFFFFFFFF</MiscMask><ReservedMemMaxSize>0x100000</ReservedMemMaxSize>"
+                 b"<ReservedMemMinSize>0x10000</ReservedMemMinSize></EnclaveConfiguration>")
 
 
 def test_elf_shape() -> None:
@@ -47,13 +59,16 @@ def test_elf_shape() -> None:
     assert int.from_bytes(SO.read_bytes()[off:off + 8], "little") == 0x2001A0064
 
 
-def test_signed_by_python_verified_by_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("xml,version", [(XML, 0x100000005), (XML_EDMM_BOTH, 0x300000003),
+                                         (XML_EDMM_ONLY, 0x300000003)])
+def test_signed_by_python_verified_by_c(tmp_path: Path, xml: bytes, version: int) -> None:
     key = tmp_path / "k.pem"
     generate_signing_key(key)
     data = bytearray(SO.read_bytes())
     off = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".builtin_config")["sh_offset"]
     data[off:off + 48] = b"00-11-22-33-44-55-66-77-88-99-aa-bb-cc-dd-ee-ff\0"
-    res = sign_enclave(bytes(data), XML, PemSigner(key), date=0x20250101)
+    res = sign_enclave(bytes(data), xml, PemSigner(key), date=0x20250101)
+    assert res.metadata_version == version
     inst = tmp_path / "inst"
     (inst / "build/lib").mkdir(parents=True)
     (inst / "build/lib/libocclum-libos.signed.so").write_bytes(res.signed)
@@ -65,7 +80,7 @@ def test_signed_by_python_verified_by_c(tmp_path: Path) -> None:
     assert f"MRENCLAVE {res.mrenclave.hex()} MRSIGNER {res.mrsigner.hex()}" in r.stderr
     assert r.returncode == 1 and ".Occlum_sys.json.protected: cannot open" in r.stderr
     # Unpatched (all-zero .builtin_config): signed fine, refused by the runtime.
-    res0 = sign_enclave(SO.read_bytes(), XML, PemSigner(key), date=0x20250101)
+    res0 = sign_enclave(SO.read_bytes(), xml, PemSigner(key), date=0x20250101)
     (inst / "build/lib/libocclum-libos.signed.so").write_bytes(res0.signed)
     r = subprocess.run([str(run), "--instance", str(inst), "/bin/x"], capture_output=True, text=True)
     assert r.returncode == 1 and ".builtin_config is all zero" in r.stderr
