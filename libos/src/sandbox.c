@@ -215,6 +215,30 @@ static void forward(int sig)
 static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM,
                                 SIGCONT, SIGWINCH, SIGPIPE};
 
+/* Close every descriptor but `keep` (and 0-2): whatever the PAL's caller left open (a host
+ * directory, a socket) must not reach the sandbox, not even through /proc/1/fd of its init. */
+static void close_others(const int *keep, size_t n)
+{
+    int sorted[8];
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < 8; i++)
+        if (keep[i] > 2)
+            sorted[m++] = keep[i];
+    for (size_t i = 1; i < m; i++)
+        for (size_t j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            int t = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = t;
+        }
+    unsigned lo = 3;
+    for (size_t i = 0; i < m; i++) {
+        if ((unsigned)sorted[i] > lo)
+            close_range(lo, (unsigned)sorted[i] - 1, 0);
+        lo = (unsigned)sorted[i] + 1;
+    }
+    close_range(lo, ~0U, 0);
+}
+
 /* pid 1 of the namespace. */
 __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, int sync_fd,
                                               int efd, int status_fd)
@@ -223,6 +247,8 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     if (read(sync_fd, &c, 1) != 1)
         die(efd, "the PAL did not set up the user namespace");
     close(sync_fd);
+    const int keep[] = {efd, status_fd, s->stdio[0], s->stdio[1], s->stdio[2]};
+    close_others(keep, sizeof keep / sizeof keep[0]);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         die(efd, "prctl: %s", strerror(errno));
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
@@ -256,6 +282,9 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
         for (int i = 0; i < 3; i++)
             if (s->stdio[i] != i && dup2(s->stdio[i], i) < 0)
                 die(efd, "cannot set up stdio: %s", strerror(errno));
+        /* Only 0-2 survive the exec (the originals of the stdio descriptors included). */
+        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+            die(efd, "close_range: %s", strerror(errno));
         set_limit(efd, RLIMIT_STACK, "RLIMIT_STACK", s->limits.stack, 0);
         set_limit(efd, RLIMIT_DATA, "RLIMIT_DATA", s->limits.data, 0);
         set_limit(efd, RLIMIT_AS, "RLIMIT_AS", s->limits.as, 1);

@@ -113,6 +113,20 @@ int main(void)
     st = run(a9, env, out, sizeof out, &e);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
 
+    /* A host directory left open (not close-on-exec) by the caller does not reach the app. */
+    int leak = dup2(open("/", O_RDONLY | O_DIRECTORY), 100); /* above the init's own fds */
+    CHECK(leak == 100);
+    char fdp[64];
+    snprintf(fdp, sizeof fdp, "/proc/self/fd/%d", leak);
+    const char *a11[] = {"probe", "exists", fdp, NULL};
+    st = run(a11, env, out, sizeof out, &e);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    snprintf(fdp, sizeof fdp, "/proc/1/fd/%d", leak);
+    const char *a12[] = {"probe", "exists", fdp, NULL};
+    st = run(a12, env, out, sizeof out, &e);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    close(leak);
+
     /* /tmp is a fresh ramfs: a file written there is not in the root directory. */
     const char *a10[] = {"probe", "write", "/tmp/x", "y", NULL};
     st = run(a10, env, out, sizeof out, &e);
