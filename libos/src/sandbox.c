@@ -1,9 +1,10 @@
 /* The sandbox (sandbox.h).
  *
- * Process tree:  PAL --clone(NEWUSER|NEWNS|NEWPID)--> ns init (pid 1) --fork--> app (pid 2).
- * The PAL writes the id maps of the new user namespace (root inside = root outside, so the
- * FUSE mount of the PAL stays reachable), then lets the init go on.  The init mounts /proc,
- * /dev, hostfs and ramfs on top of the root, chroots, forks the app and stays as a minimal
+ * Process tree:  PAL --clone(NEWNS|NEWPID)--> ns init (pid 1) --fork--> app (pid 2).
+ * The init mounts /proc, /dev, hostfs and ramfs on top of the root, pivots into it and
+ * detaches the old root, then enters a new user namespace whose id maps the PAL writes (root
+ * inside = root outside, so the FUSE mount of the PAL stays reachable).  It forks the app and
+ * stays as a minimal
  * init: it forwards signals to the app, reaps orphans and reports the app's wait status to the
  * PAL through a pipe (pid 1 of a namespace cannot die of the app's signal itself).  Setup and
  * exec errors travel back through a close-on-exec pipe, so a successful exec is seen as EOF. */
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -240,22 +242,35 @@ static void close_others(const int *keep, size_t n)
 }
 
 /* pid 1 of the namespace. */
-__attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, int sync_fd,
-                                              int efd, int status_fd)
+__attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, int req_fd,
+                                              int sync_fd, int efd, int status_fd)
 {
-    char c;
-    if (read(sync_fd, &c, 1) != 1)
-        die(efd, "the PAL did not set up the user namespace");
-    close(sync_fd);
-    const int keep[] = {efd, status_fd, s->stdio[0], s->stdio[1], s->stdio[2]};
+    const int keep[] = {req_fd, sync_fd, efd, status_fd, s->stdio[0], s->stdio[1], s->stdio[2]};
     close_others(keep, sizeof keep / sizeof keep[0]);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         die(efd, "prctl: %s", strerror(errno));
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
         die(efd, "cannot make mounts private: %s", strerror(errno));
+    /* The root must be a mount point for pivot_root: bind it onto itself (with what is below). */
+    if (mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) != 0)
+        die(efd, "cannot bind the root FS: %s", strerror(errno));
     setup_mounts(efd, s);
-    if (chroot(s->root) != 0 || chdir("/") != 0)
-        die(efd, "cannot chroot into the root FS: %s", strerror(errno));
+    /* pivot_root, then detach the old root: nothing above the root FS is left in this mount
+     * namespace, so a chroot break-out (the app is root in its user namespace and may chroot)
+     * ends at the root FS. */
+    if (chdir(s->root) != 0 || syscall(SYS_pivot_root, ".", ".") != 0 ||
+        umount2(".", MNT_DETACH) != 0 || chdir("/") != 0)
+        die(efd, "cannot make the root FS the root: %s", strerror(errno));
+    /* The user namespace comes last: the mount namespace stays owned by the host's, so the
+     * app (root with all capabilities of its own user namespace) cannot change its mounts.
+     * The PAL writes the id maps: root inside is root outside. */
+    if (unshare(CLONE_NEWUSER) != 0)
+        die(efd, "cannot create the user namespace: %s", strerror(errno));
+    char c;
+    if (write(req_fd, "u", 1) != 1 || read(sync_fd, &c, 1) != 1)
+        die(efd, "the PAL did not map the ids of the user namespace");
+    close(req_fd);
+    close(sync_fd);
 
     int sv[2] = {-1, -1};
     const int filter = s->limits.mmap_size || s->limits.nproc;
@@ -366,9 +381,13 @@ static int write_file(const char *path, const char *text)
 int ocb_sandbox_spawn(const struct ocb_sandbox_spec *s, struct ocb_proc *out, struct ocb_err *e)
 {
     memset(out, 0, sizeof *out);
-    int sync[2], errp[2], statp[2];
-    if (pipe2(sync, O_CLOEXEC) != 0)
+    int sync[2], errp[2], statp[2], req[2];
+    if (pipe2(req, O_CLOEXEC) != 0)
         return ocb_fail(e, "pipe: %s", strerror(errno));
+    if (pipe2(sync, O_CLOEXEC) != 0) {
+        close(req[0]), close(req[1]);
+        return ocb_fail(e, "pipe: %s", strerror(errno));
+    }
     if (pipe2(errp, O_CLOEXEC) != 0) {
         close(sync[0]), close(sync[1]);
         return ocb_fail(e, "pipe: %s", strerror(errno));
@@ -378,31 +397,38 @@ int ocb_sandbox_spawn(const struct ocb_sandbox_spec *s, struct ocb_proc *out, st
         return ocb_fail(e, "pipe: %s", strerror(errno));
     }
     fflush(NULL);
-    long pid = syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | SIGCHLD, NULL,
-                       NULL, NULL, NULL);
+    long pid = syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) {
-        close(sync[1]), close(errp[0]), close(statp[0]);
-        ns_init(s, sync[0], errp[1], statp[1]);
+        close(req[0]), close(sync[1]), close(errp[0]), close(statp[0]);
+        ns_init(s, req[1], sync[0], errp[1], statp[1]);
     }
     int saved = errno;
-    close(sync[0]), close(errp[1]), close(statp[1]);
+    close(req[1]), close(sync[0]), close(errp[1]), close(statp[1]);
     if (pid < 0) {
-        close(sync[1]), close(errp[0]), close(statp[0]);
+        close(req[0]), close(sync[1]), close(errp[0]), close(statp[0]);
         return ocb_fail(e, "cannot create the namespaces: %s", strerror(saved));
     }
-    /* Root inside is root outside: the FUSE mount served by the PAL stays reachable and
+    /* Once the init has its user namespace (EOF instead: it failed and says why on errp):
+     * root inside is root outside, so the FUSE mount served by the PAL stays reachable and
      * hostfs files keep their owners; the capabilities are those of the new namespace. */
-    char path[64];
-    int ok = 1;
-    snprintf(path, sizeof path, "/proc/%ld/uid_map", pid);
-    ok = ok && write_file(path, "0 0 4294967295\n") == 0;
-    snprintf(path, sizeof path, "/proc/%ld/gid_map", pid);
-    ok = ok && write_file(path, "0 0 4294967295\n") == 0;
-    if (!ok || write(sync[1], "g", 1) != 1) {
-        kill((pid_t)pid, SIGKILL);
-        waitpid((pid_t)pid, NULL, 0);
-        close(sync[1]), close(errp[0]), close(statp[0]);
-        return ocb_fail(e, "cannot map ids of the user namespace");
+    char c;
+    ssize_t r;
+    while ((r = read(req[0], &c, 1)) < 0 && errno == EINTR)
+        ;
+    close(req[0]);
+    if (r == 1) {
+        char path[64];
+        int ok = 1;
+        snprintf(path, sizeof path, "/proc/%ld/uid_map", pid);
+        ok = ok && write_file(path, "0 0 4294967295\n") == 0;
+        snprintf(path, sizeof path, "/proc/%ld/gid_map", pid);
+        ok = ok && write_file(path, "0 0 4294967295\n") == 0;
+        if (!ok || write(sync[1], "g", 1) != 1) {
+            kill((pid_t)pid, SIGKILL);
+            waitpid((pid_t)pid, NULL, 0);
+            close(sync[1]), close(errp[0]), close(statp[0]);
+            return ocb_fail(e, "cannot map ids of the user namespace");
+        }
     }
     close(sync[1]);
     char msg[512];

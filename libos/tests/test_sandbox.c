@@ -113,6 +113,15 @@ int main(void)
     st = run(a9, env, out, sizeof out, &e);
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
 
+    /* The classic chroot break-out ends at the root (pivot_root, old root detached). */
+    const char *a13[] = {"probe", "escape", BUILD_DIR, NULL};
+    st = run(a13, env, out, sizeof out, &e);
+    CHECK(WIFEXITED(st) && strcmp(out, "hidden\n") == 0);
+    /* ... and mounts cannot be changed from inside (the mount namespace is not the app's). */
+    const char *a14[] = {"probe", "exists", "/proc/1/root" BUILD_DIR, NULL};
+    st = run(a14, env, out, sizeof out, &e);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+
     /* A host directory left open (not close-on-exec) by the caller does not reach the app. */
     int leak = dup2(open("/", O_RDONLY | O_DIRECTORY), 100); /* above the init's own fds */
     CHECK(leak == 100);

@@ -159,3 +159,13 @@ def test_max_num_of_threads(inst: Path) -> None:
         assert (r.returncode, r.stdout) == (0, "31\n"), (kind, r.stderr)
     r = occlum(inst, "run", "/bin/probe", "forks", "10")
     assert r.stdout == "10\n"
+
+
+def test_chroot_breakout_stays_in_the_root_fs(inst: Path) -> None:
+    """The app is root in its user namespace and may chroot; the classic break-out (chroot
+    into a subdirectory, walk up, chroot '.') must still end at the instance's root FS."""
+    host_only = str(inst)  # exists on the host, not inside the instance
+    r = occlum(inst, "run", "/bin/probe", "escape", host_only)
+    assert (r.returncode, r.stdout) == (0, "hidden\n"), r.stderr
+    r = occlum(inst, "run", "/bin/probe", "escape", "/bin/hello")  # the check itself works
+    assert r.stdout == "visible\n"

