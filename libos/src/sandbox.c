@@ -108,6 +108,42 @@ static void mount_at(int efd, const char *root, const char *rel, const char *src
     close(fd);
 }
 
+/* /proc of the sandbox: the app is root, mapped to host root, and the kernel checks writes to
+ * /proc/sys and friends by uid: they would change the host.  Those are made read-only and a few
+ * files that expose kernel memory or other users' data are hidden (as container runtimes do).
+ * The app cannot undo this: its user namespace does not own its mount namespace. */
+static void harden_proc(int efd, const char *root, const char *procrel)
+{
+    static const char *const ro[] = {"sys", "sysrq-trigger", "irq", "bus", "fs"};
+    static const char *const masked[] = {"kcore", "keys", "timer_list", "sched_debug", "kallsyms"};
+    int pfd = walk(efd, root, procrel, 0);
+    char p[64];
+    for (size_t i = 0; i < sizeof ro / sizeof ro[0]; i++) {
+        int fd = openat(pfd, ro[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue; /* not in this kernel */
+        fd_path(fd, p);
+        if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) != 0)
+            die(efd, "cannot protect /proc/%s: %s", ro[i], strerror(errno));
+        close(fd);
+        fd = openat(pfd, ro[i], O_PATH | O_NOFOLLOW | O_CLOEXEC); /* the bind mount */
+        fd_path(fd, p);
+        if (fd < 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+            die(efd, "cannot make /proc/%s read-only: %s", ro[i], strerror(errno));
+        close(fd);
+    }
+    for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) {
+        int fd = openat(pfd, masked[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        fd_path(fd, p);
+        if (mount("/dev/null", p, NULL, MS_BIND, NULL) != 0)
+            die(efd, "cannot hide /proc/%s: %s", masked[i], strerror(errno));
+        close(fd);
+    }
+    close(pfd);
+}
+
 static void setup_dev(int efd, const char *root)
 {
     mount_at(efd, root, "dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k", "/dev");
@@ -155,6 +191,7 @@ static void setup_mounts(int efd, const struct ocb_sandbox_spec *s)
             die(efd, "mount type \"%s\" at / is not supported by the SIM runtime", m->type);
         if (strcmp(m->type, "procfs") == 0) {
             mount_at(efd, s->root, rel, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "procfs");
+            harden_proc(efd, s->root, rel);
             have_proc = 1;
         } else if (strcmp(m->type, "devfs") == 0) {
             if (strcmp(rel, "dev") != 0)
@@ -176,8 +213,10 @@ static void setup_mounts(int efd, const struct ocb_sandbox_spec *s)
         }
     }
     /* Occlum always adds /proc and /dev. */
-    if (!have_proc)
+    if (!have_proc) {
         mount_at(efd, s->root, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "procfs");
+        harden_proc(efd, s->root, "proc");
+    }
     if (!have_dev)
         setup_dev(efd, s->root);
 }

@@ -169,3 +169,13 @@ def test_chroot_breakout_stays_in_the_root_fs(inst: Path) -> None:
     assert (r.returncode, r.stdout) == (0, "hidden\n"), r.stderr
     r = occlum(inst, "run", "/bin/probe", "escape", "/bin/hello")  # the check itself works
     assert r.stdout == "visible\n"
+
+
+def test_proc_sys_is_read_only(inst: Path) -> None:
+    """The app is root mapped to host root; /proc/sys writes would change the host.  (The
+    value written is the current one, so a failure of this test changes nothing.)"""
+    current = Path("/proc/sys/kernel/domainname").read_text().strip()
+    r = occlum(inst, "run", "/bin/probe", "write", "/proc/sys/kernel/domainname", current)
+    assert r.returncode == 1 and "Read-only file system" in r.stderr
+    r = occlum(inst, "run", "/bin/probe", "cat", "/proc/sys/kernel/domainname")
+    assert (r.returncode, r.stdout.strip()) == (0, current)  # still readable
