@@ -44,6 +44,7 @@ def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> in
     log.setup()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
+    log.get("cli").debug("%s: %s", parser.prog, " ".join(sys.argv[1:] if argv is None else argv))
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -10,7 +10,7 @@ from .. import __version__
 from .common import Parser, main_with
 
 # Command modules; each exposes register(subparsers).  Add a module here to add commands.
-_MODULES = ("instance",)
+_MODULES = ("instance", "print", "signkey")
 
 USAGE_EPILOG = """\
 commands (as in the Occlum manual):
@@ -24,7 +24,7 @@ commands (as in the Occlum manual):
   occlum mount [--sign-key <key>] [--image-key <key>] <path>
   occlum gen-image-key <key_path>
   occlum status
-  occlum print mrsigner|mrenclave
+  occlum print mrsigner|mrenclave|enclave-xml|sys-json
 environment: OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace
 """
 

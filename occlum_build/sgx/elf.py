@@ -1,0 +1,270 @@
+"""The enclave ELF as Intel's sgx_sign (SDK 2.26, psw/urts/parser/elfparser.cpp) sees it.
+
+Parsing uses pyelftools; the checks are sgx_sign's: ELFCLASS64 little-endian ET_DYN x86-64,
+page-aligned non-overlapping PT_LOAD segments each with R/W/X, no undefined non-weak dynamic
+symbols, only the relocation types the trusted loader supports (RELA), no ``.ctors``, no
+``.init`` section, no text relocations (unless explicitly allowed), a well-formed
+``.note.sgxmeta`` section.  The "sections" of the measurement are the PT_LOAD program
+headers in program-header order.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+
+from ..errors import OcclumError
+
+PAGE = 4096
+METADATA_NOTE = ".note.sgxmeta"
+METADATA_NOTE_NAME = b"sgx_metadata\0"
+# Symbols sgx_sign records from .dynsym (elfparser.cpp check_symbol_table).
+RECORDED_SYMBOLS = ("enclave_entry", "g_global_data_sim", "g_peak_heap_used", "g_global_data",
+                    "g_peak_rsrv_mem_committed")
+# R_X86_64_NONE, 64, GLOB_DAT, JUMP_SLOT, RELATIVE, DTPMOD64, DTPOFF64, TPOFF64
+ALLOWED_RELOCATIONS = {0: "NONE", 1: "64", 6: "GLOB_DAT", 7: "JUMP_SLOT", 8: "RELATIVE", 16: "DTPMOD64",
+                       17: "DTPOFF64", 18: "TPOFF64"}
+PF_X, PF_W, PF_R = 1, 2, 4
+MAX_SEGMENT = 64 << 30  # a sanity bound (not sgx_sign's): .bss pages are measured one by one
+
+
+class EnclaveError(OcclumError):
+    """The enclave file is not something sgx_sign would accept."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A PT_LOAD segment: what sgx_sign calls a section."""
+
+    offset: int
+    filesz: int
+    memsz: int
+    vaddr: int
+    flags: int  # SECINFO flags (REG | R/W/X)
+
+
+@dataclass
+class EnclaveElf:
+    data: bytes
+    segments: list[Segment]
+    tls_size: int | None  # PT_TLS memsz rounded up to its alignment, or None
+    symbols: dict[str, int]
+    metadata_offset: int  # file offset of metadata_t inside .note.sgxmeta
+    metadata_size: int  # the note's descsz (0x6000 for SDK >= 2.18)
+    text_relocations: list[int] = field(default_factory=list)  # r_offset of relocations into code
+    reloc_bitmap: bytes = b""  # pages written by relocations, when DT_TEXTREL is present
+
+    def file_offset_of(self, rva: int, size: int = 1) -> int:
+        """File offset of ``rva`` inside a segment's file-backed bytes (sgx_sign get_rawdata_by_rva)."""
+        for s in self.segments:
+            start = s.vaddr & ~(PAGE - 1)
+            end = (s.vaddr + s.memsz + PAGE - 1) & ~(PAGE - 1)
+            if start <= rva < end:
+                off = rva - s.vaddr
+                if off < 0 or off + size > s.filesz:
+                    break
+                return s.offset + off
+        raise EnclaveError(f"address {rva:#x} is not in the file-backed part of a loadable segment")
+
+
+def _fail(where: str, why: str) -> EnclaveError:
+    return EnclaveError(why, where=where)
+
+
+def _si_flags(p_flags: int) -> int:
+    f = 0x200
+    if p_flags & PF_R:
+        f |= 1
+    if p_flags & PF_W:
+        f |= 2
+    if p_flags & PF_X:
+        f |= 4
+    return f
+
+
+def parse_enclave(data: bytes, where: str = "enclave", *, allow_text_relocations: bool = False,
+                  allow_init_section: bool = False) -> EnclaveElf:
+    """Parse and validate an enclave shared object; raise EnclaveError naming the problem."""
+    if len(data) < 64 or data[:4] != b"\x7fELF":
+        raise _fail(where, "not an ELF file")
+    if data[4] != 2:
+        raise _fail(where, "not a 64-bit ELF (ELFCLASS64 required; 32-bit enclaves are not supported)")
+    if data[5] != 1:
+        raise _fail(where, "not a little-endian ELF")
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        return _parse(elf, data, where, allow_text_relocations, allow_init_section)
+    except ELFError as e:
+        raise _fail(where, f"malformed ELF: {e}") from None
+    except (ValueError, KeyError, IndexError) as e:  # pyelftools on truncated/corrupt input
+        raise _fail(where, f"malformed ELF ({type(e).__name__}: {e})") from None
+
+
+def _parse(elf: ELFFile, data: bytes, where: str, allow_textrel: bool, allow_init: bool) -> EnclaveElf:
+    h = elf.header
+    if h["e_ident"]["EI_VERSION"] != "EV_CURRENT":
+        raise _fail(where, "unsupported ELF version")
+    if h["e_type"] != "ET_DYN":
+        raise _fail(where, f"not a shared object (e_type {h['e_type']}); build the enclave with -shared")
+    if h["e_machine"] != "EM_X86_64":
+        raise _fail(where, f"not an x86-64 ELF (e_machine {h['e_machine']})")
+    if h["e_phentsize"] != 56:
+        raise _fail(where, "unexpected program header entry size")
+
+    segments: list[Segment] = []
+    tls_size = None
+    ranges: list[tuple[int, int]] = []
+    dynamic = None
+    for idx, p in enumerate(elf.iter_segments()):
+        if len(data) < p["p_offset"] + p["p_filesz"]:
+            raise _fail(where, f"program header {idx} extends past the end of the file")
+        t = p["p_type"]
+        if t == "PT_LOAD":
+            if p["p_memsz"] > MAX_SEGMENT:
+                raise _fail(where, f"PT_LOAD segment {idx} is {p['p_memsz']:#x} bytes in memory; more than "
+                            f"{MAX_SEGMENT >> 30} GiB is refused (every page of it would be measured)")
+            if p["p_align"] % PAGE:
+                raise _fail(where, f"PT_LOAD segment {idx} is not page-aligned (p_align {p['p_align']:#x})")
+            lo = p["p_vaddr"]
+            hi = -(-(p["p_vaddr"] + p["p_memsz"]) // p["p_align"]) * p["p_align"] - 1 if p["p_align"] else (
+                p["p_vaddr"] + p["p_memsz"] - 1)
+            for a, b in ranges:
+                if lo <= b and a <= hi:
+                    raise _fail(where, f"PT_LOAD segment {idx} overlaps another segment")
+            ranges.append((lo, hi))
+        if t in ("PT_LOAD", "PT_TLS"):
+            flags = _si_flags(p["p_flags"])
+            if flags == 0x200:
+                raise _fail(where, f"program header {idx} has none of R/W/X")
+            if t == "PT_LOAD":
+                segments.append(Segment(p["p_offset"], p["p_filesz"], p["p_memsz"], p["p_vaddr"], flags))
+            else:
+                align = p["p_align"]
+                size = p["p_memsz"]
+                tls_size = size if align in (0, 1) else -(-size // align) * align
+        if t == "PT_DYNAMIC" and dynamic is None:
+            dynamic = p
+    if dynamic is None:
+        raise _fail(where, "no PT_DYNAMIC segment (not a dynamically linked shared object)")
+    dyn = {}
+    for tag in dynamic.iter_tags():
+        if tag.entry.d_tag == "DT_NULL":
+            break
+        dyn.setdefault(tag.entry.d_tag, tag.entry.d_val)
+    if not dyn:
+        raise _fail(where, "empty dynamic section")
+
+    sections = {s.name: s for s in elf.iter_sections()}
+    by_addr = {}
+    for s in elf.iter_sections():
+        by_addr.setdefault(s["sh_addr"], s)
+
+    symbols = _symbols(elf, dyn, by_addr, where)
+    if "DT_REL" in dyn:
+        raise _fail(where, "REL relocations on x86-64 (RELA required)")
+    for s in elf.iter_sections():
+        if isinstance(s, RelocationSection) and s["sh_flags"] & SH_FLAGS.SHF_ALLOC:
+            for r in s.iter_relocations():
+                t = r["r_info_type"]
+                if t not in ALLOWED_RELOCATIONS:
+                    raise _fail(where, f"unsupported relocation type {t} in {s.name} at {r['r_offset']:#x} "
+                                "(the trusted loader handles RELATIVE, GLOB_DAT, JUMP_SLOT, 64, TLS)")
+    if ".ctors" in sections:
+        raise _fail(where, ".ctors section found: global initializers would not run; use .init_array")
+    if ".init" in sections and not allow_init:
+        raise _fail(where, ".init section found; the trusted runtime does not run it (use .init_array)")
+
+    textrels = _text_relocations(elf)
+    if textrels and not allow_textrel:
+        raise _fail(where, f"text relocations at {', '.join(hex(x) for x in textrels[:4])}"
+                    f"{' ...' if len(textrels) > 4 else ''}; rebuild with -fPIC (or allow them explicitly)")
+    bitmap = _reloc_bitmap(elf, segments) if "DT_TEXTREL" in dyn else b""
+
+    note = sections.get(METADATA_NOTE)
+    if note is None:
+        raise _fail(where, f"no {METADATA_NOTE} section; link with the SDK trts (metadata_sec.S) or add it")
+    off = note["sh_offset"]
+    namesz, descsz = (int.from_bytes(data[off + i:off + i + 4], "little") for i in (0, 4))
+    align = note["sh_addralign"] or 1
+    if note["sh_size"] != -(-(12 + namesz + descsz) // align) * align:
+        raise _fail(where, f"{METADATA_NOTE} section size {note['sh_size']:#x} does not match its header")
+    if data[off + 12:off + 12 + namesz] != METADATA_NOTE_NAME:
+        raise _fail(where, f'the note in {METADATA_NOTE} must be named "sgx_metadata"')
+    return EnclaveElf(data, segments, tls_size, symbols, off + 12 + namesz, descsz, textrels, bitmap)
+
+
+def _symbols(elf: ELFFile, dyn: dict, by_addr: dict, where: str) -> dict[str, int]:
+    symtab = by_addr.get(dyn.get("DT_SYMTAB"))
+    if symtab is None or not hasattr(symtab, "iter_symbols"):
+        raise _fail(where, "no .dynsym section")
+    out: dict[str, int] = {}
+    for i, sym in enumerate(symtab.iter_symbols()):
+        if i == 0 or not sym.name:
+            continue
+        if sym["st_shndx"] == "SHN_UNDEF" and sym["st_info"]["bind"] != "STB_WEAK":
+            raise _fail(where, f"undefined symbol '{sym.name}' (an enclave must be self-contained)")
+        if sym.name in RECORDED_SYMBOLS:
+            out[sym.name] = sym["st_value"]
+    if "enclave_entry" not in out:
+        out["enclave_entry"] = elf.header["e_entry"]
+    return out
+
+
+def _text_relocations(elf: ELFFile) -> list[int]:
+    """r_offsets of relocations that land in executable sections (sgx_sign dump_textrels)."""
+    exec_ranges = [(s["sh_addr"], s["sh_addr"] + s["sh_size"]) for s in elf.iter_sections()
+                   if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR]
+    found = []
+    for s in elf.iter_sections():
+        if s["sh_type"] not in ("SHT_RELA", "SHT_REL") or not isinstance(s, RelocationSection):
+            continue
+        for r in s.iter_relocations():
+            if any(a <= r["r_offset"] < b for a, b in exec_ranges):
+                found.append(r["r_offset"])
+    return found
+
+
+def _reloc_bitmap(elf: ELFFile, segments: list[Segment]) -> bytes:
+    """Pages touched by dynamic relocations (sgx_sign get_reloc_bitmap); made writable when measured."""
+    last = max(segments, key=lambda s: s.vaddr, default=None)
+    if last is None:
+        return b""
+    size = last.vaddr + last.memsz
+    bitmap = bytearray((((size + PAGE - 1) >> 12) + 7) // 8)
+    for s in elf.iter_sections():
+        if not isinstance(s, RelocationSection) or not s["sh_flags"] & SH_FLAGS.SHF_ALLOC:
+            continue
+        for r in s.iter_relocations():
+            if r["r_info_type"] == 0:
+                continue
+            for page in {r["r_offset"] >> 12, (r["r_offset"] + 7) >> 12}:
+                if page // 8 < len(bitmap):
+                    bitmap[page // 8] |= 1 << (page % 8)
+    return bytes(bitmap)
+
+
+def patch_section(elf: bytes, name: str, data: bytes) -> bytes:
+    """Overwrite section ``name``'s file bytes with ``data`` (same size, same place).
+
+    Used to put the conf MAC into ``.builtin_config`` before signing without moving anything.
+    """
+    try:
+        f = ELFFile(io.BytesIO(elf))
+        sec = f.get_section_by_name(name)
+    except ELFError as e:
+        raise EnclaveError(f"malformed ELF: {e}") from None
+    if sec is None:
+        raise EnclaveError(f"no section {name!r} in the enclave")
+    if sec["sh_type"] == "SHT_NOBITS":
+        raise EnclaveError(f"section {name!r} has no file bytes (SHT_NOBITS)")
+    if sec["sh_size"] != len(data):
+        raise EnclaveError(f"section {name!r} is {sec['sh_size']} bytes, the patch is {len(data)}")
+    off = sec["sh_offset"]
+    if off + len(data) > len(elf):
+        raise EnclaveError(f"section {name!r} extends past the end of the file")
+    return elf[:off] + bytes(data) + elf[off + len(data):]
