@@ -39,6 +39,18 @@ INITFS_IMAGE_KEY = "etc/image_key"  # only with --buildin-image-key
 IMAGE_KEY_ENV = "OCCLUM_IMAGE_KEY_FILE"
 
 
+# copy_bom (docs/copy_bom.md): templates shipped to users (base.yaml, the ELF loader config).
+# The template dir is searched for included boms after every --include-dir.
+BOM_TEMPLATE_DIR = REPO_DIR / "bom"
+ELF_LOADER_CONFIG_ENV = "OCCLUM_ELF_LOADER_CONFIG"
+ELF_LOADER_CONFIG_NAME = "occlum_elf_loader.config"
+
+
+def elf_loader_config() -> Path:
+    """The occlum_elf_loader.config copy_bom reads ($OCCLUM_ELF_LOADER_CONFIG overrides)."""
+    return Path(os.environ.get(ELF_LOADER_CONFIG_ENV) or BOM_TEMPLATE_DIR / ELF_LOADER_CONFIG_NAME)
+
+
 def native_dir() -> Path:
     """Directory holding the native runtime artifacts (occlum-run, the PAL and LibOS .so)."""
     return Path(os.environ.get(NATIVE_DIR_ENV) or NATIVE_BUILD_DIR)

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..errors import OutputError
 from .crypto import ImageKey, leaves_of, root_of, seal_blocks
 from .format import BLOCK_SIZE, LEAF_SIZE, TAG_SIZE, block_count
-from .objects import CHUNK, TMP_PREFIX, SourceChanged, _read_error, content_sha256
+from .objects import CHUNK, TMP_PREFIX, SourceChanged, _read_error, content_sha256, pread_full
 
 SEGMENT = 32 * CHUNK  # 32 MiB per unit of work
 _counter = itertools.count()
@@ -102,10 +102,7 @@ class BigFile:
         try:
             while pos < first + length:
                 want = min(CHUNK, first + length - pos)
-                try:
-                    data = os.pread(self.src_fd, want, pos)
-                except OSError as e:
-                    raise _read_error(self.path, e) from None
+                data = pread_full(self.src_fd, want, pos, self.path)
                 if len(data) != want:
                     raise SourceChanged(
                         "file changed while it was being read; run the build again", where=str(self.path)

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..errors import KeyFileError
 from .format import BLOCK_SIZE, FILE_ID_SIZE, LEAF_SIZE, MAC_SIZE
 
 _sha256 = hashlib.sha256
@@ -80,6 +81,15 @@ class ImageKey:
     def open_metadata(self, header16: bytes, nonce: bytes, sealed: bytes) -> bytes:
         """Raises cryptography.exceptions.InvalidTag on a wrong key or tampering."""
         return AESGCM(self.k_meta).decrypt(nonce, sealed, header16)
+
+
+def load_key(key: bytes | None) -> ImageKey | None:
+    """The derived keys of a 16-byte image key (None: integrity-only)."""
+    if key is None:
+        return None
+    if not isinstance(key, bytes) or len(key) != 16:
+        raise KeyFileError("an image key must be 16 bytes (a file written by `occlum gen-image-key`)")
+    return ImageKey.from_key(key)
 
 
 def block_nonce(i: int) -> bytes:

@@ -28,6 +28,57 @@ def _read_error(path: Path, e: OSError) -> OcclumError:
     return OcclumError(f"cannot read source file: {e.strerror or e}", where=str(path))
 
 
+def _fill(f, mv: memoryview, path: Path) -> int:
+    """Read until ``mv`` is full or at end of file: block boundaries must not depend on how
+    the kernel splits reads."""
+    got = 0
+    while got < len(mv):
+        try:
+            n = f.readinto(mv[got:])
+        except OSError as e:
+            raise _read_error(path, e) from None
+        if not n:
+            break
+        got += n
+    return got
+
+
+def pread_full(fd: int, length: int, offset: int, path: Path) -> bytes:
+    """``length`` bytes at ``offset`` (fewer only at end of file)."""
+    parts = []
+    while length:
+        try:
+            b = os.pread(fd, length, offset)
+        except OSError as e:
+            raise _read_error(path, e) from None
+        if not b:
+            break
+        parts.append(b)
+        length -= len(b)
+        offset += len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _chunks(f, path: Path):
+    """Successive full CHUNK-sized views of a file (the last one shorter), one buffer."""
+    mv = memoryview(bytearray(CHUNK))
+    while got := _fill(f, mv, path):
+        yield mv[:got]
+
+
+def read_small(path: Path, size: int) -> bytes:
+    """The whole content of a file of at most CHUNK bytes, checking its size."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            buf = memoryview(bytearray(size + 1))
+            got = _fill(f, buf, path)
+    except OSError as e:
+        raise _read_error(path, e) from None
+    if got != size:
+        raise SourceChanged("file changed while it was being read; run the build again", where=str(path))
+    return bytes(buf[:got])
+
+
 def content_sha256(path: Path, size: int, tick: Callable[[int], None] | None = None) -> bytes:
     """SHA-256 of a file's content, checking that it still has ``size`` bytes."""
     h = hashlib.sha256()
@@ -59,8 +110,10 @@ def store_object(
     file_id: bytes | None,
     tick: Callable[[int], None] | None = None,
     created: list[Path] | None = None,
+    data: bytes | None = None,
 ) -> tuple[bytes, bool]:
-    """Read ``path`` once and build its object, written under ``objects_dir`` if given.
+    """Read ``path`` once (or take its content ``data`` already read) and build its object,
+    written under ``objects_dir`` if given.
     Returns (root, new): ``new`` is False when an object of the right size was already there
     (it is replaced all the same, which heals a torn one). Objects that did not exist at all
     are appended to ``created`` (so a failed build can remove them)."""
@@ -73,22 +126,18 @@ def store_object(
     n = 0
     block_index = 0
     try:
-        try:
-            src = open(path, "rb", buffering=0)
-        except OSError as e:
-            raise _read_error(path, e) from None
+        if data is None:
+            try:
+                src = open(path, "rb", buffering=0)
+            except OSError as e:
+                raise _read_error(path, e) from None
+        else:
+            src = contextlib.nullcontext()
         with src:
             if tmp is not None:
                 out = open(tmp, "wb", buffering=0)
-            buf = bytearray(CHUNK)
-            mv = memoryview(buf)
-            while True:
-                try:
-                    got = src.readinto(buf)
-                except OSError as e:
-                    raise _read_error(path, e) from None
-                if not got:
-                    break
+            for mv in [memoryview(data)] if data is not None else _chunks(src, path):
+                got = len(mv)
                 n += got
                 if n > size:
                     break

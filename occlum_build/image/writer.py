@@ -1,8 +1,10 @@
 """Building an image from a source tree, incrementally (docs/formats/image.md).
 
 Order of effects, so that a failure at any point leaves the previous image usable:
-objects (content addressed, each written to a temp name, fsynced, renamed) -> metadata
-(atomic) -> MAC file (atomic) -> removal of objects no longer referenced -> manifest.
+objects (content addressed, each written to a temp name and renamed; not fsynced one by
+one, see cache.py) -> metadata and MAC file (both written to temp names and fsynced, then
+both renamed; skipped when unchanged) -> removal of objects no longer referenced ->
+manifest. A failed build removes the objects it created. docs/formats/image.md section 9.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import hashlib
 import os
 import threading
 import time
@@ -18,14 +21,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from ..errors import KeyFileError, OutputError
+from ..errors import OutputError
 from ..keys import format_hex16
 from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
-from .crypto import ImageKey, image_mac
+from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
-from .objects import TMP_PREFIX, content_sha256, store_object
-from .scan import Node, scan
+from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, store_object
+from .scan import Node, SourceError, scan
 
 MANIFEST_NAME = "image"
 Progress = Callable[[int, int], None]
@@ -90,10 +93,20 @@ def _file_job(
     if key is None:
         root, written = store_object(abs_path, node.size, objects_dir, None, None, tick, created)
         return root, root, bytes(16), written
-    digest = content_sha256(abs_path, node.size)
+    if node.size <= CHUNK:  # read once: hash, then seal from memory
+        data = read_small(abs_path, node.size)
+        digest = hashlib.sha256(data).digest()
+    else:
+        data, digest = None, content_sha256(abs_path, node.size)
     fid = key.file_id(digest)
-    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick, created)
+    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick, created, data)
     return digest, root, fid, written
+
+
+def default_jobs() -> int:
+    """Worker threads when ``jobs`` is 0: one per CPU, at most 8 (every 4 KiB hash call
+    releases and retakes the GIL, so more threads mostly add contention)."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def _run_units(units: list[Unit], jobs: int, tick: _Ticker) -> None:
@@ -127,7 +140,7 @@ def _run_units(units: list[Unit], jobs: int, tick: _Ticker) -> None:
                 active -= 1
                 cond.notify_all()
 
-    n = max(1, min(jobs if jobs > 0 else (os.cpu_count() or 1), len(units) or 1))
+    n = max(1, min(jobs if jobs > 0 else default_jobs(), len(units) or 1))
     threads = [threading.Thread(target=worker, name=f"image-{k}", daemon=True) for k in range(n)]
     for t in threads:
         t.start()
@@ -245,14 +258,6 @@ def _plan(
     return plan, new_manifest
 
 
-def _load_key(key: bytes | None) -> ImageKey | None:
-    if key is None:
-        return None
-    if not isinstance(key, bytes) or len(key) != 16:
-        raise KeyFileError("an image key must be 16 bytes (a file written by `occlum gen-image-key`)")
-    return ImageKey.from_key(key)
-
-
 def build_image(
     src: Path,
     out_dir: Path,
@@ -267,13 +272,18 @@ def build_image(
 
     ``cache_dir`` holds this image's manifest (give each image its own directory).
     ``progress(done, total)`` is called from this thread with source bytes read so far
-    and to be read. ``jobs`` is the number of worker threads (0: one per CPU).
+    and to be read. ``jobs`` is the number of worker threads (0: one per CPU, at most 8).
     """
     t0 = time.perf_counter()
     now_ns = time.time_ns()
-    ikey = _load_key(key)
+    ikey = load_key(key)
     src, out_dir, mac_file, cache_dir = Path(src), Path(out_dir), Path(mac_file), Path(cache_dir)
     objects_dir = out_dir / OBJECTS_DIR
+    for p in (out_dir, mac_file, cache_dir):
+        if p.resolve().is_relative_to(src.resolve()):
+            raise SourceError(
+                "the image output would be inside its own source tree; choose another place", where=str(p)
+            )
     nodes = scan(src)  # bad input is reported before anything is written
     try:
         objects_dir.mkdir(parents=True, exist_ok=True)
@@ -281,6 +291,10 @@ def build_image(
     except OSError as e:
         raise OutputError(f"cannot create output directory: {e.strerror}", where=str(out_dir)) from None
     existing = _list_objects(objects_dir)
+    for path in (out_dir / METADATA_FILE, mac_file):  # temps of a build killed while committing
+        for stale in path.parent.glob(f".{path.name}.tmp*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
     manifest = cache.load(mpath, _mode_tag(ikey))
     plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)
@@ -310,7 +324,7 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) 
     With ``cache_dir``, files whose stat key matches the manifest are not read (fast, trusts
     the cache); without it every file is read (what ``occlum verify`` should use).
     """
-    ikey = _load_key(key)
+    ikey = load_key(key)
     tag = _mode_tag(ikey)
     manifest = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
     plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0, None)

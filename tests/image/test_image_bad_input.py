@@ -14,7 +14,7 @@ import pytest
 from image_helpers import make_tree, snapshot
 
 from occlum_build.errors import KeyFileError, OcclumError, OutputError
-from occlum_build.image import ImageError, build_image, verify_image
+from occlum_build.image import ImageError, ImageReader, build_image, verify_image
 from occlum_build.image.objects import SourceChanged, content_sha256
 from occlum_build.keys import read_image_key
 
@@ -181,3 +181,67 @@ def test_file_over_the_size_limit(tmp_path, build):
             f.truncate(2**48)  # tmpfs files may be sparse and this large
         with pytest.raises(OcclumError, match="larger than the image format allows"):
             build(sub, name="o2", cache="c2")
+
+
+KILL_CHILD = r"""
+import os, signal, sys
+from pathlib import Path
+from occlum_build.image import writer
+real = writer._file_job
+calls = []
+def dying_job(*a, **kw):
+    out = real(*a, **kw)
+    calls.append(1)
+    if len(calls) == 2:  # some new objects written, metadata not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+writer._file_job = dying_job
+src, out, mac, cache = map(Path, sys.argv[1:5])
+writer.build_image(src, out, mac, key=None, cache_dir=cache, jobs=1)
+"""
+
+
+def test_killed_build_keeps_the_previous_image_and_the_next_build_recovers(tmp_path, build):
+    import sys
+
+    src, res, out, macf, snap, mac_text = _prev_image(tmp_path, build)
+    for i in range(6):
+        (src / f"new{i}").write_bytes(os.urandom(5000 + i))
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_CHILD, str(src), str(out), str(macf), str(tmp_path / "cache")],
+        capture_output=True,
+    )
+    assert r.returncode == -9
+    assert macf.read_bytes() == mac_text and (out / "metadata").read_bytes() == snap["metadata"]
+    verify_image(out, res.mac)  # the previous image is whole (new objects are extra, unreferenced)
+    assert len(list((out / "objects").iterdir())) > len([k for k in snap if k.startswith("objects/")])
+    r2, out2, _ = build(src)
+    verify_image(out2, r2.mac)
+    assert r2.files == res.files + 6
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    roots = {e.root.hex() for e in ImageReader(out, r2.mac).entries() if e.size and e.type == 1}
+    assert {p.name for p in (out / "objects").iterdir()} == roots  # leftovers pruned
+
+
+def test_output_inside_the_source_tree_is_refused(tmp_path):
+    src = make_tree(tmp_path / "src")
+    with pytest.raises(OcclumError, match="inside its own source tree"):
+        build_image(src, src / "build" / "__ROOT", tmp_path / "MAC", key=None, cache_dir=tmp_path / "c")
+    assert not (src / "build").exists() and not (tmp_path / "MAC").exists()
+
+
+def test_names_that_are_not_utf8(tmp_path, build):
+    src = make_tree(tmp_path / "src")
+    name = b"caf\xe9-\xff"
+    with open(os.path.join(os.fsencode(src), name), "wb") as f:
+        f.write(b"latin-1 name")
+    os.symlink(b"\xfe-target", os.path.join(os.fsencode(src), b"link-\xfe"))
+    from image_helpers import age
+
+    age(src)
+    res, out, _ = build(src)
+    r = ImageReader(out, res.mac)
+    assert r.read(name) == b"latin-1 name"
+    assert r.entry(b"link-\xfe").target == b"\xfe-target"
+    res2, _, _ = build(src)
+    assert res2.bytes_read == 0 and res2.mac == res.mac  # the manifest round-trips such names

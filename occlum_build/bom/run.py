@@ -1,0 +1,233 @@
+"""copy_bom: plan, then carry out (or, in a dry run, print) the operations in Occlum's order.
+
+Order per bom (the top bom first, then includes breadth first): mkdirs (the root first),
+createlinks, dir copies, file copies, libraries of the files; after all boms, the libraries of
+ELF files inside copied dirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import log as oclog
+from ..errors import OcclumError
+from .elfdeps import Resolver
+from .fscopy import Writer, attrs_differ
+from .includes import collect_boms
+from .loaders import LoaderConfig
+from .plan import Op, Plan, Planner, check_missing, dedupe
+
+log = oclog.get("copy_bom")
+
+
+@dataclass
+class CopyReport:
+    """What a copy_bom run did (or, in a dry run, would do)."""
+
+    root: Path
+    dry_run: bool
+    boms: list[Path] = field(default_factory=list)
+    dirs_created: int = 0
+    links_created: int = 0
+    files_copied: int = 0
+    bytes_copied: int = 0
+    attrs_updated: int = 0
+    up_to_date: int = 0
+    libraries: list[tuple[str, str]] = field(default_factory=list)  # (host source, image dest)
+    operations: list[str] = field(default_factory=list)  # every change, in order
+    conflicts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.operations)
+
+    def summary(self) -> str:
+        verb = "would copy" if self.dry_run else "copied"
+        if not self.changed:
+            return (f"copy_bom: nothing to copy, {self.root} is up to date "
+                    f"({self.up_to_date} files checked)")
+        return (f"copy_bom: {verb} {self.files_copied} files ({self.bytes_copied} bytes), "
+                f"{self.links_created} links, {self.dirs_created} dirs, {self.attrs_updated} attribute "
+                f"updates; {self.up_to_date} files up to date")
+
+
+class _Exec:
+    def __init__(self, root: str, dry: bool, report: CopyReport):
+        self.w = Writer(root)
+        self.root = self.w.root
+        self.dry = dry
+        self.r = report
+        self._dirs: set[str] = set()
+
+    def did(self, text: str) -> None:
+        self.r.operations.append(text)
+        log.log(logging.INFO if self.dry else logging.DEBUG, "%s%s", "[dry-run] " if self.dry else "", text)
+
+    def mkdir(self, dest: str, mode: int = 0o755) -> None:
+        if dest in self._dirs:
+            return
+        self._dirs.add(dest)
+        if os.path.isdir(dest):
+            self.w.check_parent(os.path.join(dest, "x"))
+            return
+        if self.dry:
+            if os.path.isdir(os.path.dirname(dest)):
+                self.w.check_parent(dest)
+            self.r.dirs_created += 1
+            self.did(f"mkdir -p {dest}")
+            up = os.path.dirname(dest)  # mkdir -p makes the parents too
+            while up.startswith(self.root) and up not in self._dirs:
+                self._dirs.add(up)
+                up = os.path.dirname(up)
+            return
+        if self.w.mkdir(dest, mode):
+            self.r.dirs_created += 1
+            self.did(f"mkdir -p {dest}")
+
+    def link(self, target: str, dest: str, st: os.stat_result | None = None) -> None:
+        self.mkdir(os.path.dirname(dest))
+        if self.dry:
+            if not (os.path.islink(dest) and os.readlink(dest) == target):
+                self.r.links_created += 1
+                self.did(f"ln -s {target} {dest}")
+            return
+        if self.w.symlink(target, dest, st):
+            self.r.links_created += 1
+            self.did(f"ln -s {target} {dest}")
+
+    def file(self, src: str, st: os.stat_result, dest: str, parent_ok: bool = False) -> None:
+        """Copy one file; ``parent_ok``: its dir was just made/checked by the dir copy."""
+        if not parent_ok:
+            self.mkdir(os.path.dirname(dest))
+        if self.dry:
+            try:
+                d = os.lstat(dest)
+                same = d.st_size == st.st_size and d.st_mtime_ns == st.st_mtime_ns and os.path.isfile(dest) \
+                    and not os.path.islink(dest)
+            except OSError:
+                same = False
+            if same:
+                self.r.up_to_date += 1
+            else:
+                self.r.files_copied += 1
+                self.r.bytes_copied += st.st_size
+                self.did(f"copy {src} -> {dest}")
+            return
+        what = self.w.file(src, st, dest, parent_ok)
+        if what == "copied":
+            self.r.files_copied += 1
+            self.r.bytes_copied += st.st_size
+            self.did(f"copy {src} -> {dest}")
+        elif what == "attrs":
+            self.r.attrs_updated += 1
+            self.did(f"set mode/owner of {dest} from {src}")
+        else:
+            self.r.up_to_date += 1
+
+    def copydir(self, op: Op) -> None:
+        log.info("%scopy dir %s%s -> %s", "[dry-run] " if self.dry else "", op.src,
+                 "/" if op.contents else "", op.dest)
+        base = op.dest
+        self.mkdir(base)
+        dirs = []
+        lstat = os.lstat
+        for e in op.entries or ():
+            dest = f"{base}/{e.rel}"
+            if e.kind == "file":
+                # the no-change case inline (it is most of a repeated run)
+                st = e.st
+                try:
+                    d = lstat(dest)
+                    if d.st_mtime_ns == st.st_mtime_ns and d.st_size == st.st_size and \
+                            stat.S_ISREG(d.st_mode) and not attrs_differ(d, st):
+                        self.r.up_to_date += 1
+                        continue
+                except OSError:
+                    pass
+                self.file(e.src, st, dest, parent_ok=True)
+            elif e.kind == "dir":
+                self.mkdir(dest, e.st.st_mode & 0o7777)
+                dirs.append((dest, e))
+            elif e.kind == "link":
+                assert e.link is not None
+                self.link(e.link, dest, e.st)
+            elif self.dry:
+                self.did(f"mknod {dest}")
+            elif self.w.special(e.st, dest):
+                self.did(f"mknod {dest}")
+        if not self.dry:
+            for dest, e in reversed(dirs):  # rsync sets dir times after filling them
+                if self.w.dir_attrs(dest, e.st):
+                    self.r.attrs_updated += 1
+                    self.did(f"set mode/owner of {dest} from {e.src}")
+
+
+def _execute(ex: _Exec, plan: Plan, report: CopyReport) -> None:
+    for bo in plan.boms:
+        for op in bo.mkdirs:
+            ex.mkdir(op.dest)
+        for op in bo.links:
+            ex.link(op.src, op.dest)
+        for op in bo.copydirs:
+            ex.copydir(op)
+        for op in bo.copyfiles + bo.libs:
+            assert op.st is not None
+            if op.kind == "lib":
+                report.libraries.append((op.src, op.dest))
+            ex.file(op.src, op.st, op.dest)
+    for op in plan.dir_libs:
+        assert op.st is not None
+        report.libraries.append((op.src, op.dest))
+        ex.file(op.src, op.st, op.dest)
+
+
+def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
+             include_dirs: Sequence[str | os.PathLike[str]] = (), dry_run: bool = False,
+             loader_config: LoaderConfig | None = None, env: Mapping[str, str] | None = None,
+             resolver: Resolver | None = None) -> CopyReport:
+    """Copy what ``bom_file`` (and its includes) describes into ``root``.
+
+    Bad input raises BomError / VerifyError (exit code 2 / 3) before anything is written;
+    write failures raise OutputError (5).  Nothing is ever deleted from ``root``.
+    """
+    report = CopyReport(Path(os.path.abspath(root)), dry_run)
+
+    def warn(msg: str) -> None:
+        report.warnings.append(msg)
+        log.warning("%s", msg)
+
+    def note(msg: str) -> None:
+        report.conflicts.append(msg)
+        log.info("%s", msg)
+
+    boms = collect_boms(bom_file, include_dirs, env)
+    report.boms = [b.path for b in boms]
+    resolver = resolver or Resolver(loader_config)
+    planner = Planner(str(report.root), resolver, env, warn)
+    plan = Plan(planner.root, [planner.bom_ops(b) for b in boms])
+    planner.dir_autodep(plan)
+    dedupe(plan, note)
+    check_missing(planner, plan)
+    if os.path.isdir(planner.root) and any(os.scandir(planner.root)):
+        log.debug("%s is not an empty directory before running copy_bom", planner.root)
+
+    ex = _Exec(planner.root, dry_run, report)
+    try:
+        _execute(ex, plan, report)
+    except OcclumError as e:
+        # Say how far the run got: every file before this one is complete, none half-written.
+        if report.changed:
+            e.message += (f" (before this failure: {report.files_copied} files, {report.links_created} "
+                          f"links, {report.dirs_created} dirs written, each complete; fix the cause "
+                          "and run again, only what is missing is copied)")
+        else:
+            e.message += " (nothing was written to the root)"
+        raise
+    log.info("%s", report.summary())
+    return report
