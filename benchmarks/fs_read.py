@@ -47,24 +47,34 @@ def warm(directory: Path) -> None:
             read_all(p)
 
 
-def passthrough_run(binary: Path, src: Path, mnt: Path, name: str) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def passthrough_run(binary: Path, src: Path, mnt: Path, name: str) -> tuple[float, float]:
     proc = subprocess.Popen([str(binary), str(src), str(mnt)])
     try:
         for _ in range(200):
             if os.path.ismount(mnt):
                 break
             time.sleep(0.05)
+        c0 = cpu_seconds(proc.pid)
         n, dt = read_all(mnt / name)
+        cpu = cpu_seconds(proc.pid) - c0
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], check=False)
         proc.wait(timeout=60)
-    return n / dt / 1e6
+    return n / dt / 1e6, cpu
 
 
-def occlum_fs_run(out: Path, mac: Path, mnt: Path, name: str, extra: list[str]) -> float:
-    with Mount(out, mac, None, mnt, "--read-only", *extra):
+def occlum_fs_run(out: Path, mac: Path, mnt: Path, name: str, extra: list[str]) -> tuple[float, float]:
+    with Mount(out, mac, None, mnt, "--read-only", *extra) as m:
+        c0 = cpu_seconds(m.proc.pid)
         n, dt = read_all(mnt / name)
-    return n / dt / 1e6
+        cpu = cpu_seconds(m.proc.pid) - c0
+    return n / dt / 1e6, cpu
 
 
 def main() -> int:
@@ -101,21 +111,27 @@ def main() -> int:
         # Rounds interleave the three servers so that load from other processes on the
         # machine hits them alike; the ratio is taken per round, then the median.
         runs: dict[str, list[float]] = {"passthrough": [], **{m: [] for m in images}}
+        cpus: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(args.runs):
             warm(src)
-            runs["passthrough"].append(passthrough_run(pt, src, mnt, name))
+            mbs, cpu = passthrough_run(pt, src, mnt, name)
+            runs["passthrough"].append(mbs)
+            cpus["passthrough"].append(cpu)
             for mode, (out, mac, extra) in images.items():
                 warm(out)
-                runs[mode].append(occlum_fs_run(out, mac, mnt, name, extra))
+                mbs, cpu = occlum_fs_run(out, mac, mnt, name, extra)
+                runs[mode].append(mbs)
+                cpus[mode].append(cpu)
         base = runs["passthrough"]
         print(f"file: {args.size_mb} MB, {args.runs} rounds of fresh mounts, median MB/s")
         print(f"  passthrough (C, no verification) : {statistics.median(base):8.0f} MB/s"
-              f"  {[round(x) for x in base]}")
+              f"  {[round(x) for x in base]}  server CPU {statistics.median(cpus['passthrough']):.2f} s")
         for mode in images:
             r = runs[mode]
             ratio = statistics.median(x / y for x, y in zip(r, base, strict=True))
             print(f"  occlum-fs {mode:<15s}        : {statistics.median(r):8.0f} MB/s"
-                  f"  {[round(x) for x in r]}  ratio {ratio:.2f}x")
+                  f"  {[round(x) for x in r]}  ratio {ratio:.2f}x"
+                  f"  server CPU {statistics.median(cpus[mode]):.2f} s")
     return 0
 
 

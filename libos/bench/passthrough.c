@@ -32,7 +32,8 @@ static int pt_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     full(path, p, sizeof p);
     DIR *d = opendir(p);
     if (!d) return -errno;
-    for (struct dirent *e; (e = readdir(d));) filler(buf, e->d_name, NULL, 0, 0);
+    for (struct dirent *e; (e = readdir(d));)
+        filler(buf, e->d_name, NULL, 0, 0);
     closedir(d);
     return 0;
 }
@@ -67,8 +68,12 @@ static void *pt_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
 }
 
 static const struct fuse_operations ops = {
-    .getattr = pt_getattr, .readdir = pt_readdir, .open = pt_open,
-    .read = pt_read, .release = pt_release, .init = pt_init,
+    .getattr = pt_getattr,
+    .readdir = pt_readdir,
+    .open = pt_open,
+    .read = pt_read,
+    .release = pt_release,
+    .init = pt_init,
 };
 
 int main(int argc, char **argv) {

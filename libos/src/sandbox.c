@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,75 +51,112 @@ __attribute__((noreturn, format(printf, 2, 3))) static void die(int fd, const ch
     _exit(126);
 }
 
-static void join(char *out, size_t n, const char *root, const char *rel)
+/* Mount targets live in the root FS, whose writable layer an app of an earlier run (or, under
+ * occlum start, of the same instance right now) may have filled with symlinks.  Every target
+ * is therefore opened component by component with openat2(RESOLVE_NO_SYMLINKS) below the root,
+ * created when missing, and mounted on through its /proc/self/fd path: a symlink is refused,
+ * never followed out of the root. */
+static int open_dir(int dirfd, const char *name)
 {
-    while (*rel == '/')
-        rel++;
-    snprintf(out, n, "%s/%s", root, rel);
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW,
+                           .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH};
+    return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof how);
 }
 
-static int mkdir_p(const char *path)
+static int walk(int efd, const char *root, const char *rel, int create)
 {
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
+    int cur = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cur < 0)
+        die(efd, "cannot open the root FS: %s", strerror(errno));
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", rel);
+    for (char *save = NULL, *comp = strtok_r(buf, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+        if (strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0)
+            die(efd, "mount target %s: '.' and '..' are not allowed", rel);
+        int next = open_dir(cur, comp);
+        if (next < 0 && errno == ENOENT && create) {
+            if (mkdirat(cur, comp, 0755) != 0 && errno != EEXIST)
+                die(efd, "cannot create mount target /%s: %s", rel, strerror(errno));
+            next = open_dir(cur, comp);
+        }
+        if (next < 0) {
+            int err = errno;
+            struct stat st;
+            if (fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                die(efd, "mount target /%s: a symbolic link in the root FS (refused)", rel);
+            die(efd, "mount target /%s: %s", rel, strerror(err));
+        }
+        close(cur);
+        cur = next;
     }
-    return mkdir(tmp, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    return cur;
+}
+
+static void fd_path(int fd, char out[64]) { snprintf(out, 64, "/proc/self/fd/%d", fd); }
+
+/* mount(source, <root>/<rel>, ...) through a verified descriptor of the target. */
+static void mount_at(int efd, const char *root, const char *rel, const char *src, const char *type,
+                     unsigned long flags, const char *data, const char *what)
+{
+    int fd = walk(efd, root, rel, 1);
+    char p[64];
+    fd_path(fd, p);
+    if (mount(src, p, type, flags, data) != 0)
+        die(efd, "cannot mount %s at /%s: %s", what, rel, strerror(errno));
+    close(fd);
 }
 
 static void setup_dev(int efd, const char *root)
 {
-    char dev[PATH_MAX], p[PATH_MAX + 64];
-    join(dev, sizeof dev, root, "dev");
-    if (mkdir_p(dev) != 0 || mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
-        die(efd, "cannot mount /dev: %s", strerror(errno));
+    mount_at(efd, root, "dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k", "/dev");
+    int dfd = walk(efd, root, "dev", 0); /* the fresh tmpfs: nothing of the app in it */
+    char p[64];
     static const char *const nodes[] = {"null", "zero", "random", "urandom", "tty"};
     for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
         char host[64];
         snprintf(host, sizeof host, "/dev/%s", nodes[i]);
-        snprintf(p, sizeof p, "%s/%s", dev, nodes[i]);
-        int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+        int fd = openat(dfd, nodes[i], O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666);
         if (fd < 0)
             die(efd, "cannot create /dev/%s: %s", nodes[i], strerror(errno));
         close(fd);
-        if (mount(host, p, NULL, MS_BIND, NULL) != 0)
+        fd = openat(dfd, nodes[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        fd_path(fd, p);
+        if (fd < 0 || mount(host, p, NULL, MS_BIND, NULL) != 0)
             die(efd, "cannot bind /dev/%s: %s", nodes[i], strerror(errno));
+        close(fd);
     }
     static const char *const links[][2] = {{"fd", "/proc/self/fd"},
                                            {"stdin", "/proc/self/fd/0"},
                                            {"stdout", "/proc/self/fd/1"},
                                            {"stderr", "/proc/self/fd/2"}};
-    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        snprintf(p, sizeof p, "%s/%s", dev, links[i][0]);
-        if (symlink(links[i][1], p) != 0)
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+        if (symlinkat(links[i][1], dfd, links[i][0]) != 0)
             die(efd, "cannot create /dev/%s: %s", links[i][0], strerror(errno));
-    }
-    snprintf(p, sizeof p, "%s/shm", dev);
-    if (mkdir(p, 01777) != 0 || mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
-        die(efd, "cannot mount /dev/shm: %s", strerror(errno));
+    if (mkdirat(dfd, "shm", 01777) != 0)
+        die(efd, "cannot create /dev/shm: %s", strerror(errno));
+    close(dfd);
+    mount_at(efd, root, "dev/shm", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", "/dev/shm");
 }
 
 static void setup_mounts(int efd, const struct ocb_sandbox_spec *s)
 {
-    char target[PATH_MAX], src[PATH_MAX];
+    char src[PATH_MAX];
     int have_proc = 0, have_dev = 0;
     for (size_t i = 0; i < s->stage->nmounts; i++) {
         const struct ocb_mount *m = &s->stage->mounts[i];
-        join(target, sizeof target, s->root, m->target);
-        if (strcmp(m->type, "unionfs") == 0 && strcmp(m->target, "/") == 0)
+        const char *rel = m->target;
+        while (*rel == '/')
+            rel++;
+        if (strcmp(m->type, "unionfs") == 0 && *rel == '\0')
             continue; /* the root itself */
+        if (*rel == '\0')
+            die(efd, "mount type \"%s\" at / is not supported by the SIM runtime", m->type);
         if (strcmp(m->type, "procfs") == 0) {
-            if (mkdir_p(target) != 0 ||
-                mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
-                die(efd, "cannot mount procfs at %s: %s", m->target, strerror(errno));
+            mount_at(efd, s->root, rel, "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "procfs");
             have_proc = 1;
         } else if (strcmp(m->type, "devfs") == 0) {
+            if (strcmp(rel, "dev") != 0)
+                die(efd, "devfs must be mounted at /dev, not %s", m->target);
             setup_dev(efd, s->root);
             have_dev = 1;
         } else if (strcmp(m->type, "hostfs") == 0) {
@@ -128,21 +166,16 @@ static void setup_mounts(int efd, const struct ocb_sandbox_spec *s)
                 snprintf(src, sizeof src, "%s", m->source);
             else
                 snprintf(src, sizeof src, "%s/%s", s->instance_dir, m->source);
-            if (mkdir_p(target) != 0 || mount(src, target, NULL, MS_BIND | MS_REC, NULL) != 0)
-                die(efd, "cannot mount hostfs %s at %s: %s", m->source, m->target, strerror(errno));
+            mount_at(efd, s->root, rel, src, NULL, MS_BIND | MS_REC, NULL, "hostfs");
         } else if (strcmp(m->type, "ramfs") == 0) {
-            if (mkdir_p(target) != 0 || mount("ramfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
-                die(efd, "cannot mount ramfs at %s: %s", m->target, strerror(errno));
+            mount_at(efd, s->root, rel, "ramfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", "ramfs");
         } else {
             die(efd, "mount type \"%s\" at %s is not supported by the SIM runtime", m->type, m->target);
         }
     }
     /* Occlum always adds /proc and /dev. */
-    if (!have_proc) {
-        join(target, sizeof target, s->root, "proc");
-        if (mkdir_p(target) != 0 || mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
-            die(efd, "cannot mount /proc: %s", strerror(errno));
-    }
+    if (!have_proc)
+        mount_at(efd, s->root, "proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "procfs");
     if (!have_dev)
         setup_dev(efd, s->root);
 }

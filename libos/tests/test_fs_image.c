@@ -158,10 +158,17 @@ static void check_parse_rules(void) {
         size_t off;
         uint8_t val;
     } flips[] = {
-        {"magic", 0, 'X'},          {"version", 8, 2},        {"flags", 12, 2},
-        {"block size", 17, 0x20},   {"reserved hdr", 40, 1},  {"entry reserved", 64 + 96 + 13, 1},
-        {"type", 64 + 96 + 12, 9},  {"mode", 64 + 96 + 17, 2}, {"dir size", 64 + 96 + 24, 1},
-        {"path_off", 64 + 96, 1},   {"path NUL", 64 + 288 + 0, 0},
+        {"magic", 0, 'X'},
+        {"version", 8, 2},
+        {"flags", 12, 2},
+        {"block size", 17, 0x20},
+        {"reserved hdr", 40, 1},
+        {"entry reserved", 64 + 96 + 13, 1},
+        {"type", 64 + 96 + 12, 9},
+        {"mode", 64 + 96 + 17, 2},
+        {"dir size", 64 + 96 + 24, 1},
+        {"path_off", 64 + 96, 1},
+        {"path NUL", 64 + 288 + 0, 0},
         {"dot component", 64 + 288 + 3, '.'},
     };
     /* root, "a" (dir), "a/." placeholder -> "a/b" (dir) */

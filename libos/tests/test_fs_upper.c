@@ -40,7 +40,8 @@ int main(void) {
     /* a file written with a hole, overwrites across blocks, then truncated */
     struct unode *d = ofs_upper_add(up, up->root, "dir", 3, OFS_T_DIR, 0700, NULL);
     struct unode *f = ofs_upper_add(up, d, "file", 4, OFS_T_FILE, 0640, NULL);
-    CHECK(d && f && ofs_upper_add(up, d, "file", 4, OFS_T_FILE, 0640, NULL) == NULL && errno == EEXIST);
+    CHECK(d && f && ofs_upper_add(up, d, "file", 4, OFS_T_FILE, 0640, NULL) == NULL &&
+          errno == EEXIST);
     CHECK(ofs_upper_add(up, up->root, "ln", 2, OFS_T_SYMLINK, 0777, "dir/file") != NULL);
     CHECK(ofs_upper_add(up, up->root, "gone", 4, OFS_U_WHITEOUT, 0, NULL) != NULL);
     static uint8_t want[5 * OFS_BLOCK], got[5 * OFS_BLOCK];
@@ -72,7 +73,8 @@ int main(void) {
     CHECK(up->root->mode == 0751);
     f = ofs_upper_child(up->root, "moved", 5);
     d = ofs_upper_child(up->root, "dir", 3);
-    struct unode *ln = ofs_upper_child(up->root, "ln", 2), *w = ofs_upper_child(up->root, "gone", 4);
+    struct unode *ln = ofs_upper_child(up->root, "ln", 2),
+                 *w = ofs_upper_child(up->root, "gone", 4);
     CHECK(f && d && ln && w && f->type == OFS_T_FILE && f->mode == 0640 && f->size == size);
     CHECK(d->type == OFS_T_DIR && d->child == NULL && d->mode == 0700);
     CHECK(ln->type == OFS_T_SYMLINK && !strcmp(ln->target, "dir/file"));
@@ -88,6 +90,8 @@ int main(void) {
     snprintf(path, sizeof path, "%s/data/%016llx", dir, (unsigned long long)id);
     CHECK(access(path, F_OK) == 0);
     ofs_upper_fclose(up, f);
+    CHECK(access(path, F_OK) == 0); /* deleted only once an index without it is written */
+    CHECK(ofs_upper_flush(up) == 0);
     CHECK(access(path, F_OK) != 0);
     /* a second file, then tamper with one of its blocks */
     f = ofs_upper_add(up, up->root, "t", 1, OFS_T_FILE, 0600, NULL);

@@ -128,6 +128,23 @@ int main(void)
     CHECK_STR_CONTAINS(e.msg, "cannot execute /bin/probe");
     CHECK(rename("/tmp/ocb-probe-moved", p) == 0);
 
+    /* A mount target that is a symbolic link (an app may leave one in the writable layer) is
+     * refused, not followed out of the root. */
+    snprintf(p, sizeof p, "%s/host", root);
+    CHECK(rmdir(p) == 0 && symlink("/tmp", p) == 0);
+    st = run(a1, env, out, sizeof out, &e);
+    CHECK(st == -1 && strcmp(out, "") == 0);
+    CHECK_STR_CONTAINS(e.msg, "mount target /host: a symbolic link in the root FS (refused)");
+    snprintf(p, sizeof p, "%s/etc", root);
+    CHECK(mkdir(p, 0755) == 0);
+    snprintf(p, sizeof p, "%s/host", root);
+    CHECK(unlink(p) == 0 && symlink("etc", p) == 0); /* even one that stays inside */
+    st = run(a1, env, out, sizeof out, &e);
+    CHECK(st == -1);
+    CHECK(unlink(p) == 0 && mkdir(p, 0755) == 0);
+    st = run(a1, env, out, sizeof out, &e);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
     /* Unsupported mount type: refused before the program runs. */
     mounts[3] = (struct ocb_mount){.type = "ext2", .target = "/ext2"};
     st = run(a1, env, out, sizeof out, &e);

@@ -48,14 +48,15 @@ needs_runtime = pytest.mark.skipif(not (native_ready() and can_namespace()),
                                    reason="needs make -C libos, root and /dev/fuse")
 
 
-def occlum(inst: Path, *argv: str, env: dict[str, str] | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def occlum(inst: Path, *argv: str, env: dict[str, str] | None = None, timeout: float = 120,
+           input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     e = dict(os.environ)
     e["PATH"] = f"{BIN}:{e.get('PATH', '')}"
     if env:
         e.update(env)
     return subprocess.run([OCCLUM, *argv], cwd=inst, env=e, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, input=input_text,
+                          stdin=None if input_text is not None else subprocess.DEVNULL)
 
 
 def _copy_with_libs(inst: Path, prog: str, dest: str) -> None:

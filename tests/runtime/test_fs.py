@@ -215,3 +215,52 @@ def test_read_only_mount_without_upper(image: dict) -> None:
         with pytest.raises(OSError) as e:
             (img["mnt"] / "x").write_bytes(b"x")
         assert e.value.errno == errno.EROFS
+
+
+def test_single_threaded_serves(image: dict) -> None:
+    mnt: Path = image["mnt"]
+    with mount(image, "--single-threaded"):
+        assert (mnt / "lib/big").read_bytes() == image["files"]["lib/big"]
+        (mnt / "x").write_bytes(b"y" * 10000)
+        assert (mnt / "x").read_bytes() == b"y" * 10000
+
+
+def test_bad_arguments_name_the_artifact(image: dict, tmp_path: Path) -> None:
+    import subprocess
+
+    from .fsmount import occlum_fs_binary
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(occlum_fs_binary()), *args], capture_output=True, text=True)
+
+    mnt = str(tmp_path / "m")
+    missing = run(str(tmp_path / "nope"), str(image["mac"]), "-", mnt)
+    assert missing.returncode == 2 and str(tmp_path / "nope") in missing.stderr
+    (tmp_path / "badmac").write_text("zz")
+    bad = run(str(image["out"]), str(tmp_path / "badmac"), "-", mnt)
+    assert bad.returncode == 2 and "badmac" in bad.stderr and "image MAC" in bad.stderr
+    assert run("--bogus").returncode == 2
+    # the wrong mode for the image: a key for an integrity-only image, none for an encrypted one
+    if image["extra"]:
+        r = run(str(image["out"]), str(image["mac"]), "-", mnt)
+    else:
+        (tmp_path / "k").write_text("00-" * 15 + "00")
+        r = run("--image-key", str(tmp_path / "k"), str(image["out"]), str(image["mac"]), "-", mnt)
+    assert r.returncode == 3 and "metadata-malformed" in r.stderr
+
+
+def test_sigterm_unmounts_and_keeps_writes(image: dict) -> None:
+    """The runtime stops the server with SIGTERM (PR_SET_PDEATHSIG): it must unmount and
+    write the index before exiting."""
+    import signal
+
+    mnt: Path = image["mnt"]
+    m = mount(image)
+    with m:
+        (mnt / "kept.txt").write_bytes(b"kept")
+        m.proc.send_signal(signal.SIGTERM)
+        assert m.proc.wait(timeout=60) == 0
+        m.ready = False  # already unmounted by the server itself
+    assert not os.path.ismount(mnt)
+    with mount(image):
+        assert (mnt / "kept.txt").read_bytes() == b"kept"

@@ -120,3 +120,32 @@ def test_limits_enforced(inst: Path) -> None:
     # More than the user space can never be had: the hard limit cannot be raised.
     r = occlum(inst, "run", "/bin/bash", "-c", "ulimit -Hv 614400")
     assert r.returncode != 0
+
+
+def test_stdin_passes_through(inst: Path) -> None:
+    r = occlum(inst, "run", "/bin/bash", "-c", "read -r x; echo got $x", input_text="hello\n")
+    assert (r.returncode, r.stdout) == (0, "got hello\n"), r.stderr
+
+
+def test_signal_sent_to_occlum_run_reaches_the_program(inst: Path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from .rt_helpers import BIN, OCCLUM
+
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    p = subprocess.Popen([OCCLUM, "run", "/bin/probe", "wait"], cwd=inst, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    p.send_signal(signal.SIGUSR1)  # `occlum run` has become occlum-run (exec)
+    assert p.wait(timeout=60) == 128 + signal.SIGUSR1
+
+
+def test_occlum_run_binary_finds_its_instance(inst: Path, tmp_path: Path) -> None:
+    """build/bin/occlum-run, started from anywhere, boots the instance it belongs to."""
+    import subprocess
+
+    r = subprocess.run([str(inst / "build/bin/occlum-run"), "/bin/hello"], cwd=tmp_path,
+                       capture_output=True, text=True, env={})
+    assert (r.returncode, r.stdout) == (0, "Hello World\n"), r.stderr

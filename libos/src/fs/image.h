@@ -30,7 +30,7 @@ struct ofs_entry {
     uint32_t mode;
     uint8_t type;
     uint64_t size;
-    const char *target; /* symlinks: target bytes (size of them) */
+    const char *target;     /* symlinks: target bytes (size of them) */
     const uint8_t *root;    /* 32 bytes */
     const uint8_t *file_id; /* 16 bytes */
     uint32_t parent;        /* index of the parent directory (the root is its own parent) */
@@ -38,11 +38,11 @@ struct ofs_entry {
 };
 
 struct ofs_image {
-    char *dir;          /* image directory as given (for messages) */
-    int objects_fd;     /* <dir>/objects, O_PATH|O_DIRECTORY */
+    char *dir;      /* image directory as given (for messages) */
+    int objects_fd; /* <dir>/objects, O_PATH|O_DIRECTORY */
     int encrypted;
     uint8_t key[16];
-    uint8_t *meta;      /* plaintext metadata (owned) */
+    uint8_t *meta; /* plaintext metadata (owned) */
     size_t meta_len;
     uint32_t count;
     struct ofs_entry *entries;
@@ -74,8 +74,7 @@ void ofs_image_clear(struct ofs_image *img);
 
 /* Lookup a path relative to the root ("" or "a/b", no leading or trailing '/').
  * Returns NULL if absent. */
-const struct ofs_entry *ofs_image_lookup(const struct ofs_image *img, const char *path,
-                                         size_t len);
+const struct ofs_entry *ofs_image_lookup(const struct ofs_image *img, const char *path, size_t len);
 static inline uint32_t ofs_image_index(const struct ofs_image *img, const struct ofs_entry *e) {
     return (uint32_t)(e - img->entries);
 }

@@ -50,9 +50,12 @@ int main(int argc, char **argv) {
     o.gid = (unsigned)getgid();
     for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--read-only")) o.read_only = 1;
-        else if (!strcmp(a, "--single-threaded")) o.single_threaded = 1;
-        else if (!strcmp(a, "--allow-other")) o.allow_other = 1;
+        if (!strcmp(a, "--read-only"))
+            o.read_only = 1;
+        else if (!strcmp(a, "--single-threaded"))
+            o.single_threaded = 1;
+        else if (!strcmp(a, "--allow-other"))
+            o.allow_other = 1;
         else if (i + 1 < argc && !strcmp(a, "--image-key")) {
             if (read_hex16(argv[++i], ikey, "image key")) return 2;
             o.image_key = ikey;

@@ -91,7 +91,8 @@ static int hexval(char c) {
 }
 
 int ofs_parse_hex16(const char *text, size_t len, uint8_t out[16]) {
-    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) len--;
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
     if (len != 47) return -1;
     for (int i = 0; i < 16; i++) {
         int hi = hexval(text[3 * i]), lo = hexval(text[3 * i + 1]);

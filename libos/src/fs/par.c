@@ -12,16 +12,17 @@ static pthread_cond_t posted = PTHREAD_COND_INITIALIZER, finished = PTHREAD_COND
 static int state = IDLE, have_worker;
 static ofs_par_fn job_fn;
 static void *job_arg;
-static size_t job_lo, job_hi;
+static struct ofs_par *job_par;
 
 static void *worker(void *unused) {
     (void)unused;
     pthread_mutex_lock(&mu);
     for (;;) {
-        while (state != POSTED) pthread_cond_wait(&posted, &mu);
+        while (state != POSTED)
+            pthread_cond_wait(&posted, &mu);
         state = TAKEN;
         pthread_mutex_unlock(&mu);
-        job_fn(job_arg, job_lo, job_hi);
+        job_fn(job_arg, job_par, 1);
         pthread_mutex_lock(&mu);
         state = DONE;
         pthread_cond_broadcast(&finished);
@@ -52,17 +53,17 @@ static void start(void) {
     pthread_mutex_unlock(&start_mu);
 }
 
-void ofs_par_run(ofs_par_fn fn, void *arg, size_t n, size_t min_split) {
-    size_t mid = n / 2;
+void ofs_par_run(ofs_par_fn fn, void *arg, size_t n, size_t chunk, size_t min_split) {
+    struct ofs_par p = {.n = n, .chunk = chunk ? chunk : 1};
     int posted_it = 0;
+    atomic_init(&p.next, 0);
     if (n >= min_split && n >= 2) {
         start();
         if (have_worker && pthread_mutex_trylock(&mu) == 0) {
             if (state == IDLE) {
                 job_fn = fn;
                 job_arg = arg;
-                job_lo = mid;
-                job_hi = n;
+                job_par = &p;
                 state = POSTED;
                 posted_it = 1;
                 pthread_cond_signal(&posted);
@@ -70,19 +71,16 @@ void ofs_par_run(ofs_par_fn fn, void *arg, size_t n, size_t min_split) {
             pthread_mutex_unlock(&mu);
         }
     }
-    if (!posted_it) {
-        fn(arg, 0, n);
-        return;
-    }
-    fn(arg, 0, mid);
+    fn(arg, &p, 0);
+    if (!posted_it) return;
     pthread_mutex_lock(&mu);
-    if (state == POSTED) { /* not started: take it back */
+    if (state == POSTED) { /* never started: the caller did it all */
         state = IDLE;
         pthread_mutex_unlock(&mu);
-        fn(arg, mid, n);
         return;
     }
-    while (state != DONE) pthread_cond_wait(&finished, &mu);
+    while (state != DONE)
+        pthread_cond_wait(&finished, &mu);
     state = IDLE;
     pthread_mutex_unlock(&mu);
 }

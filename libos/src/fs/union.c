@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -28,7 +29,14 @@ struct state {
     struct ofs_upper *up;
     const struct ofs_options *o;
     pthread_mutex_t lock;
+    /* Index writes are coalesced: at most one a second from operations, the rest by the
+     * flusher thread within a second; fsync and unmount write at once. */
+    pthread_cond_t wake;
+    struct timespec last_flush;
+    int stop;
 };
+
+#define FLUSH_INTERVAL_MS 1000
 
 struct handle {
     int lower;
@@ -38,8 +46,8 @@ struct handle {
 };
 
 struct res {
-    struct unode *u;           /* the upper node at the path (never a whiteout) */
-    const struct ofs_entry *l; /* the lower entry that shows through (merged or alone) */
+    struct unode *u;            /* the upper node at the path (never a whiteout) */
+    const struct ofs_entry *l;  /* the lower entry that shows through (merged or alone) */
     const struct ofs_entry *lp; /* the lower entry at the path, even if u shadows it: deleting
                                    or moving the path away then needs a whiteout */
 };
@@ -52,12 +60,15 @@ static void logline(const struct ofs_options *o, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (o->log) o->log(o->log_ctx, line);
-    else fprintf(stderr, "occlum-fs: %s\n", line);
+    if (o->log)
+        o->log(o->log_ctx, line);
+    else
+        fprintf(stderr, "occlum-fs: %s\n", line);
 }
 
 static const char *rel(const char *path) {
-    while (*path == '/') path++;
+    while (*path == '/')
+        path++;
     return path;
 }
 
@@ -192,7 +203,9 @@ bad:
 
 static void fill_upper(struct state *s, const struct unode *n, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_mode = n->mode | (n->type == OFS_T_DIR ? S_IFDIR : n->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
+    st->st_mode = n->mode | (n->type == OFS_T_DIR       ? S_IFDIR
+                             : n->type == OFS_T_SYMLINK ? S_IFLNK
+                                                        : S_IFREG);
     st->st_nlink = 1; /* directories too: "unknown", so no tool infers subdirectory counts */
     st->st_size = (off_t)n->size;
     st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
@@ -206,7 +219,9 @@ static void fill_upper(struct state *s, const struct unode *n, struct stat *st) 
 
 static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_mode = e->mode | (e->type == OFS_T_DIR ? S_IFDIR : e->type == OFS_T_SYMLINK ? S_IFLNK : S_IFREG);
+    st->st_mode = e->mode | (e->type == OFS_T_DIR       ? S_IFDIR
+                             : e->type == OFS_T_SYMLINK ? S_IFLNK
+                                                        : S_IFREG);
     st->st_nlink = 1;
     st->st_size = (off_t)e->size;
     st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
@@ -215,12 +230,48 @@ static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *
     st->st_gid = s->o->gid;
 }
 
-#define LOCKED(s) for (int _once = (pthread_mutex_lock(&(s)->lock), 1); _once; _once = 0, pthread_mutex_unlock(&(s)->lock))
+#define LOCKED(s)                                                                                  \
+    for (int _once = (pthread_mutex_lock(&(s)->lock), 1); _once;                                   \
+         _once = 0, pthread_mutex_unlock(&(s)->lock))
 
-static int flush(struct state *s) {
+static long ms_since(const struct timespec *t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* Write the index now (lock held). */
+static int flush_now(struct state *s) {
+    if (!s->up->dirty) return 0;
     int rc = ofs_upper_flush(s->up);
-    if (rc) logline(s->o, "%s/index: cannot write the writable layer: %s", s->up->dir, strerror(-rc));
+    clock_gettime(CLOCK_MONOTONIC, &s->last_flush);
+    if (rc)
+        logline(s->o, "%s/index: cannot write the writable layer: %s", s->up->dir, strerror(-rc));
     return rc;
+}
+
+/* After a change (lock held): write the index unless one was written less than a second
+ * ago, in which case the flusher thread writes it within a second.  Without this, creating
+ * n files would cost n index writes of O(n) bytes each. */
+static int flush(struct state *s) {
+    /* A failed write is logged and retried by the flusher; the operation itself succeeded
+     * (its handle may already exist), so it is not failed after the fact. */
+    if (s->up->dirty && ms_since(&s->last_flush) >= FLUSH_INTERVAL_MS) flush_now(s);
+    return 0;
+}
+
+static void *flusher(void *arg) {
+    struct state *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += FLUSH_INTERVAL_MS / 1000;
+        pthread_cond_timedwait(&s->wake, &s->lock, &until);
+        if (s->up->dirty && ms_since(&s->last_flush) >= FLUSH_INTERVAL_MS) flush_now(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
 }
 
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
@@ -230,15 +281,19 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     if (!path && !(fi && fi->fh)) return -ENOENT;
     if (fi && fi->fh) {
         struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-        if (h->lower) fill_lower(s, h->lf.e, st);
-        else LOCKED(s) fill_upper(s, h->n, st);
+        if (h->lower)
+            fill_lower(s, h->lf.e, st);
+        else
+            LOCKED(s) fill_upper(s, h->n, st);
         return 0;
     }
     LOCKED(s) {
         rc = resolve(s, path, &r);
         if (!rc) {
-            if (r.u) fill_upper(s, r.u, st);
-            else fill_lower(s, r.l, st);
+            if (r.u)
+                fill_upper(s, r.u, st);
+            else
+                fill_lower(s, r.l, st);
         }
     }
     return rc;
@@ -282,7 +337,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
                 if (c->type != OFS_U_WHITEOUT) filler(buf, c->name, NULL, 0, 0);
         if (r.l) {
             for (uint32_t i = 0; i < r.l->child_count; i++) {
-                const struct ofs_entry *e = &s->img->entries[s->img->children[r.l->first_child + i]];
+                const struct ofs_entry *e =
+                    &s->img->entries[s->img->children[r.l->first_child + i]];
                 size_t nl;
                 const char *nm = ofs_entry_name(e, &nl);
                 char name[OFS_NAME_MAX + 1];
@@ -334,8 +390,10 @@ static int op_mkdir(const char *path, mode_t mode) {
     int rc;
     LOCKED(s) {
         if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_DIR, mode & 07777, NULL)) rc = -errno;
-        else rc = flush(s);
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_DIR, mode & 07777, NULL))
+            rc = -errno;
+        else
+            rc = flush(s);
     }
     return rc;
 }
@@ -348,8 +406,10 @@ static int op_symlink(const char *target, const char *path) {
     if (!*target || strlen(target) > OFS_PATH_MAX) return -ENAMETOOLONG;
     LOCKED(s) {
         if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_SYMLINK, 0777, target)) rc = -errno;
-        else rc = flush(s);
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_SYMLINK, 0777, target))
+            rc = -errno;
+        else
+            rc = flush(s);
     }
     return rc;
 }
@@ -392,8 +452,10 @@ static int op_mknod(const char *path, mode_t mode, dev_t dev) {
     if (!S_ISREG(mode)) return -EPERM; /* no device nodes, FIFOs or sockets in the root FS */
     LOCKED(s) {
         if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_FILE, mode & 07777, NULL)) rc = -errno;
-        else rc = flush(s);
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_FILE, mode & 07777, NULL))
+            rc = -errno;
+        else
+            rc = flush(s);
     }
     return rc;
 }
@@ -501,7 +563,7 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi) {
     if (h->lower) return 0;
     LOCKED(s) {
         if (h->n->fd >= 0 && fdatasync(h->n->fd) < 0) rc = -errno;
-        if (!rc) rc = flush(s);
+        if (!rc) rc = flush_now(s);
     }
     return rc;
 }
@@ -764,9 +826,19 @@ static void op_destroy(void *data) {
     struct state *s = data;
     if (s->up) {
         pthread_mutex_lock(&s->lock);
-        flush(s);
+        flush_now(s);
         pthread_mutex_unlock(&s->lock);
     }
+}
+
+static int op_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi) {
+    struct state *s = ST();
+    int rc = 0;
+    (void)path;
+    (void)datasync;
+    (void)fi;
+    if (s->up) LOCKED(s) rc = flush_now(s);
+    return rc;
 }
 
 static const struct fuse_operations ops = {
@@ -790,6 +862,7 @@ static const struct fuse_operations ops = {
     .release = op_release,
     .fsync = op_fsync,
     .readdir = op_readdir,
+    .fsyncdir = op_fsyncdir,
     .init = op_init,
     .destroy = op_destroy,
     .create = op_create,
@@ -811,7 +884,8 @@ static int read_seal_key(const char *file, uint8_t key[16], char *err, size_t er
         /* First use: a fresh secret, written exclusively (two racing creators: one wins). */
         uint8_t k[16];
         char hex[48];
-        if (ofs_random(k, 16)) return snprintf(err, errlen, "%s: no randomness", file), OFS_SERVE_IO;
+        if (ofs_random(k, 16))
+            return snprintf(err, errlen, "%s: no randomness", file), OFS_SERVE_IO;
         ofs_format_hex16(k, hex);
         hex[47] = '\n';
         fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -820,14 +894,20 @@ static int read_seal_key(const char *file, uint8_t key[16], char *err, size_t er
             close(fd);
             if (!ok) {
                 unlink(file);
-                return snprintf(err, errlen, "%s: cannot write the instance secret", file), OFS_SERVE_IO;
+                return snprintf(err, errlen, "%s: cannot write the instance secret", file),
+                       OFS_SERVE_IO;
             }
         } else if (errno != EEXIST) {
-            return snprintf(err, errlen, "%s: cannot create the instance secret: %s", file, strerror(errno)), OFS_SERVE_IO;
+            return snprintf(err, errlen, "%s: cannot create the instance secret: %s", file,
+                            strerror(errno)),
+                   OFS_SERVE_IO;
         }
         fd = open(file, O_RDONLY | O_CLOEXEC);
     }
-    if (fd < 0) return snprintf(err, errlen, "%s: cannot read the instance secret: %s", file, strerror(errno)), OFS_SERVE_IO;
+    if (fd < 0)
+        return snprintf(err, errlen, "%s: cannot read the instance secret: %s", file,
+                        strerror(errno)),
+               OFS_SERVE_IO;
     ssize_t n = read(fd, text, sizeof text);
     close(fd);
     if (n < 0 || ofs_parse_hex16(text, (size_t)n, key))
@@ -858,7 +938,8 @@ int ofs_serve(const struct ofs_options *o) {
     char err[1024];
     int rc;
     struct fuse *f = NULL;
-    if (!o->image_dir || !o->mountpoint) return report(o, OFS_SERVE_INPUT, "ofs_serve: image dir and mountpoint are required");
+    if (!o->image_dir || !o->mountpoint)
+        return report(o, OFS_SERVE_INPUT, "ofs_serve: image dir and mountpoint are required");
     if ((rc = ofs_image_open(o->image_dir, o->image_mac, o->image_key, &s.img, err, sizeof err)))
         return report(o, rc, err);
     if (o->upper_dir) {
@@ -878,11 +959,23 @@ int ofs_serve(const struct ofs_options *o) {
             free(abs);
             sf = seal;
         }
-        if (o->upper_key) memcpy(key, o->upper_key, 16);
-        else if ((rc = ofs_upper_key(o->image_key, sf, key, err, sizeof err))) goto out_err;
-        if ((rc = ofs_upper_open(o->upper_dir, key, s.img->entries[0].mode, &s.up, err, sizeof err))) goto out_err;
+        if (o->upper_key)
+            memcpy(key, o->upper_key, 16);
+        else if ((rc = ofs_upper_key(o->image_key, sf, key, err, sizeof err)))
+            goto out_err;
+        if ((rc =
+                 ofs_upper_open(o->upper_dir, key, s.img->entries[0].mode, &s.up, err, sizeof err)))
+            goto out_err;
     }
     pthread_mutex_init(&s.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s.wake, &ca);
+    pthread_condattr_destroy(&ca);
+    clock_gettime(CLOCK_MONOTONIC, &s.last_flush);
+    pthread_t flusher_thread;
+    int have_flusher = 0;
     char opts[256];
     snprintf(opts, sizeof opts, "fsname=occlum-fs,subtype=occlum%s%s",
              o->allow_other ? ",allow_other" : "", (o->read_only || !s.up) ? ",ro" : "");
@@ -898,17 +991,27 @@ int ofs_serve(const struct ofs_options *o) {
     }
     if (fuse_mount(f, o->mountpoint) != 0) {
         rc = OFS_SERVE_IO;
-        snprintf(err, sizeof err, "%s: cannot mount (FUSE needs root and /dev/fuse)", o->mountpoint);
+        snprintf(err, sizeof err, "%s: cannot mount (FUSE needs root and /dev/fuse)",
+                 o->mountpoint);
         goto out_err;
     }
     struct fuse_session *se = fuse_get_session(f);
     fuse_set_signal_handlers(se);
+    if (s.up) have_flusher = pthread_create(&flusher_thread, NULL, flusher, &s) == 0;
     if (o->ready_fd > 0) {
-        if (write(o->ready_fd, "1", 1) != 1) { /* the waiter went away; serve anyway */ }
+        if (write(o->ready_fd, "1", 1) != 1) { /* the waiter went away; serve anyway */
+        }
         close(o->ready_fd);
     }
     rc = o->single_threaded ? fuse_loop(f) : fuse_loop_mt(f, 0);
     fuse_remove_signal_handlers(se);
+    if (have_flusher) {
+        pthread_mutex_lock(&s.lock);
+        s.stop = 1;
+        pthread_cond_signal(&s.wake);
+        pthread_mutex_unlock(&s.lock);
+        pthread_join(flusher_thread, NULL);
+    }
     fuse_unmount(f);
     fuse_destroy(f); /* calls op_destroy: flushes the index */
     f = NULL;
@@ -917,6 +1020,7 @@ int ofs_serve(const struct ofs_options *o) {
     if (s.up && ofs_upper_close(s.up, err, sizeof err)) rc = OFS_SERVE_IO;
     s.up = NULL;
     ofs_image_close(s.img);
+    pthread_cond_destroy(&s.wake);
     pthread_mutex_destroy(&s.lock);
     return rc ? report(o, rc, err) : OFS_SERVE_OK;
 out_err:

@@ -111,7 +111,8 @@ void ofs_upper_free_tree(struct unode *n) {
 static void link_child(struct unode *parent, struct unode *n) {
     /* Keep children sorted by name so listings and the index are deterministic. */
     struct unode **pp = &parent->child;
-    while (*pp && strcmp((*pp)->name, n->name) < 0) pp = &(*pp)->next;
+    while (*pp && strcmp((*pp)->name, n->name) < 0)
+        pp = &(*pp)->next;
     n->next = *pp;
     *pp = n;
     n->parent = parent;
@@ -120,7 +121,8 @@ static void link_child(struct unode *parent, struct unode *n) {
 static void unlink_child(struct unode *n) {
     if (!n->parent) return;
     struct unode **pp = &n->parent->child;
-    while (*pp && *pp != n) pp = &(*pp)->next;
+    while (*pp && *pp != n)
+        pp = &(*pp)->next;
     if (*pp) *pp = n->next;
     n->parent = NULL;
     n->next = NULL;
@@ -132,7 +134,9 @@ struct unode *ofs_upper_child(const struct unode *dir, const char *name, size_t 
     return NULL;
 }
 
-static void data_name(uint64_t id, char out[32]) { snprintf(out, 32, "data/%016llx", (unsigned long long)id); }
+static void data_name(uint64_t id, char out[32]) {
+    snprintf(out, 32, "data/%016llx", (unsigned long long)id);
+}
 
 static int file_key(struct ofs_upper *up, struct unode *n) {
     uint8_t idb[8];
@@ -184,11 +188,29 @@ struct unode *ofs_upper_add(struct ofs_upper *up, struct unode *parent, const ch
 }
 
 static void drop_data(struct ofs_upper *up, struct unode *n) {
-    if (n->type == OFS_T_FILE) {
+    if (n->type != OFS_T_FILE) return;
+    if (up->ndoomed == up->capdoomed) {
+        size_t cap = up->capdoomed ? 2 * up->capdoomed : 64;
+        uint64_t *d = realloc(up->doomed, cap * sizeof *d);
+        if (!d) { /* cannot defer: delete now */
+            char dn[32];
+            data_name(n->id, dn);
+            unlinkat(up->dfd, dn, 0);
+            return;
+        }
+        up->doomed = d;
+        up->capdoomed = cap;
+    }
+    up->doomed[up->ndoomed++] = n->id;
+}
+
+static void delete_doomed(struct ofs_upper *up) {
+    for (size_t i = 0; i < up->ndoomed; i++) {
         char dn[32];
-        data_name(n->id, dn);
+        data_name(up->doomed[i], dn);
         unlinkat(up->dfd, dn, 0);
     }
+    up->ndoomed = 0;
 }
 
 void ofs_upper_remove(struct ofs_upper *up, struct unode *n) {
@@ -373,7 +395,8 @@ int ofs_upper_truncate(struct ofs_upper *up, struct unode *n, uint64_t size) {
 
 static size_t tree_count(const struct unode *n) {
     size_t c = 1;
-    for (const struct unode *k = n->child; k; k = k->next) c += tree_count(k);
+    for (const struct unode *k = n->child; k; k = k->next)
+        c += tree_count(k);
     return c;
 }
 
@@ -397,13 +420,15 @@ static uint8_t *put_node(uint8_t *p, const struct unode *n, uint32_t parent, uin
     p += nl;
     if (tl) memcpy(p, n->target, tl);
     p += tl;
-    for (const struct unode *k = n->child; k; k = k->next) p = put_node(p, k, me, next);
+    for (const struct unode *k = n->child; k; k = k->next)
+        p = put_node(p, k, me, next);
     return p;
 }
 
 static size_t tree_bytes(const struct unode *n) {
     size_t b = NODE_HDR + strlen(n->name) + (n->target ? strlen(n->target) : 0);
-    for (const struct unode *k = n->child; k; k = k->next) b += tree_bytes(k);
+    for (const struct unode *k = n->child; k; k = k->next)
+        b += tree_bytes(k);
     return b;
 }
 
@@ -434,6 +459,7 @@ int ofs_upper_flush(struct ofs_upper *up) {
         goto out;
     }
     up->dirty = 0;
+    delete_doomed(up);
     rc = 0;
 out:
     if (fd >= 0) close(fd);
@@ -445,7 +471,7 @@ out:
 int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, char *err,
                           size_t errlen) {
     const char *d = up->dir;
-    struct unode **nodes = NULL;
+    struct unode **nodes = NULL, **last = NULL; /* last: each node's last child so far */
     int rc = OFS_ERR_VERIFY;
     if (len < 16) return fail(err, errlen, rc, "%s/index: too short", d);
     uint64_t next_id = ofs_get_u64(p);
@@ -453,7 +479,12 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
     if (count == 0 || ofs_get_u32(p + 12) != 0 || count > (len - 16) / NODE_HDR)
         return fail(err, errlen, rc, "%s/index: bad node count", d);
     nodes = calloc(count, sizeof *nodes);
-    if (!nodes) return fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
+    last = calloc(count, sizeof *last);
+    if (!nodes || !last) {
+        free(nodes);
+        free(last);
+        return fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
+    }
     size_t pos = 16;
     uint32_t i;
     for (i = 0; i < count; i++) {
@@ -476,8 +507,8 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
         int ok = type >= OFS_T_FILE && type <= OFS_U_WHITEOUT && flags <= 1 &&
                  (root ? parent == NO_PARENT && nl == 0 && type == OFS_T_DIR
                        : parent < i && nodes[parent]->type == OFS_T_DIR && nl > 0 &&
-                             nl <= OFS_NAME_MAX && !memchr(name, '/', nl) &&
-                             !memchr(name, 0, nl) && !(nl == 1 && name[0] == '.') &&
+                             nl <= OFS_NAME_MAX && !memchr(name, '/', nl) && !memchr(name, 0, nl) &&
+                             !(nl == 1 && name[0] == '.') &&
                              !(nl == 2 && name[0] == '.' && name[1] == '.')) &&
                  (type == OFS_T_SYMLINK ? tl > 0 && tl <= OFS_PATH_MAX && !memchr(target, 0, tl) &&
                                               ofs_get_u64(r + 12) == tl
@@ -486,8 +517,16 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
                  (flags == 0 || type == OFS_T_DIR) && ofs_get_u32(r + 8) <= 07777 &&
                  ofs_get_u32(r + 44) == 0 &&
                  (type == OFS_T_FILE || type == OFS_T_SYMLINK || ofs_get_u64(r + 12) == 0) &&
-                 ofs_get_u32(r + 36) < 1000000000u && (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
-        if (ok && !root && ofs_upper_child(nodes[parent], name, nl)) ok = 0;
+                 ofs_get_u32(r + 36) < 1000000000u &&
+                 (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
+        /* Children come in strictly increasing name order (so no duplicates), which also
+         * keeps loading linear: each is appended after its predecessor. */
+        if (ok && !root && last[parent]) {
+            const char *prev = last[parent]->name;
+            size_t pl = strlen(prev);
+            int c = memcmp(prev, name, pl < nl ? pl : nl);
+            if (c > 0 || (c == 0 && pl >= nl)) ok = 0;
+        }
         if (!ok) {
             fail(err, errlen, rc, "%s/index: node %u is malformed", d, i);
             goto bad;
@@ -504,7 +543,14 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
         n->mtime_sec = (int64_t)ofs_get_u64(r + 28);
         n->mtime_nsec = ofs_get_u32(r + 36);
         nodes[i] = n;
-        if (!root) link_child(nodes[parent], n);
+        if (!root) {
+            n->parent = nodes[parent];
+            if (last[parent])
+                last[parent]->next = n;
+            else
+                nodes[parent]->child = n;
+            last[parent] = n;
+        }
     }
     if (pos != len) {
         fail(err, errlen, rc, "%s/index: %zu trailing bytes", d, len - pos);
@@ -513,12 +559,16 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
     up->root = nodes[0];
     up->next_id = next_id;
     free(nodes);
+    free(last);
     return OFS_OK;
 bad:
-    if (nodes && nodes[0]) ofs_upper_free_tree(nodes[0]);
+    if (nodes && nodes[0])
+        ofs_upper_free_tree(nodes[0]);
     else if (nodes)
-        for (uint32_t j = 0; j < i; j++) free_node(nodes[j]);
+        for (uint32_t j = 0; j < i; j++)
+            free_node(nodes[j]);
     free(nodes);
+    free(last);
     return rc;
 }
 
@@ -645,8 +695,8 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
         if (ofs_gcm_decrypt(up->kidx, buf + 16, buf, 16, buf + IDX_HDR, plen, plain,
                             buf + len - OFS_GCM_TAG)) {
             free(plain);
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/index: fails authentication (tampered)",
-                      dir);
+            rc =
+                fail(err, errlen, OFS_ERR_VERIFY, "%s/index: fails authentication (tampered)", dir);
             goto out;
         }
         rc = ofs_upper_parse_index(up, plain, plen, err, errlen);
@@ -673,6 +723,7 @@ int ofs_upper_close(struct ofs_upper *up, char *err, size_t errlen) {
     if (e) rc = fail(err, errlen, OFS_ERR_IO, "%s/index: cannot write: %s", up->dir, strerror(-e));
     ofs_upper_free_tree(up->root);
     close(up->dfd);
+    free(up->doomed);
     free(up->dir);
     free(up);
     return rc;

@@ -18,8 +18,8 @@ struct unode {
     uint8_t type;   /* OFS_T_FILE, OFS_T_DIR, OFS_T_SYMLINK or OFS_U_WHITEOUT */
     uint8_t opaque; /* directory hides the lower directory at the same path */
     uint32_t mode;
-    uint64_t size;  /* file: content size; symlink: target length */
-    uint64_t id;    /* file: data object id */
+    uint64_t size; /* file: content size; symlink: target length */
+    uint64_t id;   /* file: data object id */
     int64_t mtime_sec;
     uint32_t mtime_nsec;
     char *target;
@@ -40,6 +40,10 @@ struct ofs_upper {
     struct unode *root;
     uint64_t next_id;
     int dirty;
+    /* Data files of removed files, deleted once an index without them is written (so a
+     * crash never leaves an index naming a missing data file). */
+    uint64_t *doomed;
+    size_t ndoomed, capdoomed;
 };
 
 /* Open (creating when absent) the layer in dir with the 16-byte master key; a new layer's
