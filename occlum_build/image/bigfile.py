@@ -1,0 +1,195 @@
+"""Large files split into segments that several worker threads build at once.
+
+A file of more than ``SEGMENT`` bytes becomes one unit of work per segment (integrity-only),
+or one unit that hashes the whole content followed by one unit per segment (encrypted: the
+file id, hence the key, depends on the whole content). Each unit reads its range with
+``pread``, computes its leaves (and ciphertext) and writes them with ``pwrite`` at their
+place in a temp object; the unit that finishes last appends the leaves and renames the
+object into place. Output bytes are those of :func:`objects.store_object`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import OutputError
+from .crypto import ImageKey, leaves_of, root_of, seal_blocks
+from .format import BLOCK_SIZE, LEAF_SIZE, TAG_SIZE, block_count
+from .objects import CHUNK, TMP_PREFIX, SourceChanged, _read_error, content_sha256, pread_full
+
+SEGMENT = 32 * CHUNK  # 32 MiB per unit of work
+_counter = itertools.count()
+
+Unit = Callable[[], list["Unit"]]
+Result = tuple[bytes, bytes, bytes, bool]  # (content digest, root, file_id, written)
+
+
+class BigFile:
+    def __init__(
+        self,
+        path: Path,
+        size: int,
+        objects_dir: Path | None,
+        key: ImageKey | None,
+        tick: Callable[[int], None],
+        created: list[Path],
+        done: Callable[[Result], None],
+    ):
+        self.path, self.size, self.objects_dir, self.key = path, size, objects_dir, key
+        self.tick, self.created, self.done = tick, created, done
+        self.nseg = (size + SEGMENT - 1) // SEGMENT
+        self.leaves: list[bytes | None] = [None] * self.nseg
+        self.remaining = self.nseg
+        self.lock = threading.Lock()
+        self.src_fd = -1
+        self.out_fd = -1
+        self.tmp: Path | None = None
+        self.digest = b""
+        self.file_id = bytes(16)
+        self.cipher = None
+        self.failed = False
+
+    def units(self) -> list[Unit]:
+        """The first units of work for this file."""
+        if self.key is None:
+            return [self._open_and(self._segment_units)]
+        return [self._open_and(self._hash)]
+
+    # -- units ---------------------------------------------------------------------------
+
+    def _open_and(self, then: Callable[[], list[Unit]]) -> Unit:
+        def unit() -> list[Unit]:
+            try:
+                self.src_fd = os.open(self.path, os.O_RDONLY)
+            except OSError as e:
+                raise _read_error(self.path, e) from None
+            if self.objects_dir is not None:
+                self.tmp = self.objects_dir / f"{TMP_PREFIX}{os.getpid()}-big-{next(_counter)}"
+                try:
+                    self.out_fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except OSError as e:
+                    self.cleanup()
+                    raise _write_error(self.objects_dir, e) from None
+            return then()
+
+        return unit
+
+    def _hash(self) -> list[Unit]:
+        self.digest = content_sha256(self.path, self.size)
+        assert self.key is not None
+        self.file_id = self.key.file_id(self.digest)
+        self.cipher = self.key.file_cipher(self.file_id)
+        return self._segment_units()
+
+    def _segment_units(self) -> list[Unit]:
+        return [lambda k=k: self._segment(k) for k in range(self.nseg)]
+
+    def _segment(self, k: int) -> list[Unit]:
+        if self.failed:
+            return []
+        first = k * SEGMENT
+        length = min(SEGMENT, self.size - first)
+        sb = BLOCK_SIZE + (TAG_SIZE if self.cipher else 0)
+        out_off = (first // BLOCK_SIZE) * sb
+        parts = []
+        pos = first
+        try:
+            while pos < first + length:
+                want = min(CHUNK, first + length - pos)
+                data = pread_full(self.src_fd, want, pos, self.path)
+                if len(data) != want:
+                    raise SourceChanged(
+                        "file changed while it was being read; run the build again", where=str(self.path)
+                    )
+                if self.cipher is None:
+                    stored = data
+                    parts.append(leaves_of(stored, BLOCK_SIZE))
+                else:
+                    stored = seal_blocks(self.cipher, data, pos // BLOCK_SIZE, self.size)
+                    parts.append(leaves_of(stored, sb))
+                if self.out_fd >= 0:
+                    try:
+                        _pwrite_all(self.out_fd, stored, out_off)
+                    except OSError as e:
+                        raise _write_error(self.objects_dir, e) from None
+                out_off += len(stored)
+                pos += want
+                self.tick(want)
+        except BaseException:
+            self.failed = True
+            raise
+        self.leaves[k] = b"".join(parts)
+        with self.lock:
+            self.remaining -= 1
+            last = self.remaining == 0
+        if last:
+            self._finish()
+        return []
+
+    def _finish(self) -> None:
+        try:
+            if os.fstat(self.src_fd).st_size != self.size:
+                raise SourceChanged(
+                    "file changed while it was being read; run the build again", where=str(self.path)
+                )
+            leaves = b"".join(self.leaves)  # type: ignore[arg-type]
+            assert len(leaves) == block_count(self.size) * LEAF_SIZE
+            root = root_of(leaves)
+            written = False
+            if self.out_fd >= 0 and self.tmp is not None and self.objects_dir is not None:
+                sb = BLOCK_SIZE + (TAG_SIZE if self.cipher else 0)
+                final = self.objects_dir / root.hex()
+                try:
+                    _pwrite_all(self.out_fd, leaves, self.size + block_count(self.size) * (sb - BLOCK_SIZE))
+                    os.fchmod(self.out_fd, 0o644)
+                    os.close(self.out_fd)
+                    self.out_fd = -1
+                    try:
+                        want = os.stat(final).st_size
+                        written = want != os.stat(self.tmp).st_size
+                    except FileNotFoundError:
+                        written = True
+                        self.created.append(final)
+                    os.replace(self.tmp, final)
+                    self.tmp = None
+                except OSError as e:
+                    raise _write_error(self.objects_dir, e) from None
+            digest = self.digest if self.key is not None else root
+            self.done((digest, root, self.file_id, written))
+        finally:
+            self.cleanup()
+
+    def cleanup(self) -> None:
+        for fd in (self.src_fd, self.out_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.src_fd = self.out_fd = -1
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                self.tmp.unlink()
+            self.tmp = None
+
+
+def _changed(path: Path) -> SourceChanged:
+    return SourceChanged("file changed while it was being read; run the build again", where=str(path))
+
+
+def _pwrite_all(fd: int, data: bytes, off: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, off)
+        view = view[n:]
+        off += n
+
+
+def _write_error(objects_dir: Path | None, e: OSError) -> OutputError:
+    if e.errno == errno.ENOSPC:
+        return OutputError("no space left on device; previous image kept", where=str(objects_dir))
+    return OutputError(f"cannot write image object: {e.strerror or e}", where=str(objects_dir))

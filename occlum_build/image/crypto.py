@@ -1,0 +1,119 @@
+"""Hashing and encryption of image version 1 (docs/formats/image.md sections 4-6)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import KeyFileError
+from .format import BLOCK_SIZE, FILE_ID_SIZE, LEAF_SIZE, MAC_SIZE
+
+_sha256 = hashlib.sha256
+_IDX = struct.Struct("<Q")
+_AAD = struct.Struct("<QQ")
+
+INFO_FILE_ID = b"occlum-build image v1 file-id"
+INFO_META = b"occlum-build image v1 metadata"
+INFO_META_NONCE = b"occlum-build image v1 metadata-nonce"
+INFO_FILE = b"occlum-build image v1 file"
+INFO_FINGERPRINT = b"occlum-build image v1 cache key fingerprint"
+
+
+def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt or None, info=info).derive(ikm)
+
+
+def leaves_of(stored: bytes | memoryview, block: int) -> bytes:
+    """Concatenated leaf hashes of consecutive stored blocks of ``block`` bytes each."""
+    mv = memoryview(stored)
+    h = _sha256
+    return b"".join([h(mv[i : i + block]).digest() for i in range(0, len(mv), block)])
+
+
+def root_of(leaves: bytes) -> bytes:
+    return _sha256(leaves).digest()
+
+
+def image_mac(metadata: bytes) -> bytes:
+    return _sha256(metadata).digest()[:MAC_SIZE]
+
+
+@dataclass(frozen=True)
+class ImageKey:
+    """The image key and the keys derived from it once (section 5)."""
+
+    key: bytes
+    k_id: bytes
+    k_meta: bytes
+    k_nonce: bytes
+
+    @classmethod
+    def from_key(cls, key: bytes) -> ImageKey:
+        if len(key) != 16:
+            raise ValueError("an image key is 16 bytes")
+        return cls(
+            key,
+            hkdf(key, b"", INFO_FILE_ID, 32),
+            hkdf(key, b"", INFO_META, 16),
+            hkdf(key, b"", INFO_META_NONCE, 32),
+        )
+
+    def fingerprint(self) -> str:
+        """A one-way identifier of the key for caches (never the key itself)."""
+        return hkdf(self.key, b"", INFO_FINGERPRINT, 16).hex()
+
+    def file_id(self, content_sha256: bytes) -> bytes:
+        return hmac.new(self.k_id, content_sha256, "sha256").digest()[:FILE_ID_SIZE]
+
+    def file_cipher(self, file_id: bytes) -> AESGCM:
+        return AESGCM(hkdf(self.key, file_id, INFO_FILE, 16))
+
+    def seal_metadata(self, header16: bytes, plain: bytes) -> tuple[bytes, bytes]:
+        nonce = hmac.new(self.k_nonce, plain, "sha256").digest()[:12]
+        return nonce, AESGCM(self.k_meta).encrypt(nonce, plain, header16)
+
+    def open_metadata(self, header16: bytes, nonce: bytes, sealed: bytes) -> bytes:
+        """Raises cryptography.exceptions.InvalidTag on a wrong key or tampering."""
+        return AESGCM(self.k_meta).decrypt(nonce, sealed, header16)
+
+
+def load_key(key: bytes | None) -> ImageKey | None:
+    """The derived keys of a 16-byte image key (None: integrity-only)."""
+    if key is None:
+        return None
+    if not isinstance(key, bytes) or len(key) != 16:
+        raise KeyFileError("an image key must be 16 bytes (a file written by `occlum gen-image-key`)")
+    return ImageKey.from_key(key)
+
+
+def block_nonce(i: int) -> bytes:
+    return _IDX.pack(i) + b"\0\0\0\0"
+
+
+def block_aad(i: int, size: int) -> bytes:
+    return _AAD.pack(i, size)
+
+
+def seal_blocks(cipher: AESGCM, plain: bytes | memoryview, first: int, size: int) -> bytes:
+    """Encrypt consecutive plain blocks starting at block index ``first``."""
+    mv = memoryview(plain)
+    enc = cipher.encrypt
+    out = []
+    i = first
+    for off in range(0, len(mv), BLOCK_SIZE):
+        out.append(enc(_IDX.pack(i) + b"\0\0\0\0", mv[off : off + BLOCK_SIZE], _AAD.pack(i, size)))
+        i += 1
+    return b"".join(out)
+
+
+def stored_block_size(encrypted: bool) -> int:
+    return BLOCK_SIZE + 16 if encrypted else BLOCK_SIZE
+
+
+assert LEAF_SIZE == _sha256().digest_size

@@ -1,0 +1,103 @@
+"""Walking a source tree into normalized entries (docs/formats/image.md section 2)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import OcclumError
+from .format import (
+    MAX_ENTRIES,
+    MAX_FILE_SIZE,
+    MAX_NAME,
+    MAX_PATH,
+    MAX_TARGET,
+    SYMLINK_MODE,
+    TYPE_DIR,
+    TYPE_FILE,
+    TYPE_SYMLINK,
+    path_problem,
+)
+
+
+class SourceError(OcclumError):
+    """The source tree cannot be turned into an image."""
+
+
+@dataclass
+class Node:
+    path: bytes  # relative, "/"-joined
+    type: int
+    mode: int
+    size: int
+    target: bytes
+    st: os.stat_result | None  # lstat of regular files (stat key), else None
+
+
+_SPECIAL = {
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def scan(src: Path) -> list[Node]:
+    """All entries of the tree under ``src``, sorted by path bytes (memcmp order)."""
+    try:
+        st = os.stat(src)
+    except OSError as e:
+        raise SourceError(f"cannot read the source directory: {e.strerror}", where=str(src)) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise SourceError("the image source is not a directory", where=str(src))
+    nodes = [Node(b"", TYPE_DIR, stat.S_IMODE(st.st_mode) & 0o777, 0, b"", None)]
+    base = os.fsencode(src)
+    stack = [b""]
+    while stack:
+        rel = stack.pop()
+        full = os.path.join(base, rel) if rel else base
+        try:
+            with os.scandir(full) as it:
+                items = list(it)
+        except OSError as e:
+            raise SourceError(
+                f"cannot list directory: {e.strerror}; fix its permissions", where=os.fsdecode(full)
+            ) from None
+        for de in items:
+            child = de.name if not rel else rel + b"/" + de.name
+            where = os.fsdecode(de.path)
+            # The parent was checked; a readdir name is never empty, ".", ".." or holds "/".
+            if len(child) > MAX_PATH or len(de.name) > MAX_NAME or b"\0" in de.name:
+                why = path_problem(child) or "bad file name"
+                raise SourceError(f"{why}: cannot be stored in an image", where=where)
+            try:
+                cst = de.stat(follow_symlinks=False)
+            except OSError as e:
+                raise SourceError(f"cannot stat: {e.strerror}", where=where) from None
+            m = cst.st_mode
+            if stat.S_ISREG(m):
+                if cst.st_size > MAX_FILE_SIZE:
+                    raise SourceError("file is larger than the image format allows (2^48 bytes)", where=where)
+                nodes.append(Node(child, TYPE_FILE, stat.S_IMODE(m) & 0o777, cst.st_size, b"", cst))
+            elif stat.S_ISDIR(m):
+                nodes.append(Node(child, TYPE_DIR, stat.S_IMODE(m) & 0o777, 0, b"", None))
+                stack.append(child)
+            elif stat.S_ISLNK(m):
+                try:
+                    target = os.readlink(de.path)
+                except OSError as e:
+                    raise SourceError(f"cannot read symlink: {e.strerror}", where=where) from None
+                if not 1 <= len(target) <= MAX_TARGET or b"\0" in target:
+                    raise SourceError(f"symlink target longer than {MAX_TARGET} bytes", where=where)
+                nodes.append(Node(child, TYPE_SYMLINK, SYMLINK_MODE, len(target), target, None))
+            else:
+                what = _SPECIAL.get(stat.S_IFMT(m), "a special file")
+                raise SourceError(
+                    f"{what} cannot be stored in an image; remove it from the source tree", where=where
+                )
+        if len(nodes) > MAX_ENTRIES:
+            raise SourceError(f"more than {MAX_ENTRIES} entries", where=str(src))
+    nodes.sort(key=lambda n: n.path)
+    return nodes

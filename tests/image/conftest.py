@@ -1,0 +1,1 @@
+from image_helpers import build  # noqa: F401  (fixture)
