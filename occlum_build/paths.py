@@ -155,6 +155,11 @@ class Instance:
         return self.build / ".state"
 
     @property
+    def build_lock(self) -> Path:
+        """Lock serializing builds of this instance (outside build/, which -f removes)."""
+        return self.root / ".__occlum_build.lock"
+
+    @property
     def dev_sign_key(self) -> Path:
         """Per-instance development signing key, created on first build without --sign-key."""
         return self.root / ".dev_sign_key.pem"

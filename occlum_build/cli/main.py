@@ -10,7 +10,7 @@ from .. import __version__
 from .common import Parser, main_with
 
 # Command modules; each exposes register(subparsers).  Add a module here to add commands.
-_MODULES = ("instance", "print", "signkey")
+_MODULES = ("instance", "build", "package", "verify", "print", "signkey", "run")
 
 USAGE_EPILOG = """\
 commands (as in the Occlum manual):
@@ -40,6 +40,11 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] in (["run"], ["exec"]):  # fast path: `occlum run` start-up is part of every run's latency
+        from .run import main_run
+
+        return main_run(args)
     return main_with(build_parser(), argv)
 
 

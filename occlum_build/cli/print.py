@@ -81,3 +81,27 @@ def _read_mac(path: os.PathLike[str]) -> str:
         return keys.format_hex16(keys.parse_hex16(text, str(path)))
     except KeyFileError as e:
         raise KeyFileError(f"{e} (rebuild with 'occlum build -f')", exit_code=e.exit_code) from None
+
+
+def _signed_field(field: str) -> None:
+    from ..errors import StateError
+    from ..pipeline.graph import dump_function
+
+    inst = instance.require_instance(os.getcwd())
+    dump = dump_function()
+    if dump is None:
+        raise StateError("reading a SIGSTRUCT is not available in this build of occlum-build")
+    if not inst.libos_signed.is_file():
+        raise StateError(f"{inst.libos_signed} does not exist; run 'occlum build' first")
+    v = getattr(dump(inst.libos_signed.read_bytes(), str(inst.libos_signed)), field)
+    print(v.hex() if isinstance(v, bytes | bytearray) else str(v).lower())
+
+
+@printer("mrenclave", "MRENCLAVE of build/lib/libocclum-libos.signed.so (from its SIGSTRUCT)")
+def print_mrenclave(args: argparse.Namespace) -> None:
+    _signed_field("mrenclave")
+
+
+@printer("mrsigner", "MRSIGNER of build/lib/libocclum-libos.signed.so (SHA-256 of the signer's modulus)")
+def print_mrsigner(args: argparse.Namespace) -> None:
+    _signed_field("mrsigner")

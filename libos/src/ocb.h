@@ -1,0 +1,50 @@
+/* Shared helpers of the native runtime: error reporting and small byte utilities. */
+#ifndef OCB_H
+#define OCB_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One-line error message; every failing function fills it and returns -1. */
+struct ocb_err {
+    char msg[512];
+};
+
+__attribute__((format(printf, 2, 3))) int ocb_fail(struct ocb_err *e, const char *fmt, ...);
+
+static inline uint16_t ocb_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t ocb_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t ocb_le64(const uint8_t *p)
+{
+    return (uint64_t)ocb_le32(p) | (uint64_t)ocb_le32(p + 4) << 32;
+}
+static inline void ocb_put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void ocb_put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Read a whole file (at most max_size bytes) into a malloc'ed buffer. */
+int ocb_read_file(const char *path, size_t max_size, uint8_t **data, size_t *size,
+                  struct ocb_err *e);
+
+/* Lower-case hex of n bytes into out (2n+1 chars). */
+void ocb_hex(const uint8_t *in, size_t n, char *out);
+
+/* Parse "xx-xx-...-xx" (16 bytes, as image keys and MACs are written) with optional trailing
+ * whitespace; 0 on success. */
+int ocb_parse_key16(const char *text, size_t len, uint8_t out[16]);
+
+/* Format 16 bytes as "xx-xx-...-xx" (47 chars + NUL). */
+void ocb_format_key16(const uint8_t in[16], char out[48]);
+
+#endif

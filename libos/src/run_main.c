@@ -1,0 +1,111 @@
+/* occlum-run: boot an instance with the PAL and run one program (Occlum's src/run/main.c).
+ *
+ *   occlum-run [--instance DIR] <path> [args...]
+ *
+ *   occlum-run [--instance DIR] --serve [--ready-fd N]   serve the booted instance (occlum start)
+ *   occlum-run [--instance DIR] --exec <path> [args...]  run in the served instance (occlum exec)
+ *   occlum-run [--instance DIR] --stop                   stop the server (occlum stop)
+ *
+ * The instance is DIR, else $OCCLUM_INSTANCE_DIR, else the current directory.  Log level from
+ * OCCLUM_LOG_LEVEL.  Exit status: 1 on usage or boot failure, 127 when the program cannot be
+ * started (not under an entry point, missing, not executable), otherwise the program's status
+ * & 0x7f, or 128 + signal number when a signal ended it.  Signals sent to occlum-run with
+ * kill(2) are passed to the program; terminal signals reach it directly. */
+#include "occlum_pal_api.h"
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static volatile sig_atomic_t child_pid;
+
+static void pass_signal(int sig, siginfo_t *si, void *ctx)
+{
+    (void)ctx;
+    /* A terminal-generated signal (SI_KERNEL) already reached the program, which shares our
+     * process group; only forward what was sent to occlum-run itself. */
+    if (si != NULL && si->si_code == SI_KERNEL)
+        return;
+    if (child_pid > 0)
+        occlum_pal_kill(child_pid, sig);
+}
+
+int main(int argc, char **argv)
+{
+    const char *instance = getenv("OCCLUM_INSTANCE_DIR");
+    int i = 1;
+    if (i + 1 < argc && strcmp(argv[i], "--instance") == 0) {
+        instance = argv[i + 1];
+        i += 2;
+    }
+    const char *inst = instance && instance[0] ? instance : ".";
+    if (i < argc && strcmp(argv[i], "--serve") == 0) {
+        int ready = -1;
+        if (i + 2 < argc && strcmp(argv[i + 1], "--ready-fd") == 0)
+            ready = atoi(argv[i + 2]);
+        return ocb_serve(inst, ready);
+    }
+    if (i < argc && strcmp(argv[i], "--stop") == 0)
+        return ocb_client_stop(inst);
+    if (i + 1 < argc && strcmp(argv[i], "--exec") == 0)
+        return ocb_client_exec(inst, argv[i + 1], &argv[i + 1]);
+    if (i >= argc || argv[i][0] == '-') {
+        fprintf(stderr, "usage: occlum-run [--instance DIR] <path> [args...]\n"
+                        "       occlum-run [--instance DIR] --serve [--ready-fd N] | --exec <path> [args...] | --stop\n");
+        return 1;
+    }
+    if (occlum_pal_get_version() != OCCLUM_PAL_VERSION) {
+        fprintf(stderr, "occlum-run: PAL version mismatch\n");
+        return 1;
+    }
+    struct occlum_pal_attr attr = OCCLUM_PAL_ATTR_INITVAL;
+    attr.instance_dir = inst;
+    attr.log_level = getenv("OCCLUM_LOG_LEVEL");
+    if (occlum_pal_init(&attr) < 0)
+        return 1;
+
+    /* Block the passed signals until the pid is known. */
+    static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = pass_signal;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigset_t set, old;
+    sigemptyset(&set);
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+        sigaddset(&set, sigs[k]);
+        sigaction(sigs[k], &sa, NULL);
+    }
+    sigprocmask(SIG_BLOCK, &set, &old);
+
+    extern char **environ;
+    int pid = 0;
+    struct occlum_stdio_fds io = {0, 1, 2};
+    struct occlum_pal_create_process_args cp = {
+        .path = argv[i],
+        .argv = (const char **)&argv[i],
+        .env = (const char **)environ,
+        .stdio = &io,
+        .pid = &pid,
+    };
+    if (occlum_pal_create_process(&cp) < 0) {
+        occlum_pal_destroy();
+        return 127;
+    }
+    child_pid = pid;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    int status = 0;
+    struct occlum_pal_exec_args ex = {.pid = pid, .exit_value = &status};
+    int rc = occlum_pal_exec(&ex);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    child_pid = 0;
+    occlum_pal_destroy();
+    if (rc < 0)
+        return 127;
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return WEXITSTATUS(status) & 0x7f;
+}

@@ -1,0 +1,107 @@
+/* Error reporting and small helpers (ocb.h). */
+#include "ocb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int ocb_fail(struct ocb_err *e, const char *fmt, ...)
+{
+    if (e != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int ocb_read_file(const char *path, size_t max_size, uint8_t **data, size_t *size,
+                  struct ocb_err *e)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ocb_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ocb_fail(e, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_size) {
+        close(fd);
+        return ocb_fail(e, "%s: too large (%lld bytes)", path, (long long)st.st_size);
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (buf == NULL) {
+        close(fd);
+        return ocb_fail(e, "%s: out of memory", path);
+    }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            free(buf);
+            close(fd);
+            return ocb_fail(e, "%s: read failed: %s", path, r < 0 ? strerror(errno) : "short file");
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *data = buf;
+    *size = n;
+    return 0;
+}
+
+void ocb_hex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int ocb_parse_key16(const char *text, size_t len, uint8_t out[16])
+{
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
+                       text[len - 1] == '\t' || text[len - 1] == '\0'))
+        len--;
+    if (len != 47)
+        return -1;
+    for (int i = 0; i < 16; i++) {
+        int hi = hexval(text[3 * i]), lo = hexval(text[3 * i + 1]);
+        if (hi < 0 || lo < 0 || (i < 15 && text[3 * i + 2] != '-'))
+            return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+void ocb_format_key16(const uint8_t in[16], char out[48])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[3 * i] = digits[in[i] >> 4];
+        out[3 * i + 1] = digits[in[i] & 15];
+        out[3 * i + 2] = i < 15 ? '-' : '\0';
+    }
+}

@@ -1,0 +1,62 @@
+"""`occlum build`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..pipeline.graph import SGX_MODES, BuildOptions
+from ..pipeline.report import summary
+from ..pipeline.run import run_build
+
+_YES = ("Y", "YES", "Yes", "yes", "True", "true", "1")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build", help="build the image and the signed enclave (incremental)",
+        usage="occlum build [--sgx-mode HW|SIM] [--sign-key <key>] [--sign-tool <tool>] "
+              "[--image-key <key>] [--buildin-image-key] [--enable-edmm Y|N] [-f/--force] [--json]",
+        description="Build build/ from Occlum.json, image/ and initfs/ (docs/build.md).")
+    p.add_argument("--sgx-mode", type=str.upper, choices=SGX_MODES, default=None,
+                   help="default: $SGX_MODE, else HW; a change forces a clean build")
+    p.add_argument("--sign-key", type=Path, help="RSA-3072 (e=3) private key PEM; default: the "
+                   "instance's development key (created once; not for release); with --sign-tool, "
+                   "the public key PEM")
+    p.add_argument("--sign-tool",
+                   help="external signer command: run as '<tool> <data file> <signature file>', it "
+                        "signs the 256 bytes in the data file (docs/sgx-signing.md)")
+    p.add_argument("--image-key", type=Path, help="encrypt the image with this key "
+                   "(occlum gen-image-key)")
+    p.add_argument("--buildin-image-key", action="store_true",
+                   help="put the image key into the init FS (demo/test only: it is readable there)")
+    p.add_argument("--enable-edmm", default=None, metavar="Y|N",
+                   help="HW mode: build for an EDMM platform (default: $ENABLE_EDMM)")
+    p.add_argument("-f", "--force", action="store_true", help="rebuild everything")
+    p.add_argument("--json", action="store_true", help="print build/report.json on stdout")
+    p.set_defaults(func=cmd_build)
+
+
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    mode = args.sgx_mode or (os.environ.get("SGX_MODE") or "HW").upper()
+    edmm_raw = args.enable_edmm if args.enable_edmm is not None else os.environ.get("ENABLE_EDMM", "N")
+    return BuildOptions(
+        sgx_mode=mode,
+        sign_key=args.sign_key.absolute() if args.sign_key else None,
+        sign_tool=args.sign_tool or None,
+        image_key=args.image_key.absolute() if args.image_key else None,
+        buildin_image_key=args.buildin_image_key,
+        edmm_platform=edmm_raw in _YES,
+        force=args.force,
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    rep = run_build(os.getcwd(), options_from_args(args))
+    print("Built the Occlum image and enclave successfully", file=sys.stderr)
+    print(summary(rep), file=sys.stderr)
+    if args.json:
+        print(json.dumps(rep, indent=2, sort_keys=True))

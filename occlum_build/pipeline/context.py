@@ -1,0 +1,137 @@
+"""What one build is asked to do and shares between its stages (options, context, keys)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import keys, log, paths
+from ..errors import ConfigError, KeyFileError, OcclumError
+from ..paths import Instance
+from .checker import HashCache
+from .state import StateDir
+
+_log = log.get("pipeline")
+
+SGX_MODES = ("HW", "SIM")
+IMAGE_METADATA = "metadata"  # the file of an image directory that its MAC covers (formats/image.md)
+BUILTIN_CONFIG_SECTION = ".builtin_config"
+
+
+# What the signing stage uses from occlum_build.sgx: (module, name).
+SGX_API = (("sign", "sign_enclave"), ("elf", "patch_section"), ("signer", "PemSigner"),
+           ("signer", "ToolSigner"), ("signer", "generate_signing_key"))
+
+
+def signing_available() -> bool:
+    """Whether occlum_build.sgx offers the signing API.  Stages land independently; until it
+    does, the libos and sign stages are absent from the graph (never faked)."""
+    try:
+        for mod, name in SGX_API:
+            if importlib.util.find_spec(f"occlum_build.sgx.{mod}") is None:
+                return False
+            if not hasattr(importlib.import_module(f"occlum_build.sgx.{mod}"), name):
+                return False
+    except ImportError:
+        return False
+    return True
+
+
+def dump_function() -> Callable[..., Any] | None:
+    """occlum_build.sgx's ``dump_enclave(data, where)`` (SIGSTRUCT fields, signature and
+    measurement replay), or None while that part of the signer is not there."""
+    for mod in ("occlum_build.sgx.dump", "occlum_build.sgx"):
+        try:
+            f = getattr(importlib.import_module(mod), "dump_enclave", None)
+        except ImportError:
+            continue
+        if f is not None:
+            return f
+    return None
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What `occlum build` was asked to do (CLI flags, or dodo.py arguments)."""
+
+    sgx_mode: str = "HW"
+    sign_key: Path | None = None
+    sign_tool: str | None = None  # a command; it gets the data and signature file paths
+    image_key: Path | None = None
+    buildin_image_key: bool = False
+    edmm_platform: bool = False
+    force: bool = False
+
+
+def key_fingerprint(key: bytes | None) -> str:
+    """A name for an image key that is safe to store: the key is 128 random bits."""
+    if key is None:
+        return "none"
+    return hashlib.sha256(b"occlum-build image key fingerprint\0" + key).hexdigest()[:32]
+
+
+def sign_date() -> int | None:
+    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (its UTC day, as sgx_sign's 0xYYYYMMDD),
+    or None: today (UTC).  The date is signed but not measured: it never changes MRENCLAVE."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(datetime.fromtimestamp(int(raw), UTC).strftime("%Y%m%d"), 16)
+    except (ValueError, OverflowError, OSError):
+        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds") from None
+
+
+@dataclass
+class BuildContext:
+    """Everything the stage actions share in one build process."""
+
+    inst: Instance
+    opts: BuildOptions
+    state: StateDir
+    cache: HashCache
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    image_key: bytes | None = None
+    progress: Callable[[str], Callable[..., None] | None] = lambda stage: None
+    announce: Callable[[str], None] = lambda msg: None
+    error: BaseException | None = None  # the first stage failure, re-raised by run.py
+    doit_errors: list[str] = field(default_factory=list)  # what doit reported besides
+    report: dict[str, Any] = field(default_factory=dict)  # set by the final task
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def create(cls, inst: Instance, opts: BuildOptions) -> BuildContext:
+        if opts.sgx_mode not in SGX_MODES:
+            raise OcclumError(f"--sgx-mode: {opts.sgx_mode!r} is not one of {', '.join(SGX_MODES)} "
+                              "(HYPER mode is not supported)")
+        if opts.buildin_image_key and opts.image_key is None:
+            raise OcclumError("--buildin-image-key needs --image-key <key file>")
+        if opts.sign_tool is not None and opts.sign_key is None:
+            raise KeyFileError("--sign-tool needs --sign-key <public key PEM> to check the "
+                               "signature the tool returns")
+        if opts.sign_key is not None and not opts.sign_key.exists():
+            raise KeyFileError("--sign-key: file does not exist", where=str(opts.sign_key))
+        state = StateDir(inst)
+        ctx = cls(inst, opts, state, HashCache())
+        if opts.image_key is not None:
+            ctx.image_key = keys.read_image_key(opts.image_key)
+        return ctx
+
+    @property
+    def edmm_platform(self) -> bool:
+        return self.opts.edmm_platform and self.opts.sgx_mode == "HW"
+
+    def native(self, name: str) -> Path:
+        return paths.native_dir() / name
+
+
+# ---------------------------------------------------------------------------- stage wrapper

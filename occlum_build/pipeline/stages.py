@@ -1,0 +1,303 @@
+"""The stage actions of `occlum build`: plain functions of the build context.
+
+Each reads its inputs, calls the stage module (config, image, sgx) and writes its outputs
+atomically; graph.py turns them into doit tasks.  Stage modules are imported inside the
+functions, so a stage that has not landed does not break the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .. import keys, log, paths
+from ..errors import StateError
+from ..fsutil import atomic_write
+from ..paths import Instance
+from .context import (
+    BUILTIN_CONFIG_SECTION,
+    IMAGE_METADATA,
+    BuildContext,
+    key_fingerprint,
+    sign_date,
+)
+
+_log = log.get("pipeline")
+
+
+def record_outputs(ctx: BuildContext, targets: list[Path]) -> dict[str, Any]:
+    return {"outputs": {str(t): ctx.cache.digest(t) for t in targets}}
+
+
+def clean_outputs(ctx: BuildContext) -> None:
+    """Remove every build output and the image manifests; doit's db and the hash cache stay
+    (they are keyed by content, and the missing targets make every stage run)."""
+    b = ctx.inst.build
+    if b.is_dir():
+        for child in b.iterdir():
+            if child.name == ctx.state.dir.name:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    for d in (ctx.state.image_cache, ctx.state.initfs_cache, ctx.state.initfs_staging,
+              ctx.state.dir / "stages"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def prepare(ctx: BuildContext) -> None:
+    inst, opts = ctx.inst, ctx.opts
+    recorded = None
+    try:
+        recorded = inst.sgx_mode_file.read_text().strip()
+    except FileNotFoundError:
+        pass
+    if opts.force:
+        ctx.announce("Forced clean build")
+        clean_outputs(ctx)
+    elif recorded is not None and recorded != opts.sgx_mode:
+        ctx.announce(f"SGX mode changed from {recorded} to {opts.sgx_mode}: clean build")
+        clean_outputs(ctx)
+
+
+def _config(ctx: BuildContext) -> Any:
+    from ..config import load_config
+
+    return load_config(ctx.inst.config)
+
+
+def write_enclave_xml(ctx: BuildContext) -> None:
+    from ..config import enclave_xml
+
+    atomic_write(ctx.inst.enclave_xml, enclave_xml(_config(ctx), edmm_platform=ctx.edmm_platform))
+
+
+def write_image_config(ctx: BuildContext) -> None:
+    from ..config import image_config_json
+
+    atomic_write(ctx.inst.image_config_json, image_config_json(ctx.image_key is not None))
+
+
+def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: Path,
+                 cache_dir: Path, key: bytes | None) -> dict[str, Any]:
+    from ..image import build_image
+
+    fp = key_fingerprint(key)
+    rec = ctx.state.read_stage(stage) or {}
+    last_fp = (rec.get("stats") or {}).get("key_fingerprint")
+    if last_fp != fp or not mac_file.is_file() or not out.is_dir():
+        if last_fp is not None and last_fp != fp:
+            ctx.announce(f"{stage}: the image key changed; rebuilding the {stage}")
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    from .treestamp import tree_stamp
+
+    stamp, racy = tree_stamp(src)  # before the build reads anything: a later edit changes it
+    res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir,
+                      progress=ctx.progress(stage))
+    outputs = record_outputs(ctx, [out / IMAGE_METADATA, mac_file])
+    return {
+        **outputs,
+        "tree_stamp": None if racy else stamp,
+        "key_fingerprint": fp,
+        "encrypted": key is not None,
+        "mac": res.mac.hex(),
+        "entries": res.entries,
+        "files": res.files,
+        "bytes_in": res.bytes_in,
+        "bytes_stored": res.bytes_stored,
+        "objects_written": res.objects_written,
+        "objects_reused": res.objects_reused,
+    }
+
+
+def build_image_layer(ctx: BuildContext) -> dict[str, Any]:
+    src = ctx.inst.image
+    if not src.is_dir():
+        raise StateError(f"{src} does not exist; put the application's files there "
+                         "(occlum new creates it; copy_bom -f app.yaml --root image fills it)")
+    return _build_layer(ctx, "image", src, ctx.inst.image_out, ctx.inst.image_mac_file,
+                        ctx.state.image_cache, ctx.image_key)
+
+
+def stage_initfs_src(ctx: BuildContext) -> Path:
+    from ..config import image_config_json
+    from .staging import stage_initfs
+
+    generated: dict[str, tuple[bytes, int]] = {
+        paths.INITFS_IMAGE_CONFIG: (image_config_json(ctx.image_key is not None), 0o644)}
+    if ctx.inst.init_ra_conf.is_file():
+        generated["etc/" + paths.INIT_RA_CONF] = (ctx.inst.init_ra_conf.read_bytes(), 0o644)
+    if ctx.opts.buildin_image_key:
+        assert ctx.image_key is not None
+        generated[paths.INITFS_IMAGE_KEY] = ((keys.format_hex16(ctx.image_key) + "\n").encode(), 0o600)
+    staging = ctx.state.initfs_staging
+    stage_initfs(ctx.inst.initfs, staging, generated)
+    return staging
+
+
+def build_initfs_layer(ctx: BuildContext) -> dict[str, Any]:
+    staging = stage_initfs_src(ctx)
+    try:
+        # The init FS is never encrypted (as in Occlum): init reads the image key from it.
+        return _build_layer(ctx, "initfs", staging, ctx.inst.initfs_out, ctx.inst.initfs_mac_file,
+                            ctx.state.initfs_cache, None)
+    finally:
+        drop_staged_key(ctx)
+
+
+def drop_staged_key(ctx: BuildContext) -> None:
+    """The staged key copy is not kept around (it is rewritten when the init FS is built)."""
+    (ctx.state.initfs_staging / paths.INITFS_IMAGE_KEY).unlink(missing_ok=True)
+
+
+def _read_mac_text(path: Path) -> str:
+    from ..image import read_mac_file
+
+    return keys.format_hex16(read_mac_file(path))
+
+
+def write_sys_json(ctx: BuildContext) -> None:
+    from ..config import sys_json
+
+    data = sys_json(_config(ctx), image_mac=_read_mac_text(ctx.inst.image_mac_file),
+                    initfs_mac=_read_mac_text(ctx.inst.initfs_mac_file),
+                    edmm_platform=ctx.edmm_platform)
+    atomic_write(ctx.inst.sys_json, data)
+
+
+def write_protected(ctx: BuildContext) -> None:
+    from ..image.protect import protect_config
+
+    atomic_write(ctx.inst.sys_json_protected, protect_config(ctx.inst.sys_json.read_bytes()))
+
+
+def conf_mac_of(inst: Instance) -> bytes:
+    from ..image.protect import conf_mac
+
+    return conf_mac(inst.sys_json_protected.read_bytes())
+
+
+def builtin_config_bytes(mac: bytes) -> bytes:
+    """What goes into .builtin_config: the 47-character MAC text and a NUL (48 bytes)."""
+    return keys.format_hex16(mac).encode() + b"\0"
+
+
+def _native_file(ctx: BuildContext, name: str) -> Path:
+    p = ctx.native(name)
+    if not p.is_file():
+        raise StateError(f"the native runtime is not built: {p} is missing "
+                         f"(run 'make -C libos', or set {paths.NATIVE_DIR_ENV})")
+    return p
+
+
+def patch_libos(ctx: BuildContext) -> None:
+    from ..sgx.elf import patch_section
+
+    data = _native_file(ctx, paths.LIBOS_SO).read_bytes()
+    patched = patch_section(data, BUILTIN_CONFIG_SECTION, builtin_config_bytes(conf_mac_of(ctx.inst)))
+    atomic_write(ctx.inst.libos_unsigned, patched, mode=0o755)
+
+
+def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
+    """The signer and a description of it for up-to-date checks (no secret in it: the
+    digest of the public key, which MRSIGNER follows from, and the tool command)."""
+    from ..sgx.signer import PemSigner, ToolSigner, generate_signing_key
+
+    opts = ctx.opts
+    if opts.sign_tool is not None:
+        assert opts.sign_key is not None
+        signer: Any = ToolSigner(opts.sign_tool, opts.sign_key)
+        return signer, {"tool": opts.sign_tool, "public_key": _public_key_sha256(signer.public_key)}
+    key = opts.sign_key
+    if key is None:
+        key = ctx.inst.dev_sign_key
+        if not key.exists():
+            ctx.announce(f"Creating a development signing key {key} (for development only: "
+                         "sign releases with --sign-key)")
+            generate_signing_key(key)
+    # PemSigner validates the key (slow: ~0.1 s for RSA-3072); only signing needs that.
+    return _LazyPemSigner(key, PemSigner), {"public_key": _public_key_sha256(_quick_public_key(key))}
+
+
+class _LazyPemSigner:
+    def __init__(self, path: Path, cls: Any):
+        self.path, self.cls, self._signer = path, cls, None
+
+    def _get(self) -> Any:
+        if self._signer is None:
+            self._signer = self.cls(self.path)
+        return self._signer
+
+    @property
+    def public_key(self) -> Any:
+        return self._get().public_key
+
+    def sign(self, data: bytes) -> bytes:
+        return self._get().sign(data)
+
+
+def _quick_public_key(path: Path) -> Any:
+    """The public half of a PEM private key, without the full key validation (the signer
+    does that when it signs); a key file that does not load is reported by the signer."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), None,
+                                                  unsafe_skip_rsa_key_validation=True).public_key()
+    except (ValueError, TypeError, OSError):
+        from ..sgx.signer import load_signing_key
+
+        return load_signing_key(path).public_key()  # raises the signer's own KeyFileError
+
+
+def _public_key_sha256(pub: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    der = pub.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def sign(ctx: BuildContext, signer: Any) -> dict[str, Any]:
+    from ..sgx.sign import sign_enclave
+
+    res = sign_enclave(ctx.inst.libos_unsigned.read_bytes(), ctx.inst.enclave_xml.read_bytes(),
+                       signer, date=sign_date(), where=str(ctx.inst.libos_unsigned),
+                       config_where=str(ctx.inst.enclave_xml))
+    atomic_write(ctx.inst.libos_signed, res.signed, mode=0o755)
+    return {"mrenclave": _hex(res.mrenclave), "mrsigner": _hex(res.mrsigner)}
+
+
+def _hex(v: Any) -> str:
+    return v.hex() if isinstance(v, bytes | bytearray) else str(v).lower()
+
+
+# (native artifact, build/ subdirectory, required?)  Copies, not links to the install
+# location as Occlum's build/bin is, so that a package is complete on its own.
+RUNTIME_FILES = ((paths.PAL_SO, "lib", True), (paths.RUN_BIN, "bin", False),
+                 (paths.FS_BIN, "bin", False))
+
+
+def runtime_files(ctx: BuildContext) -> list[tuple[Path, Path]]:
+    """(source, destination) of the runtime files to copy; a missing required one is an error
+    when the stage runs, a missing optional one (a program the runtime build did not make)
+    is left out with a warning."""
+    out = []
+    for name, sub, required in RUNTIME_FILES:
+        src = ctx.native(name)
+        if required or src.is_file():
+            out.append((src, ctx.inst.build / sub / name))
+        else:
+            _log.warning("%s is not built (make -C libos); build/%s/%s is left out", src, sub, name)
+    return out
+
+
+def copy_runtime(ctx: BuildContext, files: list[tuple[Path, Path]]) -> None:
+    for src, dst in files:
+        atomic_write(dst, _native_file(ctx, src.name).read_bytes(), mode=0o755)
+
+
+# ---------------------------------------------------------------------------- the graph

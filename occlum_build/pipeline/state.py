@@ -1,0 +1,165 @@
+"""The pipeline's state directory (build/.state) and the build lock.
+
+build/.state holds occlum-build's own bookkeeping, never an input a user edits:
+
+    state.json      format version of this directory; anything else means "discard it"
+    doit.sqlite     doit's dependency database (sqlite3 backend: one file, transactional)
+    hashes.json     stat-key -> sha256 cache of the content checker (checker.py)
+    image/, initfs/ the image stage's per-file manifests (its cache_dir)
+    stages/<n>.json what each stage recorded the last time it ran (stats, seconds)
+
+Nothing in it is trusted blindly: a state dir that cannot be read is discarded with a
+warning and the build starts from scratch (every output is then rebuilt or re-checked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import log
+from ..errors import OutputError
+from ..fsutil import atomic_write
+from ..paths import Instance
+
+_log = log.get("pipeline")
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """Paths inside build/.state of one instance."""
+
+    inst: Instance
+
+    @property
+    def dir(self) -> Path:
+        return self.inst.state_dir
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / "state.json"
+
+    @property
+    def dep_file(self) -> Path:
+        return self.dir / "doit.sqlite"
+
+    @property
+    def hashes(self) -> Path:
+        return self.dir / "hashes.json"
+
+    @property
+    def image_cache(self) -> Path:
+        return self.dir / "image"
+
+    @property
+    def initfs_cache(self) -> Path:
+        return self.dir / "initfs"
+
+    @property
+    def initfs_staging(self) -> Path:
+        return self.dir / "initfs-src"
+
+    def stage_file(self, name: str) -> Path:
+        return self.dir / "stages" / f"{name}.json"
+
+    # ------------------------------------------------------------------ lifecycle
+    def prepare(self) -> None:
+        """Create the state dir, or discard it (with a warning) if it is not readable."""
+        problem = self._problem() if self.dir.exists() or self.dir.is_symlink() else None
+        if problem:
+            _log.warning("discarding the build state in %s (%s); rebuilding from scratch",
+                         self.dir, problem)
+            self.discard()
+        if not self.meta.exists():
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot create the build state dir: {e.strerror}",
+                                  where=str(self.dir)) from None
+            atomic_write(self.meta, json.dumps({"version": STATE_VERSION}) + "\n")
+
+    def _problem(self) -> str | None:
+        if self.dir.is_symlink() or not self.dir.is_dir():
+            return "not a directory"
+        try:
+            meta = json.loads(self.meta.read_text())
+        except FileNotFoundError:
+            return "no state.json"
+        except (OSError, ValueError) as e:
+            return f"state.json unreadable: {e}"
+        if not isinstance(meta, dict) or meta.get("version") != STATE_VERSION:
+            return "state.json of another format version"
+        if self.dep_file.exists():
+            try:
+                con = sqlite3.connect(f"file:{self.dep_file}?mode=ro", uri=True)
+                try:
+                    ok = con.execute("PRAGMA quick_check").fetchone()
+                    if not ok or ok[0] != "ok":
+                        return "dependency database fails its integrity check"
+                    for (blob,) in con.execute("SELECT task_data FROM doit"):
+                        json.loads(blob)
+                finally:
+                    con.close()
+            except (sqlite3.Error, ValueError) as e:
+                return f"dependency database unreadable: {e}"
+        return None
+
+    def discard(self) -> None:
+        if self.dir.is_symlink() or (self.dir.exists() and not self.dir.is_dir()):
+            self.dir.unlink()
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ stage records
+    def write_stage(self, name: str, record: dict[str, Any]) -> None:
+        atomic_write(self.stage_file(name), json.dumps(record, sort_keys=True) + "\n")
+
+    def read_stage(self, name: str) -> dict[str, Any] | None:
+        try:
+            rec = json.loads(self.stage_file(name).read_text())
+        except (OSError, ValueError):
+            return None
+        return rec if isinstance(rec, dict) else None
+
+
+@contextlib.contextmanager
+def build_lock(inst: Instance, *, shared: bool = False) -> Iterator[None]:
+    """Hold the instance's build lock (exclusive for builds, shared for readers).
+
+    Waits for a concurrent holder, saying so on stderr.  flock is released by the kernel when
+    the holder exits, so a killed build never leaves a stale lock behind.
+    """
+    path = inst.build_lock
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OutputError(f"cannot open the build lock: {e.strerror}", where=str(path)) from None
+    try:
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            print(f"Waiting for another build of {inst.root} (pid {holder}) to finish...",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fd, mode)
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

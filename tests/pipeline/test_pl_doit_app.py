@@ -1,0 +1,70 @@
+"""`doit build` / `doit list` in an application repository with a three-line dodo.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from pipeline_helpers import make_instance, needs_native
+
+pytestmark = needs_native
+
+DODO = '''\
+# dodo.py of an application repository (docs/build.md)
+from occlum_build.pipeline.run import dodo
+globals().update(dodo("occlum_instance", sgx_mode="SIM"))
+'''
+
+
+def _doit(repo, *args):
+    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=repo, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_doit_build_and_list(tmp_path):
+    repo = tmp_path / "app"
+    repo.mkdir()
+    make_instance(repo, "occlum_instance")
+    (repo / "dodo.py").write_text(DODO)
+    assert len(DODO.splitlines()) == 3
+    r = _doit(repo, "list")
+    assert r.returncode == 0, r.stderr
+    listed = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+    assert {"build", "image", "initfs", "sys_json", "protect", "enclave_xml"} <= listed
+    r = _doit(repo, "build")
+    assert r.returncode == 0, r.stderr + r.stdout
+    inst = repo / "occlum_instance"
+    rep = json.loads((inst / "build/report.json").read_text())
+    assert rep["sgx_mode"] == "SIM" and len(rep["image_mac"]) == 32
+    assert (inst / ".__occlum_status").read_text() == "built\n"
+    # a second run, and `occlum build` after it, find everything up to date (one state)
+    r = _doit(repo, "build")
+    assert r.returncode == 0
+    rep2 = json.loads((inst / "build/report.json").read_text())
+    assert not any(s["ran"] for n, s in rep2["stages"].items() if n not in ("prepare", "build"))
+    r = subprocess.run([sys.executable, "-m", "occlum_build.cli.main", "build", "--sgx-mode", "SIM",
+                        "--json"], cwd=inst, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep3 = json.loads(r.stdout)
+    assert rep3["image_mac"] == rep["image_mac"]
+    assert not any(s["ran"] for n, s in rep3["stages"].items() if n not in ("prepare", "build"))
+
+
+def test_doit_build_reports_bad_config(tmp_path):
+    repo = tmp_path / "app"
+    repo.mkdir()
+    make_instance(repo, "occlum_instance")
+    (repo / "dodo.py").write_text(DODO)
+    (repo / "occlum_instance/Occlum.json").write_text("{")
+    r = _doit(repo, "build")
+    assert r.returncode != 0 and "Occlum.json" in (r.stdout + r.stderr)
+
+
+def test_doit_bad_option_is_one_line(tmp_path):
+    repo = tmp_path / "app"
+    repo.mkdir()
+    make_instance(repo, "occlum_instance")
+    (repo / "dodo.py").write_text(DODO.replace('sgx_mode="SIM"', 'sgx_mode="SIM", image_key="nope.key"'))
+    r = _doit(repo, "build")
+    assert r.returncode == 2 and "nope.key" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,96 @@
+"""Concurrent builds, a full disk, a killed build: clear errors, previous outputs intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from pipeline_helpers import Occlum, make_instance, needs_native
+
+from occlum_build.errors import EXIT_IO
+from occlum_build.image import ImageReader, read_mac_file, verify_image
+from occlum_build.paths import Instance
+from occlum_build.pipeline.state import build_lock
+
+pytestmark = needs_native
+BUILD = [sys.executable, "-m", "occlum_build.cli.main", "build", "--sgx-mode", "SIM"]
+
+
+def test_a_build_waits_for_the_lock_holder(inst):
+    with build_lock(Instance.at(inst)):
+        p = subprocess.Popen(BUILD, cwd=inst, stderr=subprocess.PIPE, text=True)
+        first = p.stderr.readline()
+        assert "Waiting for another build" in first
+        assert p.poll() is None  # still waiting while we hold the lock
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+
+
+def test_two_builds_at_once_are_serialized(inst, capsys):
+    procs = [subprocess.Popen(BUILD, cwd=inst, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    rc, out, err = Occlum(inst, capsys)("verify")
+    assert rc == 0, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_disk_full_keeps_previous_outputs(tmp_path, capsys):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], check=True)
+    try:
+        inst = make_instance(mnt)
+        oc = Occlum(inst, capsys)
+        good = oc.build()
+        before = {p: p.read_bytes() for p in (inst / "build").rglob("*")
+                  if p.is_file() and ".state" not in p.parts}
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        big = inst / "image/bin/big"
+        with open(big, "wb") as f:  # fits in image/, not a second time in build/
+            f.write(os.urandom(free * 2 // 3))
+        rc, _, err = oc("build", "--sgx-mode", "SIM")
+        assert rc == EXIT_IO and "no space left" in err and "Traceback" not in err
+        for p, data in before.items():
+            assert p.read_bytes() == data, p  # every previous output intact
+        assert not [p for p in (inst / "build/mount/__ROOT/objects").iterdir() if p.name.startswith(".tmp")]
+        big.unlink()
+        rep = oc.build()
+        assert rep["image_mac"] == good["image_mac"]
+        rc, _, err = oc("verify")
+        assert rc == 0, err
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+@pytest.mark.slow
+def test_killed_build_leaves_last_good_outputs(inst, capsys):
+    oc = Occlum(inst, capsys)
+    good = oc.build()
+    with open(inst / "image/bin/big", "wb") as f:
+        for _ in range(48):
+            f.write(os.urandom(4 << 20))
+    p = subprocess.Popen(BUILD, cwd=inst, stderr=subprocess.DEVNULL)
+    objects = inst / "build/mount/__ROOT/objects"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and p.poll() is None:
+        if any(n.startswith(".tmp") for n in os.listdir(objects)):
+            break
+        time.sleep(0.005)
+    assert p.poll() is None, "the build finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    mac = read_mac_file(inst / "build/mount/.ROOT_MAC")
+    assert mac.hex() == good["image_mac"]  # the last good image, whole and verifiable
+    verify_image(inst / "build/mount/__ROOT", mac)
+    assert "bin/big" not in {e.path.decode() for e in ImageReader(inst / "build/mount/__ROOT", mac).entries()}
+    assert json.loads((inst / "build/report.json").read_text())["image_mac"] == good["image_mac"]
+    rep = oc.build()  # the next build recovers
+    assert rep["image_mac"] != good["image_mac"]
+    rc, _, err = oc("verify")
+    assert rc == 0, err

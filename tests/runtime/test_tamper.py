@@ -1,0 +1,124 @@
+"""Tampering with any built artifact stops the boot before the app runs, with the artifact
+named.  The app would write /host/side-effect (the instance folder): its absence proves it
+never started; the untampered control run shows the same command does have the effect."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from .rt_helpers import flip, needs_runtime, occlum
+
+pytestmark = [pytest.mark.native, pytest.mark.slow, needs_runtime]
+
+APP = ("run", "/bin/probe", "write", "/host/side-effect", "started")
+LIBOS = "build/lib/libocclum-libos.signed.so"
+
+
+def _boot_refused(inst: Path, artifact: str, why: str, rc: int = 1) -> None:
+    r = occlum(inst, *APP)
+    assert r.returncode == rc, (r.returncode, r.stderr)
+    line = r.stderr.strip().splitlines()[-1]
+    assert artifact in line and why in line, line
+    assert not (inst / "side-effect").exists()
+
+
+def _sgxmeta(inst: Path) -> int:
+    data = (inst / LIBOS).read_bytes()
+    return ELFFile(io.BytesIO(data)).get_section_by_name(".note.sgxmeta")["sh_offset"] + 25
+
+
+def _object_of(image_dir: Path, content: bytes) -> Path:
+    """The object file holding `content` (integrity-only: blocks are stored as they are)."""
+    hits = [p for p in (image_dir / "objects").iterdir() if p.read_bytes().startswith(content[:4096])]
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_control_run_has_the_side_effect(instance_copy: Path) -> None:
+    r = occlum(instance_copy, *APP)
+    assert r.returncode == 0, r.stderr
+    assert (instance_copy / "side-effect").read_text() == "started"
+
+
+def test_libos_code_byte(instance_copy: Path) -> None:
+    data = (instance_copy / LIBOS).read_bytes()
+    text = ELFFile(io.BytesIO(data)).get_section_by_name(".text")["sh_offset"]
+    flip(instance_copy / LIBOS, text + 3)
+    _boot_refused(instance_copy, LIBOS, "does not match the signed ENCLAVEHASH")
+
+
+def test_libos_builtin_config(instance_copy: Path) -> None:
+    data = (instance_copy / LIBOS).read_bytes()
+    off = ELFFile(io.BytesIO(data)).get_section_by_name(".builtin_config")["sh_offset"]
+    flip(instance_copy / LIBOS, off + 5)
+    _boot_refused(instance_copy, LIBOS, "does not match the signed ENCLAVEHASH")
+
+
+@pytest.mark.parametrize("field,offset", [("isvprodid", 1024), ("date", 20), ("signature", 516 + 7),
+                                          ("enclavehash", 960), ("modulus", 128 + 9)])
+def test_sigstruct(instance_copy: Path, field: str, offset: int) -> None:
+    flip(instance_copy / LIBOS, _sgxmeta(instance_copy) + 64 + offset)
+    _boot_refused(instance_copy, LIBOS, "SIGSTRUCT")
+
+
+def test_metadata_layout(instance_copy: Path) -> None:
+    # A byte of the layout/patch data after the header (the g_global_data template).
+    flip(instance_copy / LIBOS, _sgxmeta(instance_copy) + 0x7B8 + 8)
+    _boot_refused(instance_copy, LIBOS, "does not match the signed ENCLAVEHASH")
+
+
+def test_protected_config(instance_copy: Path) -> None:
+    flip(instance_copy / "build/.Occlum_sys.json.protected", 40)
+    _boot_refused(instance_copy, "build/.Occlum_sys.json.protected", "")
+
+
+def test_protected_config_replaced_consistently(instance_copy: Path) -> None:
+    # A well-formed container with another payload: the digest is fine, the conf MAC is not.
+    import hashlib
+    import struct
+
+    payload = (instance_copy / "build/.Occlum_sys.json").read_bytes().replace(b'"/bin"', b'"/root"')
+    head = b"OCBCONF1" + struct.pack("<II", 1, len(payload)) + payload
+    (instance_copy / "build/.Occlum_sys.json.protected").write_bytes(head + hashlib.sha256(head).digest())
+    _boot_refused(instance_copy, "build/.Occlum_sys.json.protected", "conf MAC")
+
+
+def test_image_metadata(instance_copy: Path) -> None:
+    flip(instance_copy / "build/mount/__ROOT/metadata", 100)
+    _boot_refused(instance_copy, "build/mount/__ROOT", "MAC")
+
+
+def test_initfs_metadata(instance_copy: Path) -> None:
+    flip(instance_copy / "build/initfs/__ROOT/metadata", 100)
+    _boot_refused(instance_copy, "build/initfs/__ROOT", "MAC")
+
+
+def test_initfs_image_config_block(instance_copy: Path) -> None:
+    cfg = (instance_copy / "build/image_config.json").read_bytes()  # what initfs /etc holds
+    obj = _object_of(instance_copy / "build/initfs/__ROOT", cfg)
+    flip(obj, 3)
+    _boot_refused(instance_copy, "build/initfs/__ROOT", "")
+
+
+def test_image_block_of_the_program(instance_copy: Path) -> None:
+    probe = (instance_copy / "image/bin/probe").read_bytes()
+    flip(_object_of(instance_copy / "build/mount/__ROOT", probe), 1000)
+    # The program's own blocks fail verification: exec fails, the app never starts.
+    r = occlum(instance_copy, *APP)
+    assert r.returncode == 127, r.stderr
+    assert "/bin/probe" in r.stderr
+    assert not (instance_copy / "side-effect").exists()
+
+
+def test_image_block_of_a_data_file(instance_copy: Path) -> None:
+    big = (instance_copy / "image/bin/ulimit_test.sh").read_bytes()
+    flip(_object_of(instance_copy / "build/mount/__ROOT", big), 10)
+    r = occlum(instance_copy, "run", "/bin/probe", "cat", "/bin/ulimit_test.sh")
+    assert r.returncode == 1
+    assert "/bin/ulimit_test.sh: I/O error" in r.stderr  # EIO reached the app (musl strerror)
+    assert "/bin/ulimit_test.sh: block-mismatch" in r.stderr  # the runtime names the file
+    assert "ulimit" not in r.stdout  # not a byte of the tampered block reached the app
