@@ -217,8 +217,8 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
             stats.update(st.record_outputs(ctx, [inst.libos_signed]))
             return stats
 
-        # The signer is resolved lazily (a missing dev key is created only when signing runs),
-        # but its description must be known for the up-to-date check: resolve it here.
+        # The signer (and a missing development key) is resolved when the graph is made: its
+        # description is part of the sign stage's up-to-date check.
         sign_state["signer"] = st.signer_for(ctx)
         desc = {"signer": sign_state["signer"][1], "date": sign_date()}
         out.append({"basename": "sign", "doc": "sign -> build/lib/libocclum-libos.signed.so",
@@ -232,6 +232,14 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append(_small_task(ctx, "runtime", "PAL and occlum-run -> build/lib, build/bin",
                            lambda: st.copy_runtime(ctx, rt), file_dep=[s for s, _ in rt],
                            targets=[d for _, d in rt]))
+    # Stages run in the order of `names` (doit would otherwise order independent tasks by
+    # set iteration): Occlum.json is validated before any image is hashed, and the output
+    # reads the same on every build.
+    by_name = {t["basename"]: t for t in out}
+    for prev, name in zip(names, names[1:], strict=False):
+        deps = by_name[name].setdefault("task_dep", [])
+        if prev not in deps:
+            deps.append(prev)
     out.append({"basename": "build", "doc": "build the instance: report.json, status 'built'",
                 "actions": [_stage(ctx, "build", lambda: finish(ctx))], "uptodate": [False],
                 "task_dep": names, "verbosity": 2})

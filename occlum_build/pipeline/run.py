@@ -73,6 +73,7 @@ class Progress:
         if self.shown:
             self.out.write("\n")
             self.out.flush()
+            self.shown = False
 
 
 def finish(ctx: BuildContext) -> None:

@@ -95,8 +95,12 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
     from .treestamp import tree_stamp
 
     stamp, racy = tree_stamp(src)  # before the build reads anything: a later edit changes it
-    res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir,
-                      progress=ctx.progress(stage))
+    prog = ctx.progress(stage)
+    try:
+        res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir, progress=prog)
+    finally:
+        if prog is not None and hasattr(prog, "close"):
+            prog.close()  # end the progress line before the next stage's message
     outputs = record_outputs(ctx, [out / IMAGE_METADATA, mac_file])
     return {
         **outputs,

@@ -80,4 +80,6 @@ def test_progress_on_a_terminal(inst):
     run_build(inst, BuildOptions(sgx_mode="SIM"), out=out)
     text = out.getvalue()
     assert "\r  image: 100%" in text and "MiB" in text
+    line = text[text.index("\r  image: 100%"):]
+    assert line.split("\n", 1)[1].startswith("Building the initfs"), repr(text)  # the line was ended
     assert "Building the image..." in text and "Signing the enclave..." in text
