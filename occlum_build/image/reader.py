@@ -80,7 +80,9 @@ class ImageReader:
         except FileNotFoundError:
             raise ImageError(OBJECT_MISSING, "object file is missing", path=e.display, where=str(p)) from None
         except OSError as e2:
-            raise ImageError(OBJECT_MISSING, f"cannot open object: {e2.strerror}", path=e.display) from None
+            raise ImageError(
+                OBJECT_MISSING, f"cannot open object: {e2.strerror}", path=e.display, where=str(p)
+            ) from None
         try:
             want = object_size(e.size, self.encrypted)
             have = os.fstat(fd).st_size
@@ -91,7 +93,9 @@ class ImageReader:
             n = block_count(e.size)
             leaves = os.pread(fd, n * LEAF_SIZE, want - n * LEAF_SIZE)
             if len(leaves) != n * LEAF_SIZE or root_of(leaves) != e.root:
-                raise ImageError(ROOT_MISMATCH, "block hashes do not match the object root", path=e.display)
+                raise ImageError(
+                    ROOT_MISMATCH, "block hashes do not match the object root", path=e.display, where=str(p)
+                )
             return fd, leaves
         except BaseException:
             os.close(fd)
@@ -141,14 +145,18 @@ class ImageReader:
             s = mv[off : off + slen]
             off += slen
             if sha(s).digest() != leaves[i * LEAF_SIZE : (i + 1) * LEAF_SIZE]:
-                raise ImageError(BLOCK_MISMATCH, f"block {i} does not match its hash", path=e.display)
+                raise ImageError(
+                    BLOCK_MISMATCH, f"block {i} does not match its hash", path=e.display, where=str(self.dir)
+                )
             if cipher is None:
                 yield bytes(s)
             else:
                 try:
                     yield cipher.decrypt(block_nonce(i), bytes(s), block_aad(i, e.size))
                 except InvalidTag:
-                    raise ImageError(BLOCK_DECRYPT, f"block {i} fails to decrypt", path=e.display) from None
+                    raise ImageError(
+                        BLOCK_DECRYPT, f"block {i} fails to decrypt", path=e.display, where=str(self.dir)
+                    ) from None
 
 
 def _norm(path: str | bytes) -> bytes:

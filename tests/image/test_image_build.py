@@ -35,6 +35,7 @@ def test_round_trip(tmp_path, build, key):
     assert res.bytes_in == 9600 + 10241 + 4 + 4 + 6
     assert res.objects_written == 4  # conf.txt and conf.copy share one object
     assert seen[-1] == (res.bytes_read, res.bytes_read) and res.bytes_read == res.bytes_in
+    assert res.bytes_stored == sum(p.stat().st_size for p in (out / "objects").iterdir())
     rep = verify_image(out, res.mac, key=key)
     assert rep.objects == 4 and rep.files == 6
     r = ImageReader(out, res.mac, key)
