@@ -6,7 +6,9 @@
  *   occlum-run [--instance DIR] --exec <path> [args...]  run in the served instance (occlum exec)
  *   occlum-run [--instance DIR] --stop                   stop the server (occlum stop)
  *
- * The instance is DIR, else $OCCLUM_INSTANCE_DIR, else the current directory.  Log level from
+ * The instance is DIR, else $OCCLUM_INSTANCE_DIR, else <X> when this program is
+ * <X>/build/bin/occlum-run (the copy `occlum build` puts there, as Occlum finds its instance),
+ * else the current directory.  Log level from
  * OCCLUM_LOG_LEVEL.  Exit status: 1 on usage or boot failure, 127 when the program cannot be
  * started (not under an entry point, missing, not executable), otherwise the program's status
  * & 0x7f, or 128 + signal number when a signal ended it.  Signals sent to occlum-run with
@@ -14,11 +16,13 @@
 #include "occlum_pal_api.h"
 #include "server.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t child_pid;
 
@@ -33,9 +37,27 @@ static void pass_signal(int sig, siginfo_t *si, void *ctx)
         occlum_pal_kill(child_pid, sig);
 }
 
+/* <X> when /proc/self/exe is <X>/build/bin/occlum-run, else NULL. */
+static const char *instance_of_exe(void)
+{
+    static char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    static const char tail[] = "/build/bin/occlum-run";
+    size_t tl = sizeof tail - 1;
+    if ((size_t)n <= tl || strcmp(buf + n - tl, tail) != 0)
+        return NULL;
+    buf[n - tl] = '\0';
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     const char *instance = getenv("OCCLUM_INSTANCE_DIR");
+    if (instance == NULL || instance[0] == '\0')
+        instance = instance_of_exe();
     int i = 1;
     if (i + 1 < argc && strcmp(argv[i], "--instance") == 0) {
         instance = argv[i + 1];

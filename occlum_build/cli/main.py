@@ -21,6 +21,7 @@ commands (as in the Occlum manual):
   occlum run <program_name> <program_args>
   occlum start / exec [cmd1] [args1] / stop
   occlum package [<package_name>.tar.gz] [--debug]
+  occlum verify [--image-key <key>]
   occlum mount [--sign-key <key>] [--image-key <key>] <path>
   occlum gen-image-key <key_path>
   occlum status

@@ -7,7 +7,10 @@ functions, so a stage that has not landed does not break the others.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,8 +51,25 @@ def clean_outputs(ctx: BuildContext) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+_ATOMIC_TMP = re.compile(r"\..+\.tmp\d+")  # fsutil.atomic_open's temporary names
+
+
+def remove_stale_temps(inst: Instance) -> None:
+    """Temporary files of atomic writes interrupted by a kill (never a finished output)."""
+    for d in (inst.build, inst.build_lib, inst.build_bin, inst.build / "mount", inst.build / "initfs"):
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if _ATOMIC_TMP.fullmatch(n):
+                with contextlib.suppress(OSError):
+                    os.unlink(d / n)
+
+
 def prepare(ctx: BuildContext) -> None:
     inst, opts = ctx.inst, ctx.opts
+    remove_stale_temps(inst)
     recorded = None
     try:
         recorded = inst.sgx_mode_file.read_text().strip()

@@ -6,6 +6,7 @@ import json
 import os
 import tarfile
 
+import pytest
 from pipeline_helpers import Occlum, make_instance, needs_native
 
 from occlum_build.errors import EXIT_STATE, EXIT_USAGE
@@ -35,6 +36,7 @@ def test_refuses_unbuilt_debuggable_and_sim(inst, occlum):
     assert (inst / f"{inst.name}.tar.gz").is_file()
 
 
+@pytest.mark.slow
 def test_contents_and_reproducible(tmp_path, capsys, monkeypatch):
     """Same instance content at another path, built and packed under another umask: same bytes
     (with one signing key and the SIGSTRUCT date pinned by SOURCE_DATE_EPOCH)."""

@@ -94,3 +94,13 @@ def test_killed_build_leaves_last_good_outputs(inst, capsys):
     assert rep["image_mac"] != good["image_mac"]
     rc, _, err = oc("verify")
     assert rc == 0, err
+
+
+def test_leftover_temp_files_of_a_killed_write_are_removed(inst, capsys):
+    oc = Occlum(inst, capsys)
+    oc.build()
+    stale = [inst / "build/mount/..ROOT_MAC.tmp4242", inst / "build/lib/.libocclum-libos.signed.so.tmp99"]
+    for p in stale:
+        p.write_bytes(b"half")
+    oc.build()
+    assert not any(p.exists() for p in stale)

@@ -140,3 +140,12 @@ def test_signal_sent_to_occlum_run_reaches_the_program(inst: Path) -> None:
     assert p.stdout is not None and p.stdout.readline() == "ready\n"
     p.send_signal(signal.SIGUSR1)  # `occlum run` has become occlum-run (exec)
     assert p.wait(timeout=60) == 128 + signal.SIGUSR1
+
+
+def test_occlum_run_binary_finds_its_instance(inst: Path, tmp_path: Path) -> None:
+    """build/bin/occlum-run, started from anywhere, boots the instance it belongs to."""
+    import subprocess
+
+    r = subprocess.run([str(inst / "build/bin/occlum-run"), "/bin/hello"], cwd=tmp_path,
+                       capture_output=True, text=True, env={})
+    assert (r.returncode, r.stdout) == (0, "Hello World\n"), r.stderr
