@@ -182,10 +182,10 @@ static int mount_root(struct ocb_err *e)
         waitpid(pid, NULL, 0);
         return ocb_fail(e, "%s: cannot mount the root FS: %s", image, msg[0] ? msg : "server exited");
     }
-    /* Later lines (blocks failing verification while the app runs) go to stderr. */
+    /* Later lines (blocks failing verification while the app runs) go to stderr.  The relay
+     * ends when the server does (EOF), not with the PAL, so that no line is lost. */
     if (fork() == 0) {
         char buf[512];
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
         setpgid(0, 0);
         while ((n = read(errp[0], buf, sizeof buf)) > 0)
             if (write(2, buf, (size_t)n) < 0)
