@@ -247,8 +247,13 @@ static void on_chld(int sig)
     errno = saved;
 }
 
-static void forward(int sig)
+/* Pass a signal on to the app, unless the terminal sent it (SI_KERNEL): the app is in the
+ * same process group and got it already. */
+static void forward(int sig, siginfo_t *si, void *ctx)
 {
+    (void)ctx;
+    if (si != NULL && si->si_code == SI_KERNEL)
+        return;
     if (app_pid > 0)
         kill(app_pid, sig);
 }
@@ -367,11 +372,12 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = forward;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
         sigaction(forwarded[i], &sa, NULL);
     sa.sa_handler = on_chld;
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGCHLD, &sa, NULL);
     sigset_t none;
     sigemptyset(&none);
