@@ -1,6 +1,7 @@
 /* Protected config container, conf MAC, JSON parsing, sizes and entry points. */
 #include "check.h"
 #include "conf.h"
+#include "initstage.h"
 
 #include <openssl/sha.h>
 
@@ -139,8 +140,27 @@ static void test_vectors(void)
     }
 }
 
+static void test_image_config(void)
+{
+    struct ocb_err e = {{0}};
+    int enc = -1;
+    const char *ok1 = "{\"image_type\": \"encrypted\"}";
+    CHECK(ocb_parse_image_config("c", ok1, strlen(ok1), &enc, &e) == 0 && enc == 1);
+    const char *ok2 = "{\"image_type\":\"integrity-only\"}\n";
+    CHECK(ocb_parse_image_config("c", ok2, strlen(ok2), &enc, &e) == 0 && enc == 0);
+    static const char *const bad[] = {
+        "{\"image_type\": \"plain\"}", "{\"image_type\": 1}", "{}", "[]",
+        "{\"image_type\": \"encrypted\", \"x\": 1}", /* Occlum: deny_unknown_fields */
+        "{\"image_type\": \"encrypted\", \"image_type\": \"integrity-only\"}", "{"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(ocb_parse_image_config("initfs:/etc/image_config.json", bad[i], strlen(bad[i]), &enc, &e) != 0);
+        CHECK_STR_CONTAINS(e.msg, "initfs:/etc/image_config.json: ");
+    }
+}
+
 int main(void)
 {
+    test_image_config();
     test_sizes();
     test_load();
     test_vectors();
