@@ -93,7 +93,7 @@ def _file_job(
     if key is None:
         root, written = store_object(abs_path, node.size, objects_dir, None, None, tick, created)
         return root, root, bytes(16), written
-    if node.size <= CHUNK:  # read once: hash, then seal from memory
+    if node.size <= CHUNK:  # read once (into this thread's buffer): hash, then seal from memory
         data = read_small(abs_path, node.size)
         digest = hashlib.sha256(data).digest()
     else:
