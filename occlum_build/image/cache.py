@@ -25,6 +25,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import log
 
@@ -47,12 +48,11 @@ def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
-@dataclass(frozen=True)
-class Record:
-    key: StatKey
+class Record(NamedTuple):
     content: bytes  # content digest (see module docstring)
     root: bytes
     file_id: bytes
+    root_hex: str
 
 
 @dataclass
@@ -63,12 +63,23 @@ class Manifest:
     mode_tag: str  # "integrity-only" or "encrypted:<key fingerprint>"
     raw: dict[str, list] = field(default_factory=dict)
 
-    def lookup(self, rel: str, key: StatKey) -> Record | None:
+    def lookup(self, rel: str, st: os.stat_result) -> Record | None:
+        """The record of ``rel`` if its stat key is that of ``st`` (a hot loop of every
+        rebuild: fields compared one by one, most likely to differ first)."""
         v = self.raw.get(rel)
-        if v is None or len(v) != 9 or tuple(v[:6]) != key:
+        if (
+            v is None
+            or len(v) != 9
+            or v[3] != st.st_mtime_ns
+            or v[4] != st.st_ctime_ns
+            or v[2] != st.st_size
+            or v[1] != st.st_ino
+            or v[0] != st.st_dev
+            or v[5] != st.st_mode
+        ):
             return None
         try:
-            rec = Record(key, bytes.fromhex(v[6]), bytes.fromhex(v[7]), bytes.fromhex(v[8]))
+            rec = Record(bytes.fromhex(v[6]), bytes.fromhex(v[7]), bytes.fromhex(v[8]), v[7])
         except (TypeError, ValueError):
             return None
         if len(rec.content) != 32 or len(rec.root) != 32 or len(rec.file_id) != 16:

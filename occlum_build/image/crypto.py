@@ -100,9 +100,7 @@ def block_aad(i: int, size: int) -> bytes:
     return _AAD.pack(i, size)
 
 
-def seal_parts(
-    cipher: AESGCM, plain: bytes | memoryview, first: int, size: int
-) -> tuple[list[bytes], bytes]:
+def seal_parts(cipher: AESGCM, plain: bytes | memoryview, first: int, size: int) -> tuple[list[bytes], bytes]:
     """Encrypt consecutive plain blocks starting at block index ``first``: the stored blocks
     (to be written as they are, with ``writev``) and their concatenated leaves."""
     mv = memoryview(plain)

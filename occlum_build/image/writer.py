@@ -191,20 +191,22 @@ def _plan(
     results: dict[int, Result] = {}
     todo: list[int] = []
     files = bytes_in = 0
-    for i, n in enumerate(nodes):
-        if n.type != TYPE_FILE or n.size == 0:
+    lookup, keep = manifest.lookup, new_manifest.keep
+    fsdecode = os.fsdecode
+    for i, n in enumerate(nodes):  # hot loop of every rebuild (P3)
+        if n.type != TYPE_FILE:
             continue
         files += 1
+        if not n.size:
+            continue
         bytes_in += n.size
-        rel = os.fsdecode(n.path)
-        assert n.st is not None
-        rec = manifest.lookup(rel, cache.stat_key(n.st))
-        if rec is not None and (existing is None or rec.root.hex() in existing):
+        rel = fsdecode(n.path)
+        rec = lookup(rel, n.st)
+        if rec is not None and (existing is None or rec.root_hex in existing):
             results[i] = (rec.content, rec.root, rec.file_id, False)
-            new_manifest.keep(rel, manifest)
+            keep(rel, manifest)
         else:
             todo.append(i)
-    files += sum(1 for n in nodes if n.type == TYPE_FILE and n.size == 0)
     tick = _Ticker(sum(nodes[i].size for i in todo), progress)
     tick.report()
     if todo:
@@ -235,22 +237,26 @@ def _plan(
                 with contextlib.suppress(OSError):
                     p.unlink()
             raise
-    todo_set = set(todo)
+    for i in todo:
+        n = nodes[i]
+        assert n.st is not None
+        digest, root, fid, _ = results[i]
+        new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
     entries = []
     roots: set[bytes] = set()
     written: set[bytes] = set()
     stored = 0
+    encrypted = key is not None
+    get = results.get
     for i, n in enumerate(nodes):
-        if i in results:
-            digest, root, fid, w = results[i]
+        r = get(i)
+        if r is not None:
+            _, root, fid, w = r
             if w:
                 written.add(root)
             if root not in roots:
                 roots.add(root)
-                stored += object_size(n.size, key is not None)
-            if i in todo_set:
-                assert n.st is not None
-                new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
+                stored += object_size(n.size, encrypted)
             entries.append(Entry(n.path, n.type, n.mode, n.size, b"", root, fid))
         else:
             entries.append(Entry(n.path, n.type, n.mode, n.size, n.target))
