@@ -203,7 +203,7 @@ def _plan(
         rel = fsdecode(n.path)
         rec = lookup(rel, n.st)
         if rec is not None and (existing is None or rec.root_hex in existing):
-            results[i] = (rec.content, rec.root, rec.file_id, False)
+            results[i] = (b"", rec.root, rec.file_id, False)
             keep(rel, manifest)
         else:
             todo.append(i)
