@@ -11,7 +11,6 @@ object into place. Output bytes are those of :func:`objects.store_object`.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -21,18 +20,17 @@ from .crypto import ImageKey, leaves_of, root_of, seal_parts
 from .format import BLOCK_SIZE, LEAF_SIZE, TAG_SIZE, block_count
 from .objects import (
     CHUNK,
-    TMP_PREFIX,
     _read_error,
     buffer,
     changed,
     content_sha256,
     read_at,
+    temp_path,
     write_all,
     write_error,
 )
 
 SEGMENT = 32 * CHUNK  # 32 MiB per unit of work
-_counter = itertools.count()
 
 Unit = Callable[[], list["Unit"]]
 Result = tuple[bytes, bytes, bytes, bool]  # (content digest, root, file_id, written)
@@ -78,8 +76,8 @@ class BigFile:
             except OSError as e:
                 raise _read_error(self.path, e) from None
             if self.objects_dir is not None:
-                self.tmp = self.objects_dir / f"{TMP_PREFIX}{os.getpid()}-big-{next(_counter)}"
                 try:
+                    self.tmp = Path(temp_path(os.fspath(self.objects_dir)))
                     self.out_fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 except OSError as e:
                     self.cleanup()

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import itertools
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ CHUNK = 256 * BLOCK_SIZE  # 1 MiB read/hash/encrypt unit
 TMP_PREFIX = ".tmp-"
 _counter = itertools.count()
 _local = threading.local()
+_tmp_lock = threading.Lock()
+_tmp_dirs: set[str] = set()
 
 
 class SourceChanged(OcclumError):
@@ -44,6 +47,30 @@ def write_error(objects_dir: Path | str | None, e: OSError) -> OutputError:
     if e.errno == errno.ENOSPC:
         return OutputError("no space left on device; previous image kept", where=str(objects_dir))
     return OutputError(f"cannot write image object: {e.strerror or e}", where=str(objects_dir))
+
+
+def temp_path(odir: str) -> str:
+    """A new temp name for an object, in this thread's own temp directory under the objects
+    directory: creating a file locks its directory, and on ext4 finding a free inode can be
+    slow (it skips recently deleted ones), so threads sharing one directory wait for each
+    other (spinning, in the kernel). Each build removes its temp directories
+    (:func:`remove_temp_dirs`); the next build removes those of a killed one."""
+    d = f"{odir}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}"
+    with _tmp_lock:
+        if d not in _tmp_dirs:
+            os.makedirs(d, exist_ok=True)
+            _tmp_dirs.add(d)
+    return f"{d}/{next(_counter)}"
+
+
+def remove_temp_dirs(odir: Path | str) -> None:
+    """Remove this process's temp directories under ``odir`` (empty unless a build failed)."""
+    prefix = f"{os.fspath(odir)}/"
+    with _tmp_lock:
+        mine = [d for d in _tmp_dirs if d.startswith(prefix)]
+        _tmp_dirs.difference_update(mine)
+    for d in mine:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def buffer() -> memoryview:
@@ -144,10 +171,12 @@ def store_object(
     are appended to ``created`` (so a failed build can remove them)."""
     cipher = key.file_cipher(file_id) if key is not None and file_id is not None else None
     odir = os.fspath(objects_dir) if objects_dir is not None else None
-    tmp = f"{odir}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_counter)}" if odir else None
+    tmp: str | None = None
     src = out = -1
     leaves: list[bytes] = []
     try:
+        if odir is not None:
+            tmp = temp_path(odir)
         if data is None:
             src = open_source(path)
         if tmp is not None:

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
-from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, store_object
+from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, remove_temp_dirs, store_object
 from .scan import Node, SourceError, scan
 
 MANIFEST_NAME = "image"
@@ -237,6 +238,9 @@ def _plan(
                 with contextlib.suppress(OSError):
                     p.unlink()
             raise
+        finally:
+            if objects_dir is not None:
+                remove_temp_dirs(objects_dir)
     for i in todo:
         n = nodes[i]
         assert n.st is not None
@@ -386,9 +390,12 @@ def _list_objects(objects_dir: Path) -> set[str]:
     names = set()
     with os.scandir(objects_dir) as it:
         for de in it:
-            if de.name.startswith(TMP_PREFIX):
-                with contextlib.suppress(OSError):
-                    os.unlink(de.path)
+            if de.name.startswith(TMP_PREFIX):  # a file or a thread's temp directory
+                if de.is_dir(follow_symlinks=False):
+                    shutil.rmtree(de.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(de.path)
             else:
                 names.add(de.name)
     return names

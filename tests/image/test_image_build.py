@@ -319,3 +319,19 @@ def test_short_reads_do_not_move_block_boundaries(tmp_path, build, key, monkeypa
     monkeypatch.setattr(objects, "open", lambda *a, **kw: Trickle(real_open(*a, **kw)), raising=False)
     trickled, ot, _ = build(src, "trickled", key=key, cache="c2")
     assert trickled.mac == normal.mac and snapshot(ot) == snapshot(on)
+
+
+def test_temp_files_and_dirs_are_gone_after_a_build(tmp_path, build):
+    """Workers write objects under per-thread temp directories; none is left behind, and
+    the leftovers of a killed build (temp files and directories) are removed."""
+    src = make_tree(tmp_path / "src")
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    r1, out, _ = build(src, jobs=3)
+    names = os.listdir(out / "objects")
+    assert names and all(len(n) == 64 and int(n, 16) >= 0 for n in names)
+    killed = out / "objects" / ".tmp-1-2"
+    killed.mkdir()
+    (killed / "7").write_bytes(b"half an object")
+    (out / "objects" / ".tmp-3-4-5").write_bytes(b"older layout")
+    r2, _, _ = build(src)
+    assert sorted(os.listdir(out / "objects")) == sorted(names) and r2.mac == r1.mac
