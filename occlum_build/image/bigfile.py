@@ -151,8 +151,8 @@ class BigFile:
                 try:
                     write_all(self.out_fd, [leaves], self.size + block_count(self.size) * (sb - BLOCK_SIZE))
                     os.fchmod(self.out_fd, 0o644)
-                    os.close(self.out_fd)
-                    self.out_fd = -1
+                    fd, self.out_fd = self.out_fd, -1
+                    os.close(fd)
                     try:
                         want = os.stat(final).st_size
                         written = want != os.stat(self.tmp).st_size

@@ -224,8 +224,8 @@ def store_object(
         # fsynced one by one; see cache.py on boot ids).
         write_all(out, [*pending, all_leaves])
         os.fchmod(out, 0o644)
-        os.close(out)
-        out = -1
+        fd, out = out, -1  # never closed twice: a failing close still releases the number
+        os.close(fd)
         os.replace(tmp, final)
         tmp = None
         return root, not existed
