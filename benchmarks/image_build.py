@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
-"""Image build throughput (P2), incremental cost (P3) and peak memory.
+"""Image build throughput (P2), incremental cost (P3) and peak memory, in one run.
 
     python benchmarks/image_build.py [--size-mb 1024] [--jobs 0]
 
-Builds a synthetic tree of --size-mb MiB in a temporary directory under /tmp (deleted at
+Builds a synthetic tree of --size-mb MiB in a temporary directory under --dir (deleted at
 the end): half in 64 MiB files, 45% in 1 MiB files, 5% in 16 KiB files, all distinct
-random contents. Every measurement runs in a fresh child process (so ru_maxrss is its
-own) on a warm page cache, and is compared with a baseline measured in the same run:
+random contents; then the same at 1/8 of the size. Every measurement runs in a fresh child
+process on a warm page cache, and each full build is compared with a baseline run right
+before it (hashlib.sha256 reading the same files on one core):
 
-  P2  full integrity-only build vs. hashlib.sha256 reading the same files on one core
-      (a baseline run right before each build), by wall time and by CPU time (user+system of the process,
-      which other load on the machine disturbs less); encrypted build reported the same way
+  P2  full build (integrity-only; encrypted) vs. the baseline, by wall time and by CPU time
+      (user+system of the build process, all its threads, and of any children)
   P3  rebuild after rewriting one 1 MiB file vs. the full integrity-only build
-  no-op rebuild, and peak RSS of each child at --size-mb and at 1/8 of it.
-The full integrity-only build is also run with its output on tmpfs (/dev/shm, deleted at
-the end), which separates our CPU cost from the cost of creating files on the disk file
-system (high and variable under /tmp on the shared CI machine).
+  peak memory: VmHWM of the full build at --size-mb vs. at 1/8 of it.
+Also printed per row: the CPU that other processes used meanwhile (from /proc/stat, in
+cores), the full build with its output on tmpfs (/dev/shm) and a floor for the file
+system's share (each file copied kernel-side to a new file, no hashing).
 """
 
 from __future__ import annotations
@@ -27,19 +27,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
-import hashlib, json, os, sys, time
+import hashlib, json, os, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 what, root = sys.argv[2], Path(sys.argv[3])
 out = {}
+def busy():
+    # Non-idle jiffies of the whole machine (all CPUs): what other jobs used meanwhile.
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+def cpu():
+    # user+system of this process (all its threads) and of any children it waited for
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 if what == "hash":
-    t, c = time.perf_counter(), time.process_time()
+    t, c, m0 = time.perf_counter(), cpu(), busy()
     n = 0
     for p in sorted((root / "src").rglob("*")):
         if p.is_file():
@@ -49,19 +56,38 @@ if what == "hash":
                     h.update(b)
                     n += len(b)
     out["seconds"] = time.perf_counter() - t
-    out["cpu"] = time.process_time() - c
+    out["cpu"] = cpu() - c
     out["bytes"] = n
+elif what == "copy":
+    # The file system's share: each file copied (kernel side) to a new file in the output
+    # directory and renamed, as the build does with its objects, with no hashing.
+    dst = root / "copy"
+    dst.mkdir()
+    files = [p for p in sorted((root / "src").rglob("*")) if p.is_file()]
+    t, c, m0 = time.perf_counter(), cpu(), busy()
+    for i, p in enumerate(files):
+        fi = os.open(p, os.O_RDONLY)
+        fo = os.open(dst / f".t{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        left = os.fstat(fi).st_size
+        while left > 0:
+            left -= os.copy_file_range(fi, fo, left)
+        os.close(fi)
+        os.close(fo)
+        os.rename(dst / f".t{i}", dst / f"o{i}")
+    out["seconds"] = time.perf_counter() - t
+    out["cpu"] = cpu() - c
 else:
     from occlum_build.image import build_image
     key = bytes(range(16)) if what == "encrypted" else None
     name = "enc" if key else "int"
     dst = Path(sys.argv[5]) if what == "integrity-tmpfs" else root / name
-    c = time.process_time()
+    c, m0 = cpu(), busy()
     r = build_image(root / "src", dst / "__ROOT", dst / ".ROOT_MAC", key=key,
                     cache_dir=dst / "state", jobs=int(sys.argv[4]))
-    out.update(seconds=r.seconds, cpu=time.process_time() - c, bytes_read=r.bytes_read, files=r.files,
+    out.update(seconds=r.seconds, cpu=cpu() - c, bytes_read=r.bytes_read, files=r.files,
                entries=r.entries,
                written=r.objects_written, reused=r.objects_reused)
+out["others_cpu"] = max(0.0, busy() - m0 - out["cpu"])
 # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's over fork+exec).
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
 out["maxrss_mb"] = int(hwm.split()[1]) / 1024
@@ -103,108 +129,106 @@ def make_tree(src: Path, total: int, seed: bytes) -> Path:
     return one_mb
 
 
-def create_cost(d: Path, n: int) -> float:
-    """Seconds to create and rename n empty files in d (what each new object costs besides
-    its bytes); on this machine it differs a lot between directories of one file system."""
-    d.mkdir()
-    t = time.perf_counter()
-    for i in range(n):
-        fd = os.open(d / f".t{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        os.close(fd)
-        os.rename(d / f".t{i}", d / f"o{i}")
-    secs = time.perf_counter() - t
-    shutil.rmtree(d)
-    return secs
-
-
 def run(size_mb: int, jobs: int, root: Path) -> dict:
     """Each full build is preceded by its own baseline run (which also re-warms the page
     cache): the machine's load drifts, so a ratio compares adjacent runs."""
     src = root / "src"
     one_mb = make_tree(src, size_mb << 20, b"bench")
     res: dict = {"size_mb": size_mb}
-    h = child("hash", root, jobs)
-    full = child("integrity", root, jobs)
-    res["hash"] = {
-        "seconds": h["seconds"],
-        "mb_s": h["bytes"] / h["seconds"] / 1e6,
-        "maxrss_mb": h["maxrss_mb"],
-    }
-    res["full"] = full
-    res["P2_ratio"] = h["seconds"] / full["seconds"]
-    res["P2_cpu_ratio"] = h["cpu"] / full["cpu"]
+
+    def pair(name: str, what: str, dst: Path | None = None) -> None:
+        h = child("hash", root, jobs)
+        b = res[name] = child(what, root, jobs, dst)
+        b["wall_ratio"] = h["seconds"] / b["seconds"]
+        b["cpu_ratio"] = h["cpu"] / b["cpu"]
+        b["hash"] = h
+
+    pair("full", "integrity")
     res["noop"] = child("integrity", root, jobs)
     with open(one_mb, "r+b") as f:
         f.write(os.urandom(1 << 20))
     res["one_file"] = child("integrity", root, jobs)
-    h = child("hash", root, jobs)
-    res["encrypted"] = child("encrypted", root, jobs)
-    res["P2_encrypted_ratio"] = h["seconds"] / res["encrypted"]["seconds"]
-    res["P2_encrypted_cpu_ratio"] = h["cpu"] / res["encrypted"]["cpu"]
+    pair("encrypted", "encrypted")
     if Path("/dev/shm").is_dir():
         shm = Path(tempfile.mkdtemp(prefix="occlum-image-bench-", dir="/dev/shm"))
         try:
-            h = child("hash", root, jobs)
-            res["tmpfs"] = child("integrity-tmpfs", root, jobs, shm)
+            pair("tmpfs", "integrity-tmpfs", shm)
         finally:
             shutil.rmtree(shm, ignore_errors=True)
-        res["P2_tmpfs_ratio"] = h["seconds"] / res["tmpfs"]["seconds"]
-        res["P2_tmpfs_cpu_ratio"] = h["cpu"] / res["tmpfs"]["cpu"]
-    res["creates"] = create_cost(root / "create-test", full["files"])
-    res["P3_percent"] = 100 * res["one_file"]["seconds"] / full["seconds"]
-    res["noop_percent"] = 100 * res["noop"]["seconds"] / full["seconds"]
+    pair("copy", "copy")
+    res["P3_percent"] = 100 * res["one_file"]["seconds"] / res["full"]["seconds"]
+    res["noop_percent"] = 100 * res["noop"]["seconds"] / res["full"]["seconds"]
     return res
+
+
+def show(r: dict, jobs: int) -> None:
+    h = r["full"]["hash"]
+    print(f"== {r['size_mb']} MiB, {r['full']['files']} files, {os.cpu_count()} CPUs, jobs={jobs}")
+    print(f"  {'':44} {'wall s':>7} {'CPU s':>7}  ratio: wall  CPU   others' load")
+
+    def row(label: str, b: dict, note: str = "") -> None:
+        load = b["others_cpu"] / b["seconds"] if b["seconds"] else 0.0
+        ratios = f"{b['wall_ratio']:5.2f}x {b['cpu_ratio']:5.2f}x" if "wall_ratio" in b else " " * 13
+        print(f"  {label:44} {b['seconds']:7.3f} {b['cpu']:7.3f}  {ratios}  {load:4.2f} cores {note}")
+
+    print(
+        f"  baseline: hashlib.sha256, 1 core: {h['seconds']:.3f} s wall, {h['cpu']:.3f} s CPU, "
+        f"{h['bytes'] / h['seconds'] / 1e6:.0f} MB/s"
+    )
+    row("P2 full build, integrity-only, output on disk", r["full"])
+    row("   same, output on tmpfs /dev/shm", r["tmpfs"]) if "tmpfs" in r else None
+    row("P2 full build, encrypted, output on disk", r["encrypted"])
+    row("   floor: copy files to new files, no hash", r["copy"])
+    row("no-op rebuild", r["noop"], f"{r['noop_percent']:.2f}% of full")
+    row("P3 one 1 MiB file changed", r["one_file"], f"{r['P3_percent']:.2f}% of full")
+    rss = [f"{k} {r[k]['maxrss_mb']:.0f} MB" for k in ("full", "encrypted", "one_file")]
+    print(f"  peak RSS: baseline {h['maxrss_mb']:.0f} MB, " + ", ".join(rss))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--jobs", type=int, default=0, help="worker threads (0: one per CPU)")
+    ap.add_argument(
+        "--dir",
+        default="/var/tmp",
+        help="where the trees and images are made (default /var/tmp: on the shared CI VM, /tmp is "
+        "full of just-deleted test files, which makes every file creation there ~15x slower)",
+    )
     args = ap.parse_args()
+    print(
+        f"trees and images under {args.dir}; load average at start: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     results = []
-    for size in (max(8, args.size_mb // 8), args.size_mb):
-        root = Path(tempfile.mkdtemp(prefix="occlum-image-bench-", dir="/tmp"))
+    # The large tree first: deleting a tree makes file creation in the same block group
+    # slower for a while on ext4 without a journal (docs/benchmarks.md).
+    for size in (args.size_mb, max(8, args.size_mb // 8)):
+        root = Path(tempfile.mkdtemp(prefix="occlum-image-bench-", dir=args.dir))
         try:
             results.append(run(size, args.jobs, root))
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    small, big = results
+    big, small = results
     for r in results:
-        print(f"== {r['size_mb']} MiB, {r['full']['files']} files, {os.cpu_count()} CPUs, jobs={args.jobs}")
-        rows = [
-            ("baseline hashlib.sha256, 1 core", r["hash"]["seconds"], f"{r['hash']['mb_s']:.0f} MB/s"),
-            (
-                "full build, integrity-only",
-                r["full"]["seconds"],
-                f"P2 ratio {r['P2_ratio']:.2f}x wall, {r['P2_cpu_ratio']:.2f}x CPU time",
-            ),
-            (
-                "full build, encrypted",
-                r["encrypted"]["seconds"],
-                f"ratio {r['P2_encrypted_ratio']:.2f}x wall, {r['P2_encrypted_cpu_ratio']:.2f}x CPU time",
-            ),
-            ("no-op rebuild", r["noop"]["seconds"], f"{r['noop_percent']:.2f}% of full"),
-            ("one 1 MiB file changed", r["one_file"]["seconds"], f"P3 {r['P3_percent']:.2f}% of full"),
-        ]
-        if "tmpfs" in r:
-            rows.insert(
-                2,
-                (
-                    "  same, output on tmpfs /dev/shm",
-                    r["tmpfs"]["seconds"],
-                    f"ratio {r['P2_tmpfs_ratio']:.2f}x wall, {r['P2_tmpfs_cpu_ratio']:.2f}x CPU time",
-                ),
-            )
-        for label, secs, note in rows:
-            print(f"  {label:<34} {secs:8.3f} s  {note}")
-        print(
-            f"  (creating+renaming {r['full']['files']} empty files in the output directory alone takes "
-            f"{r['creates']:.3f} s)"
-        )
-        rss = [f"{k} {r[k]['maxrss_mb']:.0f} MB" for k in ("hash", "full", "encrypted", "one_file")]
-        print("  peak RSS: " + ", ".join(rss))
-    grow = big["full"]["maxrss_mb"] - small["full"]["maxrss_mb"]
-    print(f"peak RSS growth from {small['size_mb']} to {big['size_mb']} MiB (full build): {grow:+.1f} MB")
+        show(r, args.jobs)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    grow = big["full"]["maxrss_mb"] / small["full"]["maxrss_mb"]
+    print("summary:")
+    print(
+        f"  P2 integrity-only {big['full']['wall_ratio']:.2f}x wall, {big['full']['cpu_ratio']:.2f}x CPU "
+        f"(output on tmpfs: {big['tmpfs']['wall_ratio']:.2f}x wall, {big['tmpfs']['cpu_ratio']:.2f}x CPU)"
+    )
+    print(
+        f"  P2 encrypted      {big['encrypted']['wall_ratio']:.2f}x wall, "
+        f"{big['encrypted']['cpu_ratio']:.2f}x CPU"
+    )
+    print(f"  P3                {big['P3_percent']:.2f}% of the full build")
+    print(
+        f"  peak memory       full build at {big['size_mb']} MiB / at {small['size_mb']} MiB: {grow:.2f}x "
+        f"({big['full']['maxrss_mb']:.0f} / {small['full']['maxrss_mb']:.0f} MB; "
+        f"{big['full']['files']} vs {small['full']['files']} files)"
+    )
     print(json.dumps(results))
 
 

@@ -11,20 +11,26 @@ object into place. Output bytes are those of :func:`objects.store_object`.
 from __future__ import annotations
 
 import contextlib
-import errno
-import itertools
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import OutputError
-from .crypto import ImageKey, leaves_of, root_of, seal_blocks
+from .crypto import ImageKey, leaves_of, root_of, seal_parts
 from .format import BLOCK_SIZE, LEAF_SIZE, TAG_SIZE, block_count
-from .objects import CHUNK, TMP_PREFIX, SourceChanged, _read_error, content_sha256, pread_full
+from .objects import (
+    CHUNK,
+    _read_error,
+    buffer,
+    changed,
+    content_sha256,
+    read_at,
+    temp_path,
+    write_all,
+    write_error,
+)
 
 SEGMENT = 32 * CHUNK  # 32 MiB per unit of work
-_counter = itertools.count()
 
 Unit = Callable[[], list["Unit"]]
 Result = tuple[bytes, bytes, bytes, bool]  # (content digest, root, file_id, written)
@@ -70,12 +76,12 @@ class BigFile:
             except OSError as e:
                 raise _read_error(self.path, e) from None
             if self.objects_dir is not None:
-                self.tmp = self.objects_dir / f"{TMP_PREFIX}{os.getpid()}-big-{next(_counter)}"
                 try:
+                    self.tmp = Path(temp_path(os.fspath(self.objects_dir)))
                     self.out_fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 except OSError as e:
                     self.cleanup()
-                    raise _write_error(self.objects_dir, e) from None
+                    raise write_error(self.objects_dir, e) from None
             return then()
 
         return unit
@@ -94,31 +100,30 @@ class BigFile:
         if self.failed:
             return []
         first = k * SEGMENT
-        length = min(SEGMENT, self.size - first)
+        end = min(first + SEGMENT, self.size)
         sb = BLOCK_SIZE + (TAG_SIZE if self.cipher else 0)
         out_off = (first // BLOCK_SIZE) * sb
+        buf = buffer()
         parts = []
         pos = first
         try:
-            while pos < first + length:
-                want = min(CHUNK, first + length - pos)
-                data = pread_full(self.src_fd, want, pos, self.path)
-                if len(data) != want:
-                    raise SourceChanged(
-                        "file changed while it was being read; run the build again", where=str(self.path)
-                    )
+            while pos < end:
+                want = min(CHUNK, end - pos)
+                if read_at(self.src_fd, buf[:want], pos, self.path) != want:
+                    raise changed(self.path)
+                mv = buf[:want]
                 if self.cipher is None:
-                    stored = data
-                    parts.append(leaves_of(stored, BLOCK_SIZE))
+                    stored = [mv]
+                    parts.append(leaves_of(mv, BLOCK_SIZE))
                 else:
-                    stored = seal_blocks(self.cipher, data, pos // BLOCK_SIZE, self.size)
-                    parts.append(leaves_of(stored, sb))
+                    stored, lv = seal_parts(self.cipher, mv, pos // BLOCK_SIZE, self.size)
+                    parts.append(lv)
                 if self.out_fd >= 0:
                     try:
-                        _pwrite_all(self.out_fd, stored, out_off)
+                        write_all(self.out_fd, stored, out_off)
                     except OSError as e:
-                        raise _write_error(self.objects_dir, e) from None
-                out_off += len(stored)
+                        raise write_error(self.objects_dir, e) from None
+                out_off += want + (sb - BLOCK_SIZE) * block_count(want)
                 pos += want
                 self.tick(want)
         except BaseException:
@@ -135,9 +140,7 @@ class BigFile:
     def _finish(self) -> None:
         try:
             if os.fstat(self.src_fd).st_size != self.size:
-                raise SourceChanged(
-                    "file changed while it was being read; run the build again", where=str(self.path)
-                )
+                raise changed(self.path)
             leaves = b"".join(self.leaves)  # type: ignore[arg-type]
             assert len(leaves) == block_count(self.size) * LEAF_SIZE
             root = root_of(leaves)
@@ -146,10 +149,10 @@ class BigFile:
                 sb = BLOCK_SIZE + (TAG_SIZE if self.cipher else 0)
                 final = self.objects_dir / root.hex()
                 try:
-                    _pwrite_all(self.out_fd, leaves, self.size + block_count(self.size) * (sb - BLOCK_SIZE))
+                    write_all(self.out_fd, [leaves], self.size + block_count(self.size) * (sb - BLOCK_SIZE))
                     os.fchmod(self.out_fd, 0o644)
-                    os.close(self.out_fd)
-                    self.out_fd = -1
+                    fd, self.out_fd = self.out_fd, -1
+                    os.close(fd)
                     try:
                         want = os.stat(final).st_size
                         written = want != os.stat(self.tmp).st_size
@@ -159,7 +162,7 @@ class BigFile:
                     os.replace(self.tmp, final)
                     self.tmp = None
                 except OSError as e:
-                    raise _write_error(self.objects_dir, e) from None
+                    raise write_error(self.objects_dir, e) from None
             digest = self.digest if self.key is not None else root
             self.done((digest, root, self.file_id, written))
         finally:
@@ -175,21 +178,3 @@ class BigFile:
             with contextlib.suppress(OSError):
                 self.tmp.unlink()
             self.tmp = None
-
-
-def _changed(path: Path) -> SourceChanged:
-    return SourceChanged("file changed while it was being read; run the build again", where=str(path))
-
-
-def _pwrite_all(fd: int, data: bytes, off: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, off)
-        view = view[n:]
-        off += n
-
-
-def _write_error(objects_dir: Path | None, e: OSError) -> OutputError:
-    if e.errno == errno.ENOSPC:
-        return OutputError("no space left on device; previous image kept", where=str(objects_dir))
-    return OutputError(f"cannot write image object: {e.strerror or e}", where=str(objects_dir))

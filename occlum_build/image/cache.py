@@ -1,6 +1,6 @@
 """The per-file manifest that makes image builds incremental.
 
-One JSON file per image in the cache directory maps each source path to its stat key
+One file per image in the cache directory maps each source path to its stat key
 ``(dev, ino, size, mtime_ns, ctime_ns, mode)`` and to what the build derived from the
 content: the content digest (integrity-only: the plain object root; encrypted: SHA-256 of
 the content), the object root and the file id.  A file whose stat key is unchanged is not
@@ -21,14 +21,14 @@ key, so such files are read again on the next build.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .. import log
 
-VERSION = "occlum-build image cache 1"
+VERSION = "occlum-build image cache 2"
 RACY_NS = 100_000_000  # > the coarse clock tick of Linux file timestamps (1-10 ms)
 
 _log = log.get("image.cache")
@@ -47,36 +47,50 @@ def stat_key(st: os.stat_result) -> StatKey:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
-@dataclass(frozen=True)
-class Record:
-    key: StatKey
-    content: bytes  # content digest (see module docstring)
+class Record(NamedTuple):
+    """What a rebuild needs of a file it does not read (the content digest is only needed
+    when a file is read, to record it)."""
+
     root: bytes
     file_id: bytes
+    root_hex: str
 
 
 @dataclass
 class Manifest:
-    """Records kept in their JSON form (``[*stat key, content, root, file id]`` with hex
-    digests) and parsed only when looked up: a no-op build parses only what it uses."""
+    """Records kept in their stored text form (``"dev ino size mtime_ns ctime_ns mode content
+    root file_id"``, hex digests) and parsed only when looked up: a no-op build parses only
+    what it uses, and saving joins the text of the records it kept as they are."""
 
     mode_tag: str  # "integrity-only" or "encrypted:<key fingerprint>"
-    raw: dict[str, list] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
+    fresh: dict[str, int] = field(default_factory=dict)  # put records: newest of mtime, ctime
 
-    def lookup(self, rel: str, key: StatKey) -> Record | None:
+    def lookup(self, rel: str, st: os.stat_result) -> Record | None:
+        """The record of ``rel`` if its stat key is that of ``st`` (a hot loop of every
+        rebuild)."""
         v = self.raw.get(rel)
-        if v is None or len(v) != 9 or tuple(v[:6]) != key:
+        if v is None:
+            return None
+        head = f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_mode} "
+        if not v.startswith(head):
+            return None
+        hexes = v[len(head) :].split(" ")
+        if len(hexes) != 3 or len(hexes[0]) != 64:
             return None
         try:
-            rec = Record(key, bytes.fromhex(v[6]), bytes.fromhex(v[7]), bytes.fromhex(v[8]))
-        except (TypeError, ValueError):
+            root, file_id = bytes.fromhex(hexes[1]), bytes.fromhex(hexes[2])
+        except ValueError:
             return None
-        if len(rec.content) != 32 or len(rec.root) != 32 or len(rec.file_id) != 16:
+        if len(root) != 32 or len(file_id) != 16:
             return None
-        return rec
+        return Record(root, file_id, hexes[1])
 
     def put(self, rel: str, key: StatKey, content: bytes, root: bytes, file_id: bytes) -> None:
-        self.raw[rel] = [*key, content.hex(), root.hex(), file_id.hex()]
+        if "\0" in rel:  # cannot be stored (a path never holds NUL)
+            return
+        self.raw[rel] = " ".join(map(str, key)) + f" {content.hex()} {root.hex()} {file_id.hex()}"
+        self.fresh[rel] = max(key[3], key[4])
 
     def keep(self, rel: str, old: Manifest) -> None:
         """Carry a record looked up in ``old`` over unchanged."""
@@ -84,14 +98,19 @@ class Manifest:
 
 
 def manifest_path(cache_dir: Path, out_name: str = "image") -> Path:
-    return cache_dir / f"{out_name}.manifest.json"
+    return cache_dir / f"{out_name}.manifest"
+
+
+# File layout: four header lines, then the records, each "<path>\0<record>\0" (UTF-8 with
+# surrogate escapes, so any path round-trips; NUL never occurs in a path).
+#   occlum-build image cache 2 / mode <tag> / boot <id> / sha256 <hex of the records bytes>
 
 
 def load(path: Path, mode_tag: str) -> Manifest:
     """The manifest at ``path`` if it is intact and valid for ``mode_tag``; else an empty one.
 
-    The records are stored as one JSON text with its SHA-256 beside it, so a damaged or
-    truncated manifest is recognised as a whole and discarded."""
+    The records carry their SHA-256 in the header, so a damaged or truncated manifest is
+    recognised as a whole and discarded."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -100,42 +119,41 @@ def load(path: Path, mode_tag: str) -> Manifest:
         _log.warning("image cache %s unreadable (%s); rebuilding", path, e.strerror)
         return Manifest(mode_tag)
     try:
-        doc = json.loads(raw)
-        if doc.get("version") != VERSION or doc.get("mode") != mode_tag:
+        head = raw.split(b"\n", 4)
+        if len(head) != 5 or head[0].decode() != VERSION or head[1].decode() != f"mode {mode_tag}":
             return Manifest(mode_tag)
-        if doc.get("boot") != boot_id() or doc.get("boot") == "unknown":
+        boot = head[2].decode()
+        if boot != f"boot {boot_id()}" or boot == "boot unknown":
             _log.debug("image cache %s is from another boot; rebuilding", path)
             return Manifest(mode_tag)
-        text = doc["files"]
-        if hashlib.sha256(text.encode()).hexdigest() != doc["sha256"]:
+        body = head[4]
+        if head[3].decode() != f"sha256 {hashlib.sha256(body).hexdigest()}":
             raise ValueError("checksum mismatch")
-        files = json.loads(text)
-        if not isinstance(files, dict):
+        parts = body.decode("utf-8", "surrogateescape").split("\0")
+        if len(parts) % 2 != 1 or parts[-1]:
             raise ValueError("bad records")
-        return Manifest(mode_tag, files)
-    except (ValueError, TypeError, KeyError, AttributeError, UnicodeError) as e:
+        return Manifest(mode_tag, dict(zip(parts[0:-1:2], parts[1::2], strict=True)))
+    except (ValueError, UnicodeError) as e:
         _log.warning("image cache %s is corrupt (%s); rebuilding", path, e)
         return Manifest(mode_tag)
 
 
 def save(path: Path, manifest: Manifest, now_ns: int, old: Manifest | None = None) -> None:
-    """Write ``manifest`` (without racily clean records); skipped when equal to ``old``."""
+    """Write ``manifest`` (without racily clean records); skipped when equal to ``old``.
+    Records carried over from a saved manifest passed this test when it was saved."""
     limit = now_ns - RACY_NS
-    files = {rel: v for rel, v in manifest.raw.items() if max(v[3], v[4]) < limit}
+    fresh = manifest.fresh
+    files = {rel: v for rel, v in manifest.raw.items() if fresh.get(rel, 0) < limit}
     if old is not None and files == old.raw and path.exists():
         return
-    text = json.dumps(files, separators=(",", ":"), sort_keys=True)
-    doc = {
-        "version": VERSION,
-        "mode": manifest.mode_tag,
-        "boot": boot_id(),
-        "sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "files": text,
-    }
+    body = "".join([f"{rel}\0{v}\0" for rel, v in files.items()]).encode("utf-8", "surrogateescape")
+    head = (
+        f"{VERSION}\nmode {manifest.mode_tag}\nboot {boot_id()}\nsha256 {hashlib.sha256(body).hexdigest()}\n"
+    )
     # Not fsynced: the manifest is a hint; a lost or torn one only costs a full re-read.
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(doc, separators=(",", ":")))
+        tmp.write_bytes(head.encode() + body)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -100,16 +100,19 @@ def block_aad(i: int, size: int) -> bytes:
     return _AAD.pack(i, size)
 
 
-def seal_blocks(cipher: AESGCM, plain: bytes | memoryview, first: int, size: int) -> bytes:
-    """Encrypt consecutive plain blocks starting at block index ``first``."""
+def seal_parts(cipher: AESGCM, plain: bytes | memoryview, first: int, size: int) -> tuple[list[bytes], bytes]:
+    """Encrypt consecutive plain blocks starting at block index ``first``: the stored blocks
+    (to be written as they are, with ``writev``) and their concatenated leaves."""
     mv = memoryview(plain)
     enc = cipher.encrypt
-    out = []
-    i = first
-    for off in range(0, len(mv), BLOCK_SIZE):
-        out.append(enc(_IDX.pack(i) + b"\0\0\0\0", mv[off : off + BLOCK_SIZE], _AAD.pack(i, size)))
-        i += 1
-    return b"".join(out)
+    h = _sha256
+    idx = _IDX.pack
+    aad = _AAD.pack
+    parts = [
+        enc(idx(first + k) + b"\0\0\0\0", mv[off : off + BLOCK_SIZE], aad(first + k, size))
+        for k, off in enumerate(range(0, len(mv), BLOCK_SIZE))
+    ]
+    return parts, b"".join([h(p).digest() for p in parts])
 
 
 def stored_block_size(encrypted: bool) -> int:

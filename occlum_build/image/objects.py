@@ -1,4 +1,11 @@
-"""Writing and reading content objects (docs/formats/image.md section 4)."""
+"""Writing and reading content objects (docs/formats/image.md section 4).
+
+Cost model (docs/benchmarks.md, "Image builds"): the format hashes each 4 KiB block on its
+own, so the per-block ``hashlib`` call is the floor; everything else here is kept to a
+fixed handful of syscalls per file and no per-chunk allocation: each thread reads into one
+reused buffer with ``preadv``, a file of one chunk is written with a single ``writev``
+(blocks and leaves), and paths are plain strings.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +14,81 @@ import errno
 import hashlib
 import itertools
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import OcclumError, OutputError
-from .crypto import ImageKey, leaves_of, root_of, seal_blocks
-from .format import BLOCK_SIZE, TAG_SIZE
+from .crypto import ImageKey, leaves_of, root_of, seal_parts
+from .format import BLOCK_SIZE, object_size
 
 CHUNK = 256 * BLOCK_SIZE  # 1 MiB read/hash/encrypt unit
 TMP_PREFIX = ".tmp-"
 _counter = itertools.count()
+_local = threading.local()
+_tmp_lock = threading.Lock()
+_tmp_dirs: set[str] = set()
 
 
 class SourceChanged(OcclumError):
     """A source file changed while it was being read."""
 
 
-def _read_error(path: Path, e: OSError) -> OcclumError:
+def _read_error(path: Path | str, e: OSError) -> OcclumError:
     return OcclumError(f"cannot read source file: {e.strerror or e}", where=str(path))
 
 
-def _fill(f, mv: memoryview, path: Path) -> int:
-    """Read until ``mv`` is full or at end of file: block boundaries must not depend on how
-    the kernel splits reads."""
+def changed(path: Path | str) -> SourceChanged:
+    return SourceChanged("file changed while it was being read; run the build again", where=str(path))
+
+
+def write_error(objects_dir: Path | str | None, e: OSError) -> OutputError:
+    if e.errno == errno.ENOSPC:
+        return OutputError("no space left on device; previous image kept", where=str(objects_dir))
+    return OutputError(f"cannot write image object: {e.strerror or e}", where=str(objects_dir))
+
+
+def temp_path(odir: str) -> str:
+    """A new temp name for an object, in this thread's own temp directory under the objects
+    directory: creating a file locks its directory, and on ext4 finding a free inode can be
+    slow (it skips recently deleted ones), so threads sharing one directory wait for each
+    other (spinning, in the kernel). Each build removes its temp directories
+    (:func:`remove_temp_dirs`); the next build removes those of a killed one."""
+    d = f"{odir}/{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}"
+    with _tmp_lock:
+        if d not in _tmp_dirs:
+            os.makedirs(d, exist_ok=True)
+            _tmp_dirs.add(d)
+    return f"{d}/{next(_counter)}"
+
+
+def remove_temp_dirs(odir: Path | str) -> None:
+    """Remove this process's temp directories under ``odir`` (empty unless a build failed)."""
+    prefix = f"{os.fspath(odir)}/"
+    with _tmp_lock:
+        mine = [d for d in _tmp_dirs if d.startswith(prefix)]
+        _tmp_dirs.difference_update(mine)
+    for d in mine:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def buffer() -> memoryview:
+    """This thread's read buffer (CHUNK + 1 bytes: one more than a chunk shows a file that
+    grew). Reused, so reading costs no allocation and no page faults after the first."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = memoryview(bytearray(CHUNK + 1))
+    return buf
+
+
+def read_at(fd: int, mv: memoryview, offset: int, path: Path | str) -> int:
+    """Fill ``mv`` from ``offset`` (less only at end of file): block boundaries must not
+    depend on how the kernel splits reads."""
     got = 0
     while got < len(mv):
         try:
-            n = f.readinto(mv[got:])
+            n = os.preadv(fd, [mv[got:]], offset + got)
         except OSError as e:
             raise _read_error(path, e) from None
         if not n:
@@ -43,63 +97,61 @@ def _fill(f, mv: memoryview, path: Path) -> int:
     return got
 
 
-def pread_full(fd: int, length: int, offset: int, path: Path) -> bytes:
-    """``length`` bytes at ``offset`` (fewer only at end of file)."""
-    parts = []
-    while length:
-        try:
-            b = os.pread(fd, length, offset)
-        except OSError as e:
-            raise _read_error(path, e) from None
-        if not b:
-            break
-        parts.append(b)
-        length -= len(b)
-        offset += len(b)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+def write_all(fd: int, parts: list, offset: int | None = None) -> None:
+    """Write ``parts`` (bytes-like) in order, with ``writev``/``pwritev``, at ``offset`` or
+    at the file position."""
+    total = sum(len(p) for p in parts)
+    n = os.writev(fd, parts) if offset is None else os.pwritev(fd, parts, offset)
+    if n == total:
+        return
+    rest = memoryview(b"".join(parts))[n:]  # a short write (rare): finish it plainly
+    while rest:
+        k = os.write(fd, rest) if offset is None else os.pwrite(fd, rest, offset + n)
+        rest = rest[k:]
+        n += k
 
 
-def _chunks(f, path: Path):
-    """Successive full CHUNK-sized views of a file (the last one shorter), one buffer."""
-    mv = memoryview(bytearray(CHUNK))
-    while got := _fill(f, mv, path):
-        yield mv[:got]
-
-
-def read_small(path: Path, size: int) -> bytes:
-    """The whole content of a file of at most CHUNK bytes, checking its size."""
+def open_source(path: Path | str) -> int:
     try:
-        with open(path, "rb", buffering=0) as f:
-            buf = memoryview(bytearray(size + 1))
-            got = _fill(f, buf, path)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise _read_error(path, e) from None
-    if got != size:
-        raise SourceChanged("file changed while it was being read; run the build again", where=str(path))
-    return bytes(buf[:got])
 
 
-def content_sha256(path: Path, size: int, tick: Callable[[int], None] | None = None) -> bytes:
+def content_sha256(path: Path | str, size: int, tick: Callable[[int], None] | None = None) -> bytes:
     """SHA-256 of a file's content, checking that it still has ``size`` bytes."""
     h = hashlib.sha256()
-    n = 0
+    buf = buffer()
+    fd = open_source(path)
     try:
-        with open(path, "rb", buffering=0) as f:
-            buf = bytearray(CHUNK)
-            mv = memoryview(buf)
-            while True:
-                got = f.readinto(buf)
-                if not got:
-                    break
-                h.update(mv[:got])
-                n += got
-                if tick:
-                    tick(got)
-    except OSError as e:
-        raise _read_error(path, e) from None
-    if n != size:
-        raise SourceChanged("file changed while it was being read; run the build again", where=str(path))
+        off = 0
+        while True:
+            got = read_at(fd, buf, off, path)
+            if not got:
+                break
+            h.update(buf[:got])
+            off += got
+            if tick:
+                tick(got)
+    finally:
+        os.close(fd)
+    if off != size:
+        raise changed(path)
     return h.digest()
+
+
+def read_small(path: Path | str, size: int) -> memoryview:
+    """The whole content of a file of at most CHUNK bytes, in this thread's buffer (valid
+    until the thread reads again), checking its size."""
+    buf = buffer()
+    fd = open_source(path)
+    try:
+        got = read_at(fd, buf[: size + 1], 0, path)
+    finally:
+        os.close(fd)
+    if got != size:
+        raise changed(path)
+    return buf[:size]
 
 
 def store_object(
@@ -110,7 +162,7 @@ def store_object(
     file_id: bytes | None,
     tick: Callable[[int], None] | None = None,
     created: list[Path] | None = None,
-    data: bytes | None = None,
+    data: bytes | memoryview | None = None,
 ) -> tuple[bytes, bool]:
     """Read ``path`` once (or take its content ``data`` already read) and build its object,
     written under ``objects_dir`` if given.
@@ -118,73 +170,72 @@ def store_object(
     (it is replaced all the same, which heals a torn one). Objects that did not exist at all
     are appended to ``created`` (so a failed build can remove them)."""
     cipher = key.file_cipher(file_id) if key is not None and file_id is not None else None
-    tmp: Path | None = None
-    out = None
-    if objects_dir is not None:
-        tmp = objects_dir / f"{TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{next(_counter)}"
-    leaves = []
-    n = 0
-    block_index = 0
+    odir = os.fspath(objects_dir) if objects_dir is not None else None
+    tmp: str | None = None
+    src = out = -1
+    leaves: list[bytes] = []
     try:
+        if odir is not None:
+            tmp = temp_path(odir)
         if data is None:
-            try:
-                src = open(path, "rb", buffering=0)
-            except OSError as e:
-                raise _read_error(path, e) from None
-        else:
-            src = contextlib.nullcontext()
-        with src:
-            if tmp is not None:
-                out = open(tmp, "wb", buffering=0)
-            for mv in [memoryview(data)] if data is not None else _chunks(src, path):
-                got = len(mv)
-                n += got
-                if n > size:
-                    break
-                if cipher is None:
-                    stored = mv[:got]
-                    leaves.append(leaves_of(stored, BLOCK_SIZE))
+            src = open_source(path)
+        if tmp is not None:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        buf = buffer()
+        pending: list = []  # written with the leaves when the file is one chunk
+        off = 0
+        while off < size:
+            want = min(CHUNK, size - off)
+            if data is None:
+                # The last chunk asks for one byte more: getting it means the file grew.
+                last = off + want == size
+                got = read_at(src, buf[: want + last], off, path)
+                if got != want:
+                    raise changed(path)
+                mv = buf[:want]
+            else:
+                mv = memoryview(data)[off : off + want]
+            if cipher is None:
+                leaves.append(leaves_of(mv, BLOCK_SIZE))
+                parts = [mv]
+            else:
+                parts, lv = seal_parts(cipher, mv, off // BLOCK_SIZE, size)
+                leaves.append(lv)
+            off += want
+            if out >= 0:
+                if want == size:
+                    pending = parts  # one chunk: one writev below, with the leaves
                 else:
-                    stored = seal_blocks(cipher, mv[:got], block_index, size)
-                    leaves.append(leaves_of(stored, BLOCK_SIZE + TAG_SIZE))
-                block_index += (got + BLOCK_SIZE - 1) // BLOCK_SIZE
-                if out is not None:
-                    out.write(stored)
-                if tick:
-                    tick(got)
-        if n != size:
-            raise SourceChanged("file changed while it was being read; run the build again", where=str(path))
+                    write_all(out, parts)
+            if tick:
+                tick(want)
         all_leaves = b"".join(leaves)
         root = root_of(all_leaves)
-        if out is None or tmp is None or objects_dir is None:
+        if out < 0 or odir is None or tmp is None:
             return root, False
-        final = objects_dir / root.hex()
+        final = f"{odir}/{root.hex()}"
         try:
-            existed = os.stat(final).st_size == size + len(all_leaves) + (
-                len(all_leaves) // 2 if cipher else 0
-            )
+            existed = os.stat(final).st_size == object_size(size, cipher is not None)
         except FileNotFoundError:
             existed = False
             if created is not None:
-                created.append(final)
+                created.append(Path(final))
         # Always replace: a fresh object heals one torn by a power failure (objects are not
         # fsynced one by one; see cache.py on boot ids).
-        out.write(all_leaves)
-        out.close()
-        out = None
-        os.chmod(tmp, 0o644)
+        write_all(out, [*pending, all_leaves])
+        os.fchmod(out, 0o644)
+        fd, out = out, -1  # never closed twice: a failing close still releases the number
+        os.close(fd)
         os.replace(tmp, final)
+        tmp = None
         return root, not existed
     except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise OutputError(
-                "no space left on device; previous image kept", where=str(objects_dir)
-            ) from None
-        raise OutputError(f"cannot write image object: {e.strerror or e}", where=str(objects_dir)) from None
+        raise write_error(odir, e) from None
     finally:
-        if out is not None:
-            with contextlib.suppress(OSError):
-                out.close()
+        for fd in (src, out):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         if tmp is not None:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                os.unlink(tmp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 from ..errors import OcclumError
@@ -26,7 +27,7 @@ class SourceError(OcclumError):
     """The source tree cannot be turned into an image."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     path: bytes  # relative, "/"-joined
     type: int
@@ -42,6 +43,9 @@ _SPECIAL = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
 }
+
+
+_S_IFMT = 0o170000
 
 
 def scan(src: Path) -> list[Node]:
@@ -66,25 +70,29 @@ def scan(src: Path) -> list[Node]:
                 f"cannot list directory: {e.strerror}; fix its permissions", where=os.fsdecode(full)
             ) from None
         for de in items:
-            child = de.name if not rel else rel + b"/" + de.name
-            where = os.fsdecode(de.path)
+            name = de.name
+            child = rel + b"/" + name if rel else name
             # The parent was checked; a readdir name is never empty, ".", ".." or holds "/".
-            if len(child) > MAX_PATH or len(de.name) > MAX_NAME or b"\0" in de.name:
+            if len(child) > MAX_PATH or len(name) > MAX_NAME or b"\0" in name:
                 why = path_problem(child) or "bad file name"
-                raise SourceError(f"{why}: cannot be stored in an image", where=where)
+                raise SourceError(f"{why}: cannot be stored in an image", where=os.fsdecode(de.path))
             try:
                 cst = de.stat(follow_symlinks=False)
             except OSError as e:
-                raise SourceError(f"cannot stat: {e.strerror}", where=where) from None
+                raise SourceError(f"cannot stat: {e.strerror}", where=os.fsdecode(de.path)) from None
             m = cst.st_mode
-            if stat.S_ISREG(m):
+            fmt = m & _S_IFMT
+            if fmt == stat.S_IFREG:
                 if cst.st_size > MAX_FILE_SIZE:
-                    raise SourceError("file is larger than the image format allows (2^48 bytes)", where=where)
-                nodes.append(Node(child, TYPE_FILE, stat.S_IMODE(m) & 0o777, cst.st_size, b"", cst))
-            elif stat.S_ISDIR(m):
-                nodes.append(Node(child, TYPE_DIR, stat.S_IMODE(m) & 0o777, 0, b"", None))
+                    raise SourceError(
+                        "file is larger than the image format allows (2^48 bytes)", where=os.fsdecode(de.path)
+                    )
+                nodes.append(Node(child, TYPE_FILE, m & 0o777, cst.st_size, b"", cst))
+            elif fmt == stat.S_IFDIR:
+                nodes.append(Node(child, TYPE_DIR, m & 0o777, 0, b"", None))
                 stack.append(child)
-            elif stat.S_ISLNK(m):
+            elif fmt == stat.S_IFLNK:
+                where = os.fsdecode(de.path)
                 try:
                     target = os.readlink(de.path)
                 except OSError as e:
@@ -93,11 +101,12 @@ def scan(src: Path) -> list[Node]:
                     raise SourceError(f"symlink target longer than {MAX_TARGET} bytes", where=where)
                 nodes.append(Node(child, TYPE_SYMLINK, SYMLINK_MODE, len(target), target, None))
             else:
-                what = _SPECIAL.get(stat.S_IFMT(m), "a special file")
+                what = _SPECIAL.get(fmt, "a special file")
                 raise SourceError(
-                    f"{what} cannot be stored in an image; remove it from the source tree", where=where
+                    f"{what} cannot be stored in an image; remove it from the source tree",
+                    where=os.fsdecode(de.path),
                 )
         if len(nodes) > MAX_ENTRIES:
             raise SourceError(f"more than {MAX_ENTRIES} entries", where=str(src))
-    nodes.sort(key=lambda n: n.path)
+    nodes.sort(key=attrgetter("path"))
     return nodes

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
-from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, store_object
+from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, remove_temp_dirs, store_object
 from .scan import Node, SourceError, scan
 
 MANIFEST_NAME = "image"
@@ -93,7 +94,7 @@ def _file_job(
     if key is None:
         root, written = store_object(abs_path, node.size, objects_dir, None, None, tick, created)
         return root, root, bytes(16), written
-    if node.size <= CHUNK:  # read once: hash, then seal from memory
+    if node.size <= CHUNK:  # read once (into this thread's buffer): hash, then seal from memory
         data = read_small(abs_path, node.size)
         digest = hashlib.sha256(data).digest()
     else:
@@ -191,20 +192,22 @@ def _plan(
     results: dict[int, Result] = {}
     todo: list[int] = []
     files = bytes_in = 0
-    for i, n in enumerate(nodes):
-        if n.type != TYPE_FILE or n.size == 0:
+    lookup, keep = manifest.lookup, new_manifest.keep
+    fsdecode = os.fsdecode
+    for i, n in enumerate(nodes):  # hot loop of every rebuild (P3)
+        if n.type != TYPE_FILE:
             continue
         files += 1
+        if not n.size:
+            continue
         bytes_in += n.size
-        rel = os.fsdecode(n.path)
-        assert n.st is not None
-        rec = manifest.lookup(rel, cache.stat_key(n.st))
-        if rec is not None and (existing is None or rec.root.hex() in existing):
-            results[i] = (rec.content, rec.root, rec.file_id, False)
-            new_manifest.keep(rel, manifest)
+        rel = fsdecode(n.path)
+        rec = lookup(rel, n.st)
+        if rec is not None and (existing is None or rec.root_hex in existing):
+            results[i] = (b"", rec.root, rec.file_id, False)
+            keep(rel, manifest)
         else:
             todo.append(i)
-    files += sum(1 for n in nodes if n.type == TYPE_FILE and n.size == 0)
     tick = _Ticker(sum(nodes[i].size for i in todo), progress)
     tick.report()
     if todo:
@@ -235,22 +238,29 @@ def _plan(
                 with contextlib.suppress(OSError):
                     p.unlink()
             raise
-    todo_set = set(todo)
+        finally:
+            if objects_dir is not None:
+                remove_temp_dirs(objects_dir)
+    for i in todo:
+        n = nodes[i]
+        assert n.st is not None
+        digest, root, fid, _ = results[i]
+        new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
     entries = []
     roots: set[bytes] = set()
     written: set[bytes] = set()
     stored = 0
+    encrypted = key is not None
+    get = results.get
     for i, n in enumerate(nodes):
-        if i in results:
-            digest, root, fid, w = results[i]
+        r = get(i)
+        if r is not None:
+            _, root, fid, w = r
             if w:
                 written.add(root)
             if root not in roots:
                 roots.add(root)
-                stored += object_size(n.size, key is not None)
-            if i in todo_set:
-                assert n.st is not None
-                new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
+                stored += object_size(n.size, encrypted)
             entries.append(Entry(n.path, n.type, n.mode, n.size, b"", root, fid))
         else:
             entries.append(Entry(n.path, n.type, n.mode, n.size, n.target))
@@ -380,9 +390,12 @@ def _list_objects(objects_dir: Path) -> set[str]:
     names = set()
     with os.scandir(objects_dir) as it:
         for de in it:
-            if de.name.startswith(TMP_PREFIX):
-                with contextlib.suppress(OSError):
-                    os.unlink(de.path)
+            if de.name.startswith(TMP_PREFIX):  # a file or a thread's temp directory
+                if de.is_dir(follow_symlinks=False):
+                    shutil.rmtree(de.path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.unlink(de.path)
             else:
                 names.add(de.name)
     return names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -83,16 +82,16 @@ def test_output_identical_whatever_the_cache_state(tmp_path, build, key):
     src = make_tree(tmp_path / "src")
     res, out, _ = build(src, key=key)
     first = snapshot(out)
-    cache_file = tmp_path / "cache" / "image.manifest.json"
+    cache_file = tmp_path / "cache" / "image.manifest"
     assert cache_file.exists()
     assert KEY.hex() not in cache_file.read_text()  # only a fingerprint of the key
-    for damage in (None, "flip", b"{not json", b'{"version": "occlum-build image cache 1"}', b"", "delete"):
+    for damage in (None, "flip", b"{not a manifest", b"occlum-build image cache 2\n", b"", "delete"):
         if damage == "delete":
             shutil.rmtree(tmp_path / "cache")
-        elif damage == "flip":  # valid JSON, one record changed: the checksum catches it
-            doc = json.loads(cache_file.read_text())
-            doc["files"] = doc["files"].replace('"bin/app":[', '"bin/app":[1', 1)
-            cache_file.write_text(json.dumps(doc))
+        elif damage == "flip":  # well formed, one record changed: the checksum catches it
+            text = cache_file.read_bytes()
+            assert b"bin/app\0" in text
+            cache_file.write_bytes(text.replace(b"bin/app\0", b"bin/app\x001", 1))
         elif damage is not None:
             cache_file.write_bytes(damage)
         r2, out2, _ = build(src, key=key)
@@ -124,6 +123,23 @@ def test_incremental_reads_only_what_changed(tmp_path, build):
     assert (r4.bytes_read, r4.objects_written, r4.mac) == (9600, 0, r3.mac)
     r5, _, _ = build(src)
     assert r5.bytes_read == 0
+
+
+def test_manifest_keeps_any_file_name(tmp_path, build):
+    """Names with newlines, spaces, separators of the manifest's text form or bytes that are
+    not UTF-8 are recorded like any other: the second build reads nothing."""
+    src = make_tree(tmp_path / "src")
+    odd = [b"new\nline", b"two  spaces ", b"tab\there", b"not-utf8-\xff\xfe", b"ends-with-\\"]
+    for i, name in enumerate(odd):
+        (src / os.fsdecode(name)).write_bytes(b"x" * (100 + i))
+    age(src)
+    r1, _, _ = build(src)
+    r2, _, _ = build(src)
+    assert r2.bytes_read == 0 and r2.mac == r1.mac
+    (src / os.fsdecode(odd[0])).write_bytes(b"y" * 100)
+    age(src)
+    r3, _, _ = build(src)
+    assert r3.bytes_read == 100 and r3.mac != r1.mac
 
 
 def test_removed_files_lose_their_objects(tmp_path, build):
@@ -203,9 +219,9 @@ def test_many_jobs_and_one_job_agree(tmp_path, build):
 def test_manifest_holds_no_key_and_mode_tag(tmp_path, build):
     src = make_tree(tmp_path / "src")
     build(src, key=KEY)
-    doc = json.loads((tmp_path / "cache" / "image.manifest.json").read_text())
-    assert doc["mode"].startswith("encrypted:") and KEY.hex() not in doc["mode"]
-    assert set(json.loads(doc["files"])) == {
+    head = (tmp_path / "cache" / "image.manifest").read_bytes().split(b"\n", 4)
+    assert head[1].startswith(b"mode encrypted:") and KEY.hex().encode() not in b"".join(head)
+    assert set(head[4].decode().split("\0")[0:-1:2]) == {
         "bin/app",
         "lib/libc.so",
         "lib/deep/conf.txt",
@@ -303,3 +319,19 @@ def test_short_reads_do_not_move_block_boundaries(tmp_path, build, key, monkeypa
     monkeypatch.setattr(objects, "open", lambda *a, **kw: Trickle(real_open(*a, **kw)), raising=False)
     trickled, ot, _ = build(src, "trickled", key=key, cache="c2")
     assert trickled.mac == normal.mac and snapshot(ot) == snapshot(on)
+
+
+def test_temp_files_and_dirs_are_gone_after_a_build(tmp_path, build):
+    """Workers write objects under per-thread temp directories; none is left behind, and
+    the leftovers of a killed build (temp files and directories) are removed."""
+    src = make_tree(tmp_path / "src")
+    (src / "big").write_bytes(os.urandom(3 << 20))
+    r1, out, _ = build(src, jobs=3)
+    names = os.listdir(out / "objects")
+    assert names and all(len(n) == 64 and int(n, 16) >= 0 for n in names)
+    killed = out / "objects" / ".tmp-1-2"
+    killed.mkdir()
+    (killed / "7").write_bytes(b"half an object")
+    (out / "objects" / ".tmp-3-4-5").write_bytes(b"older layout")
+    r2, _, _ = build(src)
+    assert sorted(os.listdir(out / "objects")) == sorted(names) and r2.mac == r1.mac
