@@ -5,8 +5,8 @@ The bom includes the shipped bom/python3.yaml: Debian's python3 (the binary, /us
 with lib-dynload, and every library they need), copied into a fresh root.  After one real run,
 the no-change run must copy nothing; its time (bom parsing, planning with ELF dependency
 resolution, the quick check of every destination file) is compared with the least any tool
-must do: walk the source tree with os.scandir and stat every entry.  Best of ``--repeat`` runs
-of each, alternating.
+must do: walk the source tree with os.scandir and stat every entry.  ``--repeat`` runs of
+each, alternating; best and median wall time and median CPU time of each are printed.
 
     python benchmarks/bom_noop.py [--repeat N]
 """
@@ -47,17 +47,27 @@ def bare_walk(paths: list[str]) -> int:
     return n
 
 
-def interleaved(a, b, repeat: int) -> tuple[float, object, float, object]:
-    """Best time of each, measured alternately so that machine load hits both alike."""
+Times = list[tuple[float, float]]
+
+
+def interleaved(a, b, repeat: int) -> tuple[Times, object, Times, object]:
+    """(wall, CPU) times of each, measured alternately so that machine load hits both alike."""
     ta, tb, ra, rb = [], [], None, None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ra = a()
-        ta.append(time.perf_counter() - t)
-        t = time.perf_counter()
+        ta.append((time.perf_counter() - t, time.process_time() - c))
+        t, c = time.perf_counter(), time.process_time()
         rb = b()
-        tb.append(time.perf_counter() - t)
-    return min(ta), ra, min(tb), rb
+        tb.append((time.perf_counter() - t, time.process_time() - c))
+    return ta, ra, tb, rb
+
+
+def spread(times: Times) -> str:
+    wall = sorted(w for w, _ in times)
+    cpu = sorted(c for _, c in times)
+    return (f"best {wall[0] * 1000:6.1f} ms, median {wall[len(wall) // 2] * 1000:6.1f} ms wall; "
+            f"CPU median {cpu[len(cpu) // 2] * 1000:6.1f} ms")
 
 
 def main() -> int:
@@ -72,14 +82,15 @@ def main() -> int:
         t = time.perf_counter()
         first = copy_bom(bom, root)
         t_first = time.perf_counter() - t
-        t_noop, rep, t_walk, n = interleaved(lambda: copy_bom(bom, root), lambda: bare_walk(SOURCES),
-                                             a.repeat)
+        noop, rep, walk, n = interleaved(lambda: copy_bom(bom, root), lambda: bare_walk(SOURCES), a.repeat)
         assert not rep.changed, rep.operations[:5]  # type: ignore[union-attr]
+    t_noop, t_walk = min(w for w, _ in noop), min(w for w, _ in walk)
     print(f"tree: {n} source entries, {first.files_copied} files / {first.bytes_copied >> 20} MiB copied "
           f"by the first run ({t_first * 1000:.0f} ms), {len(first.libraries)} of them libraries")
-    print(f"bare os.scandir+stat walk:   {t_walk * 1000:8.1f} ms")
-    print(f"copy_bom, nothing to copy:   {t_noop * 1000:8.1f} ms  ({rep.up_to_date} files checked)")  # type: ignore[union-attr]
-    print(f"ratio: {t_noop / t_walk:.2f}x the bare walk")
+    print(f"bare os.scandir+stat walk:   {spread(walk)}")
+    print(f"copy_bom, nothing to copy:   {spread(noop)}  ({rep.up_to_date} files checked)")  # type: ignore[union-attr]
+    print(f"ratio: {t_noop / t_walk:.2f}x the bare walk (best of each; median "
+          f"{sorted(w for w, _ in noop)[len(noop) // 2] / sorted(w for w, _ in walk)[len(walk) // 2]:.2f}x)")
     return 0
 
 

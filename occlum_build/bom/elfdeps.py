@@ -102,7 +102,7 @@ class Resolver:
             raise NotElf(path)
         return got
 
-    def _lookup(self, path: str) -> os.stat_result | None:
+    def lookup(self, path: str) -> os.stat_result | None:
         """stat() of a candidate path, cached (None if the loader could not open it)."""
         try:
             return self._stat[path]
@@ -118,7 +118,7 @@ class Resolver:
     def _cands(self, dirs: Iterable[str], name: str) -> Iterator[str]:
         for d in dirs:
             p = f"{d}/{name}"
-            if self._lookup(p) is not None:
+            if self.lookup(p) is not None:
                 yield p
 
     def _try(self, path: str, want: ElfInfo) -> ElfInfo | None:
@@ -178,9 +178,8 @@ class Resolver:
         return res
 
     def _rtld(self, loader: Loader, names: dict[str, _Obj], keys: dict[tuple[int, int], _Obj]) -> None:
-        try:
-            st = os.stat(loader.path)
-        except OSError:
+        st = self.lookup(loader.path)
+        if st is None:
             return
         rinfo = None
         try:
@@ -201,7 +200,7 @@ class Resolver:
         names[main_path] = main
         if info.soname:
             names.setdefault(info.soname, main)
-        st = os.stat(main_path)
+        st = self.lookup(main_path) or os.stat(main_path)
         keys.setdefault((st.st_dev, st.st_ino), main)
         queue = [main]
         defaults = self.ld_so_conf_dirs() + GLIBC_DEFAULT_DIRS
@@ -245,7 +244,7 @@ class Resolver:
         keys: dict[tuple[int, int], _Obj] = {}
         self._rtld(loader, names, keys)
         main = self._new_obj(main_path, main_path, info, None)
-        st = os.stat(main_path)
+        st = self.lookup(main_path) or os.stat(main_path)
         keys.setdefault((st.st_dev, st.st_ino), main)
         queue = [main]
         sys_path = self.musl_sys_path(loader)
@@ -286,7 +285,7 @@ class Resolver:
             got = self._try(cand, want)
             if got is None:
                 continue
-            st = self._lookup(cand)
+            st = self.lookup(cand)
             if st is None:
                 continue
             key = (st.st_dev, st.st_ino)

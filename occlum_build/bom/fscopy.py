@@ -203,6 +203,22 @@ class Writer:
                            f"{self.root}; remove it or change the bom")
         self._checked.add(parent)
 
+    def existing_dir(self, dest: str) -> os.stat_result | None:
+        """lstat of ``dest`` if it is a real dir (no symlink) right below a checked dir: then
+        it is inside the root and files may go into it (what mkdir + check_parent would
+        conclude, with one system call instead of three).  None: take the long way."""
+        parent = os.path.dirname(dest)
+        if parent not in self._checked and parent != self.root:
+            return None
+        try:
+            d = os.lstat(dest)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(d.st_mode):
+            return None
+        self._checked.add(dest)
+        return d
+
     def mkdir(self, dest: str, mode: int = 0o755) -> bool:
         """mkdir -p inside the root; True if something was created."""
         if os.path.isdir(dest):
@@ -293,11 +309,13 @@ class Writer:
             raise OutputError(f"cannot create special file: {e.strerror or e}", where=dest) from None
         return True
 
-    def dir_attrs(self, dest: str, st: os.stat_result) -> bool:
+    def dir_attrs(self, dest: str, st: os.stat_result, d: os.stat_result | None = None) -> bool:
         """Give a copied dir its source's mode, owner and mtime; True if mode/owner changed
-        (a changed mtime alone is the trace of files just copied into it)."""
+        (a changed mtime alone is the trace of files just copied into it).  ``d``: a stat of
+        ``dest`` known to be current (nothing written since), saving a system call."""
         try:
-            d = os.stat(dest)
+            if d is None:
+                d = os.stat(dest)
             differ = attrs_differ(d, st)
             if differ or d.st_mtime_ns != st.st_mtime_ns:
                 _set_attrs(dest, st)

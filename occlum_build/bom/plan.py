@@ -210,11 +210,13 @@ class Planner:
         return out
 
     def _lib_op(self, src: str, dest_abs: str, where: str, needed_by: str) -> Op:
-        try:
-            st = os.stat(src)
-        except OSError as e:
-            raise BomError(f"library {src} (needed by {needed_by}) cannot be read: {e.strerror}",
-                           where=where) from None
+        st = self.resolver.lookup(src)  # stat'ed while resolving already
+        if st is None:
+            try:
+                st = os.stat(src)
+            except OSError as e:
+                raise BomError(f"library {src} (needed by {needed_by}) cannot be read: {e.strerror}",
+                               where=where) from None
         # normpath: a library found via $ORIGIN/.. keeps its host place, never climbs out
         dest = os.path.join(self.root, os.path.normpath("/" + dest_abs).lstrip("/"))
         return Op("lib", dest, src, where, st=st)

@@ -17,7 +17,7 @@ from pathlib import Path
 from .. import log as oclog
 from ..errors import OcclumError
 from .elfdeps import Resolver
-from .fscopy import Writer, attrs_differ
+from .fscopy import Entry, Writer, attrs_differ
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -135,7 +135,8 @@ class _Exec:
                  "/" if op.contents else "", op.dest)
         base = op.dest
         self.mkdir(base)
-        dirs = []
+        n_ops = len(self.r.operations)
+        dirs: list[tuple[str, Entry, os.stat_result | None]] = []
         lstat = os.lstat
         for e in op.entries or ():
             dest = f"{base}/{e.rel}"
@@ -152,8 +153,14 @@ class _Exec:
                     pass
                 self.file(e.src, st, dest, parent_ok=True)
             elif e.kind == "dir":
-                self.mkdir(dest, e.st.st_mode & 0o7777)
-                dirs.append((dest, e))
+                d = None
+                if dest not in self._dirs:
+                    d = self.w.existing_dir(dest)
+                if d is not None:
+                    self._dirs.add(dest)
+                else:
+                    self.mkdir(dest, e.st.st_mode & 0o7777)
+                dirs.append((dest, e, d))
             elif e.kind == "link":
                 assert e.link is not None
                 self.link(e.link, dest, e.st)
@@ -162,8 +169,10 @@ class _Exec:
             elif self.w.special(e.st, dest):
                 self.did(f"mknod {dest}")
         if not self.dry:
-            for dest, e in reversed(dirs):  # rsync sets dir times after filling them
-                if self.w.dir_attrs(dest, e.st):
+            # nothing written by this copy: the lstat of each existing dir is still current
+            fresh = len(self.r.operations) != n_ops
+            for dest, e, d in reversed(dirs):  # rsync sets dir times after filling them
+                if self.w.dir_attrs(dest, e.st, None if fresh else d):
                     self.r.attrs_updated += 1
                     self.did(f"set mode/owner of {dest} from {e.src}")
 
