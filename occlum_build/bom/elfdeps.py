@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BomError
+from .elfcache import ElfCache
 from .elfread import ElfInfo, NotElf, read_elf
 from .loaders import GLIBC, MUSL, Loader, LoaderConfig, load_loader_config
 
@@ -82,25 +83,46 @@ class _Obj:
 class Resolver:
     """Resolves dependencies of many ELF files, caching parsed files and directory listings."""
 
-    def __init__(self, config: LoaderConfig | None = None):
+    def __init__(self, config: LoaderConfig | None = None, cache: ElfCache | None = None):
         self.config = config if config is not None else load_loader_config()
+        self.cache = cache
         self._info: dict[str, ElfInfo | None] = {}
         self._stat: dict[str, os.stat_result | None] = {}
         self._ld_so_conf: tuple[str, ...] | None = None
         self._musl_path: dict[str, tuple[str, ...]] = {}
 
     # -- cached file system access -------------------------------------------------------
-    def info(self, path: str) -> ElfInfo:
-        """Parsed ELF info (cached); raises NotElf or BomError (malformed)."""
+    def info(self, path: str, st: os.stat_result | None = None) -> ElfInfo:
+        """Parsed ELF info (cached); raises NotElf or BomError (malformed).  ``st``: the
+        file's stat (links followed) if the caller has it, for the persistent cache."""
         if path not in self._info:
-            try:
-                self._info[path] = read_elf(path)
-            except NotElf:
-                self._info[path] = None
+            self._info[path] = self._read(path, st)
         got = self._info[path]
         if got is None:
             raise NotElf(path)
         return got
+
+    def _read(self, path: str, st: os.stat_result | None) -> ElfInfo | None:
+        if self.cache is None:
+            try:
+                return read_elf(path)
+            except NotElf:
+                return None
+        if st is None:
+            st = self.lookup(path)
+        else:
+            self._stat.setdefault(path, st)
+        if st is None:  # gone: let read_elf raise what it raises
+            return read_elf(path)
+        got = self.cache.get(path, st)
+        if got is not False:
+            return got
+        try:
+            info: ElfInfo | None = read_elf(path)
+        except NotElf:
+            info = None
+        self.cache.put(st, info)
+        return info
 
     def lookup(self, path: str) -> os.stat_result | None:
         """stat() of a candidate path, cached (None if the loader could not open it)."""

@@ -123,7 +123,7 @@ class Planner:
     def bom_ops(self, bom: BomSpec) -> BomOps:
         ops = BomOps(bom)
         ops.mkdirs.append(Op("mkdir", self.root, where=str(bom.path)))
-        autodep: list[tuple[FileSpec, str]] = []
+        autodep: list[tuple[FileSpec, str, os.stat_result | None]] = []
         excludes = tuple(self.x(e) for e in bom.excludes)
         for t in bom.targets:
             tdest = dest_in_root(self.root, self.x(t.target), t.target)
@@ -149,7 +149,7 @@ class Planner:
                     op = self._file_op(f, fromdir, tdest)
                     ops.copyfiles.append(op)
                     if f.autodep:
-                        autodep.append((f, op.src))
+                        autodep.append((f, op.src, op.st))
                 if c.dirs is None and c.files is None:
                     assert c.from_ is not None
                     ops.copydirs.append(Op("copydir", tdest, os.path.normpath(fromdir), c.from_.where,
@@ -181,11 +181,11 @@ class Planner:
             dest = os.path.join(tdest, os.path.basename(src.rstrip("/")))
         return Op("copyfile", dest, src, f.where, st=st)
 
-    def _autodep_files(self, files: list[tuple[FileSpec, str]]) -> list[Op]:
+    def _autodep_files(self, files: list[tuple[FileSpec, str, os.stat_result | None]]) -> list[Op]:
         infos = []
-        for f, src in files:
+        for f, src, st in files:
             try:
-                info = self.resolver.info(src)
+                info = self.resolver.info(src, st)
             except NotElf:
                 if f.autodep_explicit:
                     raise BomError(f"{src} is not an ELF file, but autodep: true asks for its libraries; "
@@ -224,7 +224,7 @@ class Planner:
     def dir_autodep(self, plan: Plan) -> None:
         """Libraries for ELF files inside copied dirs (Occlum: warnings only when missing)."""
         copied_srcs = []
-        cands: list[tuple[str, str]] = []
+        cands: list[tuple[str, str, os.stat_result]] = []
         for bo in plan.boms:
             for op in bo.copydirs:
                 copied_srcs.append(os.path.realpath(op.src) + os.sep)
@@ -232,13 +232,13 @@ class Planner:
                     # Candidates: executables and *.so* files (reading every file's magic would
                     # dominate a no-change run); they are then checked for the ELF magic.
                     if e.kind == "file" and (e.st.st_mode & 0o111 or ".so" in e.rel.rpartition("/")[2]):
-                        cands.append((e.src, op.where))
+                        cands.append((e.src, op.where, e.st))
         if not cands:
             return
         infos = []
-        for src, where in cands:
+        for src, where, st in cands:
             try:
-                info = self.resolver.info(src)
+                info = self.resolver.info(src, st)
             except NotElf:
                 continue  # a script or data file
             except (BomError, OSError) as e:

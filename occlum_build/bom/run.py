@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import log as oclog
 from ..errors import OcclumError
+from .elfcache import ElfCache
 from .elfdeps import Resolver
 from .fscopy import Entry, Writer, attrs_differ
 from .includes import collect_boms
@@ -217,7 +218,7 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
 
     boms = collect_boms(bom_file, include_dirs, env)
     report.boms = [b.path for b in boms]
-    resolver = resolver or Resolver(loader_config)
+    resolver = resolver or Resolver(loader_config, ElfCache.default())
     planner = Planner(str(report.root), resolver, env, warn)
     plan = Plan(planner.root, [planner.bom_ops(b) for b in boms])
     planner.dir_autodep(plan)
@@ -238,5 +239,7 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
         else:
             e.message += " (nothing was written to the root)"
         raise
+    if resolver.cache is not None and not dry_run:
+        resolver.cache.save()
     log.info("%s", report.summary())
     return report

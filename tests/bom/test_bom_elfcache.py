@@ -1,0 +1,118 @@
+"""The ELF cache kept between copy_bom runs: outside the root, same results, never stale."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from occlum_build.bom import copy_bom, elfcache, elfdeps
+from occlum_build.bom.elfcache import ElfCache, default_path
+from occlum_build.bom.elfdeps import NotElf, Resolver
+from occlum_build.bom.loaders import load_loader_config
+
+DYNLOAD = "/usr/lib/python3.11/lib-dynload"
+BOM = f"targets:\n  - target: /lib\n    copy:\n      - dirs: [{DYNLOAD}]\n"
+
+
+@pytest.fixture
+def cache_file(tmp_path, monkeypatch) -> Path:
+    p = tmp_path / "cache" / "elf.json"
+    monkeypatch.setenv(elfcache.CACHE_ENV, str(p))
+    return p
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """Every ELF file the resolver actually opens."""
+    seen: list[str] = []
+    real = elfdeps.read_elf
+
+    def counting(path: str):
+        seen.append(path)
+        return real(path)
+
+    monkeypatch.setattr(elfdeps, "read_elf", counting)
+    return seen
+
+
+def _modules() -> list[str]:
+    if not os.path.isdir(DYNLOAD):
+        pytest.skip("python3.11 not installed")
+    return sorted(str(p) for p in Path(DYNLOAD).glob("*.so"))
+
+
+def _all(resolver: Resolver, elfs: list[str]) -> list:
+    return [(r.interp, r.loader, r.libs, r.missing) for r in map(resolver.resolve, elfs)]
+
+
+def test_cache_lives_outside_the_root_and_gives_identical_results(tmp_path, cache_file, reads):
+    mods = _modules()
+    bom = tmp_path / "b.yaml"
+    bom.write_text(BOM)
+    root = tmp_path / "inst" / "image"
+    copy_bom(bom, root)
+    assert cache_file.is_file() and not any("elf" in p.name and p.suffix == ".json" for p in root.rglob("*"))
+    data = json.loads(cache_file.read_text())
+    assert data["version"] == elfcache.VERSION and len(data["entries"]) >= len(mods)
+
+    config = load_loader_config()
+    reads.clear()
+    warm = _all(Resolver(config, ElfCache(cache_file)), mods)
+    assert reads == []  # every module and library came from the cache
+    assert warm == _all(Resolver(config), mods)  # and says exactly what reading the files says
+    assert not copy_bom(bom, root).changed
+
+
+def test_corrupt_cache_is_ignored_and_replaced(tmp_path, cache_file, reads):
+    mods = _modules()
+    cache_file.parent.mkdir()
+    config = load_loader_config()
+    for garbage in (b"\x00not json", b'{"version": "other", "entries": {}}', b"[1, 2]"):
+        cache_file.write_bytes(garbage)
+        c = ElfCache(cache_file)
+        assert _all(Resolver(config, c), mods) == _all(Resolver(config), mods)
+        c.save()
+        assert json.loads(cache_file.read_text())["version"] == elfcache.VERSION
+    # a damaged entry (right key, wrong shape) is read again from the file
+    data = json.loads(cache_file.read_text())
+    st = os.stat(mods[0])
+    data["entries"][elfcache.key_of(st)] = [1, "x"]
+    cache_file.write_text(json.dumps(data))
+    reads.clear()
+    info = Resolver(config, ElfCache(cache_file)).info(mods[0])
+    assert reads == [mods[0]] and info.needed == Resolver(config).info(mods[0]).needed
+
+
+def test_a_rewritten_file_is_read_again_even_with_size_and_mtime_kept(tmp_path, cache_file, monkeypatch):
+    monkeypatch.setattr(elfcache, "RACY_NS", 0)  # cache even a file written a moment ago
+    prog = tmp_path / "prog"
+    shutil.copy2("/usr/bin/true", prog)
+    config = load_loader_config()
+    c = ElfCache(cache_file)
+    assert Resolver(config, c).info(str(prog)).needed
+    c.save()
+    st = os.stat(prog)
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    prog.write_bytes(b"#!/bin/sh\n".ljust(st.st_size, b"#"))  # same size, then the old mtime back
+    os.utime(prog, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(prog).st_mtime_ns == st.st_mtime_ns and os.stat(prog).st_size == st.st_size
+    with pytest.raises(NotElf):
+        Resolver(config, ElfCache(cache_file)).info(str(prog))
+
+
+def test_cache_location_and_switch(monkeypatch, tmp_path):
+    monkeypatch.delenv(elfcache.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_path() == tmp_path / "occlum-build" / "copy_bom-elf.json"
+    for off in ("off", ""):
+        monkeypatch.setenv(elfcache.CACHE_ENV, off)
+        assert default_path() is None
+    c = ElfCache(None)  # switched off: nothing kept, nothing written
+    c.put(os.stat("/usr/bin/true"), None)
+    c.save()
+    assert list(tmp_path.iterdir()) == []
