@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from .. import log as oclog
 from ..errors import OcclumError
 from .elfcache import ElfCache
 from .elfdeps import Resolver
-from .fscopy import Entry, Writer, attrs_differ
+from .fscopy import IS_ROOT, Entry, Writer
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -139,16 +138,21 @@ class _Exec:
         n_ops = len(self.r.operations)
         dirs: list[tuple[str, Entry, os.stat_result | None]] = []
         lstat = os.lstat
+        prefix = base + "/"
+        same = 0
         for e in op.entries or ():
-            dest = f"{base}/{e.rel}"
+            dest = prefix + e.rel
             if e.kind == "file":
-                # the no-change case inline (it is most of a repeated run)
+                # The no-change case inline (it is most of a repeated run): the quick check
+                # (size, mtime) plus the attributes; the same st_mode means a regular file with
+                # the same permission bits, as the source is one.
                 st = e.st
                 try:
                     d = lstat(dest)
                     if d.st_mtime_ns == st.st_mtime_ns and d.st_size == st.st_size and \
-                            stat.S_ISREG(d.st_mode) and not attrs_differ(d, st):
-                        self.r.up_to_date += 1
+                            d.st_mode == st.st_mode and (not IS_ROOT or (d.st_uid == st.st_uid
+                                                                         and d.st_gid == st.st_gid)):
+                        same += 1
                         continue
                 except OSError:
                     pass
@@ -169,6 +173,7 @@ class _Exec:
                 self.did(f"mknod {dest}")
             elif self.w.special(e.st, dest):
                 self.did(f"mknod {dest}")
+        self.r.up_to_date += same
         if not self.dry:
             # nothing written by this copy: the lstat of each existing dir is still current
             fresh = len(self.r.operations) != n_ops
