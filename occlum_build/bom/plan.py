@@ -202,12 +202,7 @@ class Planner:
         return libs
 
     def _lib_ops(self, res: Resolution, where: str) -> list[Op]:
-        out = []
-        if res.loader is not None and res.interp:
-            out.append(self._lib_op(res.loader.path, res.interp, where, res.elf))
-        for dep in res.libs:
-            out.append(self._lib_op(dep.path, res.dest_of(dep), where, res.elf))
-        return out
+        return [self._lib_op(src, dest, where, res.elf) for src, dest in _lib_pairs(res)]
 
     def _lib_op(self, src: str, dest_abs: str, where: str, needed_by: str) -> Op:
         st = self.resolver.lookup(src)  # stat'ed while resolving already
@@ -231,7 +226,8 @@ class Planner:
                 for e in op.entries or ():
                     # Candidates: executables and *.so* files (reading every file's magic would
                     # dominate a no-change run); they are then checked for the ELF magic.
-                    if e.kind == "file" and (e.st.st_mode & 0o111 or ".so" in e.rel.rpartition("/")[2]):
+                    if e.kind == "file" and (e.st.st_mode & 0o111 or (".so" in e.rel and
+                                                                      ".so" in e.rel.rpartition("/")[2])):
                         cands.append((e.src, op.where, e.st))
         if not cands:
             return
@@ -248,19 +244,51 @@ class Planner:
                 infos.append((src, where, info))
         hint = _common_loader(self.resolver, [i for _, _, i in infos])
         planned = {op.dest for bo in plan.boms for op in bo.copyfiles + bo.libs}
-        real: dict[str, str] = {}
+        real_dirs: dict[str, str] = {}
+        seen: set[tuple[str, str]] = set()
         for src, where, _ in infos:
             res = self.resolver.resolve(src, hint)
             for name in res.missing:
                 self.warn(f"library {name} needed by {src} (in a copied dir, {where}) was not found")
-            for op in self._lib_ops(res, where):
-                if op.src not in real:
-                    real[op.src] = os.path.realpath(op.src)
-                if any(real[op.src].startswith(p) for p in copied_srcs):
+            for pair in _lib_pairs(res):
+                if pair in seen:
+                    continue  # the same library for the same place: decided already
+                seen.add(pair)
+                op = self._lib_op(*pair, where, res.elf)
+                real = _realpath(op.src, real_dirs)
+                if any(real.startswith(p) for p in copied_srcs):
                     continue  # copied with its dir already
                 if op.dest not in planned:
                     planned.add(op.dest)
                     plan.dir_libs.append(op)
+
+
+def _lib_pairs(res: Resolution) -> list[tuple[str, str]]:
+    """(host source, absolute place in the image) of the loader and each library."""
+    out = []
+    if res.loader is not None and res.interp:
+        out.append((res.loader.path, res.interp))
+    out.extend((dep.path, res.dest_of(dep)) for dep in res.libs)
+    return out
+
+
+def _realpath(p: str, real_dirs: dict[str, str]) -> str:
+    """os.path.realpath(p), resolving each directory once per run (libraries share a few dirs:
+    a full realpath per library costs an lstat per path component)."""
+    for _ in range(40):
+        d, b = os.path.split(p)
+        rd = real_dirs.get(d)
+        if rd is None:
+            rd = real_dirs[d] = os.path.realpath(d)
+        q = os.path.join(rd, b)
+        try:
+            t = os.readlink(q)
+        except OSError:
+            return q  # not a symlink (or absent): realpath ends here too
+        if ".." in t.split("/"):
+            break  # '..' after a symlink: leave it to realpath
+        p = os.path.normpath(os.path.join(rd, t))  # only '.' and '//' to fold here
+    return os.path.realpath(p)
 
 
 def _common_loader(resolver: Resolver, infos: list) -> Loader | None:
