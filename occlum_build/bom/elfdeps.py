@@ -90,6 +90,8 @@ class Resolver:
         self._stat: dict[str, os.stat_result | None] = {}
         self._ld_so_conf: tuple[str, ...] | None = None
         self._musl_path: dict[str, tuple[str, ...]] = {}
+        # resolutions by (the main file's ELF facts, its dir, loader): see resolve()
+        self._memo: dict[tuple, tuple[tuple[Dep, ...], tuple[str, ...], frozenset[tuple[int, int]]]] = {}
 
     # -- cached file system access -------------------------------------------------------
     def info(self, path: str, st: os.stat_result | None = None) -> ElfInfo:
@@ -193,10 +195,26 @@ class Resolver:
         res.loader = loader
         if loader is None:
             return res
+        # Many ELF files (the extension modules of a dir) need the same names with the same
+        # search path: the search depends on the main file only through its ELF facts, its dir
+        # ($ORIGIN) and its identity; a result is shared only when the search never met the
+        # main file itself and the other file is none of the libraries found.
+        st = self.lookup(main_path) or os.stat(main_path)
+        me = (st.st_dev, st.st_ino)
+        mkey = (info.elfclass, info.machine, info.etype, info.interp, info.needed, info.soname, info.rpath,
+                info.runpath, info.has_runpath, info.nodeflib, os.path.dirname(main_path), loader)
+        hit = self._memo.get(mkey)
+        if hit is not None and me not in hit[2]:
+            res.libs, res.missing = list(hit[0]), list(hit[1])
+            return res
         if loader.kind == MUSL:
-            self._resolve_musl(main_path, info, loader, res)
+            shareable = self._resolve_musl(main_path, info, loader, res, me)
         else:
-            self._resolve_glibc(main_path, info, loader, res)
+            shareable = self._resolve_glibc(main_path, info, loader, res, me)
+        found = [self.lookup(p) for p in [loader.path] + [d.path for d in res.libs]]
+        if shareable and all(found):
+            self._memo[mkey] = (tuple(res.libs), tuple(res.missing),
+                                frozenset((f.st_dev, f.st_ino) for f in found if f is not None))
         return res
 
     def _rtld(self, loader: Loader, names: dict[str, _Obj], keys: dict[tuple[int, int], _Obj]) -> None:
@@ -214,7 +232,9 @@ class Resolver:
         if rinfo is not None and rinfo.soname:
             names[rinfo.soname] = rtld
 
-    def _resolve_glibc(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution) -> None:
+    def _resolve_glibc(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution,
+                       me: tuple[int, int]) -> bool:
+        """Fills ``res``; True if the search never involved the main file's path or identity."""
         names: dict[str, _Obj] = {}
         keys: dict[tuple[int, int], _Obj] = {}
         self._rtld(loader, names, keys)
@@ -222,8 +242,8 @@ class Resolver:
         names[main_path] = main
         if info.soname:
             names.setdefault(info.soname, main)
-        st = self.lookup(main_path) or os.stat(main_path)
-        keys.setdefault((st.st_dev, st.st_ino), main)
+        keys.setdefault(me, main)
+        slash = False
         queue = [main]
         defaults = self.ld_so_conf_dirs() + GLIBC_DEFAULT_DIRS
         for obj in queue:
@@ -233,6 +253,7 @@ class Resolver:
                 if name in names:
                     continue
                 if "/" in name:
+                    slash = True
                     dirs: tuple[str, ...] = ()
                     cands = [os.path.join(os.path.dirname(main_path), name) if not name.startswith("/")
                              else name]
@@ -246,6 +267,7 @@ class Resolver:
                 elif found is not _REUSED:
                     queue.append(found)
                     res.libs.append(Dep(name, found.path))
+        return not slash and _only_own_names(main, names, keys, me, (main_path, info.soname))
 
     def _glibc_dirs(self, obj: _Obj, loader: Loader, defaults: tuple[str, ...]) -> tuple[str, ...]:
         assert obj.info is not None
@@ -261,13 +283,15 @@ class Resolver:
             dirs.extend(defaults)
         return tuple(dict.fromkeys(dirs))
 
-    def _resolve_musl(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution) -> None:
+    def _resolve_musl(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution,
+                      me: tuple[int, int]) -> bool:
+        """As _resolve_glibc, with musl's rules."""
         names: dict[str, _Obj] = {}
         keys: dict[tuple[int, int], _Obj] = {}
         self._rtld(loader, names, keys)
         main = self._new_obj(main_path, main_path, info, None)
-        st = self.lookup(main_path) or os.stat(main_path)
-        keys.setdefault((st.st_dev, st.st_ino), main)
+        keys.setdefault(me, main)
+        slash = False
         queue = [main]
         sys_path = self.musl_sys_path(loader)
         for obj in queue:
@@ -283,6 +307,7 @@ class Resolver:
                 if name in names:
                     continue
                 if "/" in name:
+                    slash = True
                     cands = [name if name.startswith("/") else os.path.join(os.path.dirname(main_path), name)]
                 else:
                     dirs: list[str] = list(loader.lib_dirs)
@@ -299,6 +324,7 @@ class Resolver:
                 elif found is not _REUSED:
                     queue.append(found)
                     res.libs.append(Dep(name, found.path))
+        return not slash and _only_own_names(main, names, keys, me, ())
 
     def _first(self, cands: Iterable[str], want: ElfInfo | None, names: dict[str, _Obj],
                keys: dict[tuple[int, int], _Obj], name: str, parent: _Obj) -> _Obj | None:
@@ -330,6 +356,13 @@ class Resolver:
 
 
 _REUSED = _Obj("", "", None, None)  # _first's answer for "already loaded under another name"
+
+
+def _only_own_names(main: _Obj, names: dict[str, _Obj], keys: dict[tuple[int, int], _Obj],
+                    me: tuple[int, int], own: tuple[str | None, ...]) -> bool:
+    """The main file was not met during the search: it is the owner of its identity (it is not
+    the loader) and no name other than its own path and soname leads to it."""
+    return keys.get(me) is main and not any(o is main and n not in own for n, o in names.items())
 
 
 def _musl_reserved(name: str) -> bool:
