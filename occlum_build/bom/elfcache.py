@@ -13,7 +13,7 @@ The file lives OUTSIDE the image root (never in the enclave image): by default
 ``$XDG_CACHE_HOME/occlum-build/copy_bom-elf.json`` (``~/.cache/...``);
 ``$OCCLUM_BOM_CACHE`` names another file, or disables the cache when set to ``off`` or empty.
 It is advisory: an unreadable, corrupt or foreign-version file is ignored (and replaced on
-the next save); deleting it is always safe.  Format: docs/copy_bom.md, "The ELF cache".
+the next save); deleting it is always safe.  Format: docs/formats/copy_bom-elf-cache.md.
 """
 
 from __future__ import annotations

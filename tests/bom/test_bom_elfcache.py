@@ -13,6 +13,7 @@ import pytest
 from occlum_build.bom import copy_bom, elfcache, elfdeps
 from occlum_build.bom.elfcache import ElfCache, default_path
 from occlum_build.bom.elfdeps import NotElf, Resolver
+from occlum_build.bom.elfread import ElfInfo
 from occlum_build.bom.loaders import load_loader_config
 
 DYNLOAD = "/usr/lib/python3.11/lib-dynload"
@@ -116,3 +117,23 @@ def test_cache_location_and_switch(monkeypatch, tmp_path):
     c.put(os.stat("/usr/bin/true"), None)
     c.save()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_format_vector():
+    from types import SimpleNamespace
+
+    vec = Path(__file__).resolve().parents[1] / "vectors" / "elfcache" / "copy_bom-elf.json"
+    c = ElfCache(vec)
+
+    def st(key: str):
+        dev, ino, size, mtime, ctime = map(int, key.split(":"))
+        return SimpleNamespace(st_dev=dev, st_ino=ino, st_size=size, st_mtime_ns=mtime, st_ctime_ns=ctime)
+
+    true = c.get("/x/true", st("2049:1311:35336:1673622446000000000:1700000000123456789"))
+    assert true == ElfInfo("/x/true", 64, 62, "ET_DYN", "/lib64/ld-linux-x86-64.so.2", ("libc.so.6",),
+                           None, (), (), False, False)
+    lib = c.get("/x/lib", st("2049:5020:14568:1673622446000000000:1700000000987654321"))
+    assert lib.soname == "libbar.so.2" and lib.rpath == ("$ORIGIN/../lib",) and lib.nodeflib
+    assert c.get("/x/script", st("2049:77:120:1700000000000000000:1700000000000000000")) is None
+    assert c.get("/x/damaged", st("2049:78:1:1:1")) is False  # unknown: read the file
+    assert c.get("/x/other", st("2049:1311:35336:1673622446000000000:1700000000123456780")) is False
