@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from .. import log as oclog
+from ..errors import OutputError
 from ..fsutil import atomic_write
 from .elfread import ElfInfo
 
@@ -126,7 +127,7 @@ class ElfCache:
             atomic_write(self.path, json.dumps({"version": VERSION, "entries": entries},
                                                separators=(",", ":")), 0o600)
             self._dirty = False
-        except OSError as e:
+        except (OSError, OutputError) as e:  # a cache that cannot be written is no error
             log.debug("ELF cache %s not saved: %s", self.path, e)
 
 

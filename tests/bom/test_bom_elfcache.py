@@ -89,6 +89,18 @@ def test_corrupt_cache_is_ignored_and_replaced(tmp_path, cache_file, reads):
     assert reads == [mods[0]] and info.needed == Resolver(config).info(mods[0]).needed
 
 
+def test_unwritable_cache_is_no_error(tmp_path, monkeypatch):
+    _modules()
+    bom = tmp_path / "b.yaml"
+    bom.write_text(BOM)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for where in (blocker / "elf.json", tmp_path):  # parent is a file; the path is a dir
+        monkeypatch.setenv(elfcache.CACHE_ENV, str(where))
+        assert copy_bom(bom, tmp_path / "inst" / str(where).replace("/", "_")).files_copied > 0
+    assert blocker.read_text() == "" and tmp_path.is_dir()
+
+
 def test_a_rewritten_file_is_read_again_even_with_size_and_mtime_kept(tmp_path, cache_file, monkeypatch):
     monkeypatch.setattr(elfcache, "RACY_NS", 0)  # cache even a file written a moment ago
     prog = tmp_path / "prog"
