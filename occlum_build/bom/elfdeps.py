@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BomError
+from .elfcache import ElfCache
 from .elfread import ElfInfo, NotElf, read_elf
 from .loaders import GLIBC, MUSL, Loader, LoaderConfig, load_loader_config
 
@@ -82,27 +83,50 @@ class _Obj:
 class Resolver:
     """Resolves dependencies of many ELF files, caching parsed files and directory listings."""
 
-    def __init__(self, config: LoaderConfig | None = None):
+    def __init__(self, config: LoaderConfig | None = None, cache: ElfCache | None = None):
         self.config = config if config is not None else load_loader_config()
+        self.cache = cache
         self._info: dict[str, ElfInfo | None] = {}
         self._stat: dict[str, os.stat_result | None] = {}
         self._ld_so_conf: tuple[str, ...] | None = None
         self._musl_path: dict[str, tuple[str, ...]] = {}
+        # resolutions by (the main file's ELF facts, its dir, loader): see resolve()
+        self._memo: dict[tuple, tuple[tuple[Dep, ...], tuple[str, ...], frozenset[tuple[int, int]]]] = {}
 
     # -- cached file system access -------------------------------------------------------
-    def info(self, path: str) -> ElfInfo:
-        """Parsed ELF info (cached); raises NotElf or BomError (malformed)."""
+    def info(self, path: str, st: os.stat_result | None = None) -> ElfInfo:
+        """Parsed ELF info (cached); raises NotElf or BomError (malformed).  ``st``: the
+        file's stat (links followed) if the caller has it, for the persistent cache."""
         if path not in self._info:
-            try:
-                self._info[path] = read_elf(path)
-            except NotElf:
-                self._info[path] = None
+            self._info[path] = self._read(path, st)
         got = self._info[path]
         if got is None:
             raise NotElf(path)
         return got
 
-    def _lookup(self, path: str) -> os.stat_result | None:
+    def _read(self, path: str, st: os.stat_result | None) -> ElfInfo | None:
+        if self.cache is None:
+            try:
+                return read_elf(path)
+            except NotElf:
+                return None
+        if st is None:
+            st = self.lookup(path)
+        else:
+            self._stat.setdefault(path, st)
+        if st is None:  # gone: let read_elf raise what it raises
+            return read_elf(path)
+        got = self.cache.get(path, st)
+        if got is not False:
+            return got
+        try:
+            info: ElfInfo | None = read_elf(path)
+        except NotElf:
+            info = None
+        self.cache.put(st, info)
+        return info
+
+    def lookup(self, path: str) -> os.stat_result | None:
         """stat() of a candidate path, cached (None if the loader could not open it)."""
         try:
             return self._stat[path]
@@ -118,7 +142,7 @@ class Resolver:
     def _cands(self, dirs: Iterable[str], name: str) -> Iterator[str]:
         for d in dirs:
             p = f"{d}/{name}"
-            if self._lookup(p) is not None:
+            if self.lookup(p) is not None:
                 yield p
 
     def _try(self, path: str, want: ElfInfo) -> ElfInfo | None:
@@ -171,16 +195,31 @@ class Resolver:
         res.loader = loader
         if loader is None:
             return res
+        # Many ELF files (the extension modules of a dir) need the same names with the same
+        # search path: the search depends on the main file only through its ELF facts, its dir
+        # ($ORIGIN) and its identity; a result is shared only when the search never met the
+        # main file itself and the other file is none of the libraries found.
+        st = self.lookup(main_path) or os.stat(main_path)
+        me = (st.st_dev, st.st_ino)
+        mkey = (info.elfclass, info.machine, info.etype, info.interp, info.needed, info.soname, info.rpath,
+                info.runpath, info.has_runpath, info.nodeflib, os.path.dirname(main_path), loader)
+        hit = self._memo.get(mkey)
+        if hit is not None and me not in hit[2]:
+            res.libs, res.missing = list(hit[0]), list(hit[1])
+            return res
         if loader.kind == MUSL:
-            self._resolve_musl(main_path, info, loader, res)
+            shareable = self._resolve_musl(main_path, info, loader, res, me)
         else:
-            self._resolve_glibc(main_path, info, loader, res)
+            shareable = self._resolve_glibc(main_path, info, loader, res, me)
+        found = [self.lookup(p) for p in [loader.path] + [d.path for d in res.libs]]
+        if shareable and all(found):
+            self._memo[mkey] = (tuple(res.libs), tuple(res.missing),
+                                frozenset((f.st_dev, f.st_ino) for f in found if f is not None))
         return res
 
     def _rtld(self, loader: Loader, names: dict[str, _Obj], keys: dict[tuple[int, int], _Obj]) -> None:
-        try:
-            st = os.stat(loader.path)
-        except OSError:
+        st = self.lookup(loader.path)
+        if st is None:
             return
         rinfo = None
         try:
@@ -193,7 +232,9 @@ class Resolver:
         if rinfo is not None and rinfo.soname:
             names[rinfo.soname] = rtld
 
-    def _resolve_glibc(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution) -> None:
+    def _resolve_glibc(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution,
+                       me: tuple[int, int]) -> bool:
+        """Fills ``res``; True if the search never involved the main file's path or identity."""
         names: dict[str, _Obj] = {}
         keys: dict[tuple[int, int], _Obj] = {}
         self._rtld(loader, names, keys)
@@ -201,8 +242,8 @@ class Resolver:
         names[main_path] = main
         if info.soname:
             names.setdefault(info.soname, main)
-        st = os.stat(main_path)
-        keys.setdefault((st.st_dev, st.st_ino), main)
+        keys.setdefault(me, main)
+        slash = False
         queue = [main]
         defaults = self.ld_so_conf_dirs() + GLIBC_DEFAULT_DIRS
         for obj in queue:
@@ -212,6 +253,7 @@ class Resolver:
                 if name in names:
                     continue
                 if "/" in name:
+                    slash = True
                     dirs: tuple[str, ...] = ()
                     cands = [os.path.join(os.path.dirname(main_path), name) if not name.startswith("/")
                              else name]
@@ -225,6 +267,7 @@ class Resolver:
                 elif found is not _REUSED:
                     queue.append(found)
                     res.libs.append(Dep(name, found.path))
+        return not slash and _only_own_names(main, names, keys, me, (main_path, info.soname))
 
     def _glibc_dirs(self, obj: _Obj, loader: Loader, defaults: tuple[str, ...]) -> tuple[str, ...]:
         assert obj.info is not None
@@ -240,13 +283,15 @@ class Resolver:
             dirs.extend(defaults)
         return tuple(dict.fromkeys(dirs))
 
-    def _resolve_musl(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution) -> None:
+    def _resolve_musl(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution,
+                      me: tuple[int, int]) -> bool:
+        """As _resolve_glibc, with musl's rules."""
         names: dict[str, _Obj] = {}
         keys: dict[tuple[int, int], _Obj] = {}
         self._rtld(loader, names, keys)
         main = self._new_obj(main_path, main_path, info, None)
-        st = os.stat(main_path)
-        keys.setdefault((st.st_dev, st.st_ino), main)
+        keys.setdefault(me, main)
+        slash = False
         queue = [main]
         sys_path = self.musl_sys_path(loader)
         for obj in queue:
@@ -262,6 +307,7 @@ class Resolver:
                 if name in names:
                     continue
                 if "/" in name:
+                    slash = True
                     cands = [name if name.startswith("/") else os.path.join(os.path.dirname(main_path), name)]
                 else:
                     dirs: list[str] = list(loader.lib_dirs)
@@ -278,6 +324,7 @@ class Resolver:
                 elif found is not _REUSED:
                     queue.append(found)
                     res.libs.append(Dep(name, found.path))
+        return not slash and _only_own_names(main, names, keys, me, ())
 
     def _first(self, cands: Iterable[str], want: ElfInfo | None, names: dict[str, _Obj],
                keys: dict[tuple[int, int], _Obj], name: str, parent: _Obj) -> _Obj | None:
@@ -286,7 +333,7 @@ class Resolver:
             got = self._try(cand, want)
             if got is None:
                 continue
-            st = self._lookup(cand)
+            st = self.lookup(cand)
             if st is None:
                 continue
             key = (st.st_dev, st.st_ino)
@@ -309,6 +356,13 @@ class Resolver:
 
 
 _REUSED = _Obj("", "", None, None)  # _first's answer for "already loaded under another name"
+
+
+def _only_own_names(main: _Obj, names: dict[str, _Obj], keys: dict[tuple[int, int], _Obj],
+                    me: tuple[int, int], own: tuple[str | None, ...]) -> bool:
+    """The main file was not met during the search: it is the owner of its identity (it is not
+    the loader) and no name other than its own path and soname leads to it."""
+    return keys.get(me) is main and not any(o is main and n not in own for n, o in names.items())
 
 
 def _musl_reserved(name: str) -> bool:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from ..errors import BomError, OutputError
 
-_IS_ROOT = os.geteuid() == 0
+IS_ROOT = os.geteuid() == 0
+S_ISREG, S_ISLNK, S_ISDIR = stat.S_ISREG, stat.S_ISLNK, stat.S_ISDIR
 _BY_NAME = operator.attrgetter("name")
 
 
@@ -108,35 +109,42 @@ def walk_tree(src: str, contents: bool, excludes: Sequence[str],
     src = src.rstrip("/") or "/"
     st = os.stat(src)
     if contents:
-        _walk(src, "", "", rx, out, warn, skip)
+        _walk(src, "", rx, out, warn, skip)
     else:
         top = os.path.basename(src)
         out.append(Entry(src, top, "dir", st))
-        _walk(src, top, top, rx, out, warn, skip)
+        _walk(src, top, rx, out, warn, skip)
     return out
 
 
-def _walk(d: str, rel: str, xrel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[Entry],
+def _walk(d: str, rel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[Entry],
           warn: Callable[[str], None], skip: tuple[int, int] | None,
           seen: frozenset[tuple[int, int]] = frozenset()) -> None:
+    """``rel``: ``d`` relative to the top of the transfer (what excludes and the unsafe-link
+    rule see), which is also where its entries land below the copy's destination."""
     try:
         with os.scandir(d) as sd:
             it = sorted(sd, key=_BY_NAME)
     except OSError as e:
         raise BomError(f"cannot read directory: {e.strerror or e}", where=d) from None
-    for e in it:
-        r = f"{rel}/{e.name}" if rel else e.name
-        xr = f"{xrel}/{e.name}" if xrel else e.name
+    prefix = rel + "/" if rel else ""
+    append = out.append
+    for e in it:  # the no-change run spends most of its time here: keep the common path short
+        r = prefix + e.name
         try:
             st = e.stat(follow_symlinks=False)
         except OSError as err:
             raise BomError(f"cannot stat: {err.strerror or err}", where=e.path) from None
         mode = st.st_mode
-        if stat.S_ISLNK(mode):
+        if S_ISREG(mode):
+            if not (rx and _excluded(r, False, rx)):
+                append(Entry(e.path, r, "file", st))
+            continue
+        if S_ISLNK(mode):
             target = os.readlink(e.path)
-            if not unsafe_link(xr, target):
-                if not _excluded(xr, False, rx):
-                    out.append(Entry(e.path, r, "link", st, target))
+            if not unsafe_link(r, target):
+                if not _excluded(r, False, rx):
+                    append(Entry(e.path, r, "link", st, target))
                 continue
             try:  # unsafe: copy what it points to
                 st = os.stat(e.path)
@@ -145,8 +153,8 @@ def _walk(d: str, rel: str, xrel: str, rx: list[tuple[re.Pattern[str], bool]], o
                      "skipped")
                 continue
             mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            if _excluded(xr, True, rx):
+        if S_ISDIR(mode):
+            if _excluded(r, True, rx):
                 continue
             key = (st.st_dev, st.st_ino)
             if key == skip:
@@ -155,14 +163,14 @@ def _walk(d: str, rel: str, xrel: str, rx: list[tuple[re.Pattern[str], bool]], o
             if key in seen:
                 warn(f"{e.path}: symlink loop; skipped")
                 continue
-            out.append(Entry(e.path, r, "dir", st))
-            _walk(e.path, r, xr, rx, out, warn, skip, seen | {key})
-        elif _excluded(xr, False, rx):
+            append(Entry(e.path, r, "dir", st))
+            _walk(e.path, r, rx, out, warn, skip, seen | {key})
+        elif _excluded(r, False, rx):
             continue
-        elif stat.S_ISREG(mode):
-            out.append(Entry(e.path, r, "file", st))
+        elif S_ISREG(mode):
+            append(Entry(e.path, r, "file", st))
         else:
-            out.append(Entry(e.path, r, "special", st))
+            append(Entry(e.path, r, "special", st))
 
 
 class Writer:
@@ -203,6 +211,22 @@ class Writer:
                            f"{self.root}; remove it or change the bom")
         self._checked.add(parent)
 
+    def existing_dir(self, dest: str) -> os.stat_result | None:
+        """lstat of ``dest`` if it is a real dir (no symlink) right below a checked dir: then
+        it is inside the root and files may go into it (what mkdir + check_parent would
+        conclude, with one system call instead of three).  None: take the long way."""
+        parent = os.path.dirname(dest)
+        if parent not in self._checked and parent != self.root:
+            return None
+        try:
+            d = os.lstat(dest)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(d.st_mode):
+            return None
+        self._checked.add(dest)
+        return d
+
     def mkdir(self, dest: str, mode: int = 0o755) -> bool:
         """mkdir -p inside the root; True if something was created."""
         if os.path.isdir(dest):
@@ -238,7 +262,7 @@ class Writer:
             os.symlink(target, tmp)
             if st is not None:
                 os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-                if _IS_ROOT:
+                if IS_ROOT:
                     os.chown(tmp, st.st_uid, st.st_gid, follow_symlinks=False)
             os.replace(tmp, dest)
         except OSError as e:
@@ -293,11 +317,13 @@ class Writer:
             raise OutputError(f"cannot create special file: {e.strerror or e}", where=dest) from None
         return True
 
-    def dir_attrs(self, dest: str, st: os.stat_result) -> bool:
+    def dir_attrs(self, dest: str, st: os.stat_result, d: os.stat_result | None = None) -> bool:
         """Give a copied dir its source's mode, owner and mtime; True if mode/owner changed
-        (a changed mtime alone is the trace of files just copied into it)."""
+        (a changed mtime alone is the trace of files just copied into it).  ``d``: a stat of
+        ``dest`` known to be current (nothing written since), saving a system call."""
         try:
-            d = os.stat(dest)
+            if d is None:
+                d = os.stat(dest)
             differ = attrs_differ(d, st)
             if differ or d.st_mtime_ns != st.st_mtime_ns:
                 _set_attrs(dest, st)
@@ -309,11 +335,11 @@ class Writer:
 def attrs_differ(d: os.stat_result, st: os.stat_result) -> bool:
     if stat.S_IMODE(d.st_mode) != stat.S_IMODE(st.st_mode):
         return True
-    return _IS_ROOT and (d.st_uid != st.st_uid or d.st_gid != st.st_gid)
+    return IS_ROOT and (d.st_uid != st.st_uid or d.st_gid != st.st_gid)
 
 
 def _set_attrs(path: str, st: os.stat_result) -> None:
-    if _IS_ROOT:
+    if IS_ROOT:
         os.chown(path, st.st_uid, st.st_gid)  # before chmod: chown clears set-id bits
     os.chmod(path, stat.S_IMODE(st.st_mode))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -123,7 +123,7 @@ class Planner:
     def bom_ops(self, bom: BomSpec) -> BomOps:
         ops = BomOps(bom)
         ops.mkdirs.append(Op("mkdir", self.root, where=str(bom.path)))
-        autodep: list[tuple[FileSpec, str]] = []
+        autodep: list[tuple[FileSpec, str, os.stat_result | None]] = []
         excludes = tuple(self.x(e) for e in bom.excludes)
         for t in bom.targets:
             tdest = dest_in_root(self.root, self.x(t.target), t.target)
@@ -149,7 +149,7 @@ class Planner:
                     op = self._file_op(f, fromdir, tdest)
                     ops.copyfiles.append(op)
                     if f.autodep:
-                        autodep.append((f, op.src))
+                        autodep.append((f, op.src, op.st))
                 if c.dirs is None and c.files is None:
                     assert c.from_ is not None
                     ops.copydirs.append(Op("copydir", tdest, os.path.normpath(fromdir), c.from_.where,
@@ -181,11 +181,11 @@ class Planner:
             dest = os.path.join(tdest, os.path.basename(src.rstrip("/")))
         return Op("copyfile", dest, src, f.where, st=st)
 
-    def _autodep_files(self, files: list[tuple[FileSpec, str]]) -> list[Op]:
+    def _autodep_files(self, files: list[tuple[FileSpec, str, os.stat_result | None]]) -> list[Op]:
         infos = []
-        for f, src in files:
+        for f, src, st in files:
             try:
-                info = self.resolver.info(src)
+                info = self.resolver.info(src, st)
             except NotElf:
                 if f.autodep_explicit:
                     raise BomError(f"{src} is not an ELF file, but autodep: true asks for its libraries; "
@@ -202,19 +202,16 @@ class Planner:
         return libs
 
     def _lib_ops(self, res: Resolution, where: str) -> list[Op]:
-        out = []
-        if res.loader is not None and res.interp:
-            out.append(self._lib_op(res.loader.path, res.interp, where, res.elf))
-        for dep in res.libs:
-            out.append(self._lib_op(dep.path, res.dest_of(dep), where, res.elf))
-        return out
+        return [self._lib_op(src, dest, where, res.elf) for src, dest in _lib_pairs(res)]
 
     def _lib_op(self, src: str, dest_abs: str, where: str, needed_by: str) -> Op:
-        try:
-            st = os.stat(src)
-        except OSError as e:
-            raise BomError(f"library {src} (needed by {needed_by}) cannot be read: {e.strerror}",
-                           where=where) from None
+        st = self.resolver.lookup(src)  # stat'ed while resolving already
+        if st is None:
+            try:
+                st = os.stat(src)
+            except OSError as e:
+                raise BomError(f"library {src} (needed by {needed_by}) cannot be read: {e.strerror}",
+                               where=where) from None
         # normpath: a library found via $ORIGIN/.. keeps its host place, never climbs out
         dest = os.path.join(self.root, os.path.normpath("/" + dest_abs).lstrip("/"))
         return Op("lib", dest, src, where, st=st)
@@ -222,21 +219,22 @@ class Planner:
     def dir_autodep(self, plan: Plan) -> None:
         """Libraries for ELF files inside copied dirs (Occlum: warnings only when missing)."""
         copied_srcs = []
-        cands: list[tuple[str, str]] = []
+        cands: list[tuple[str, str, os.stat_result]] = []
         for bo in plan.boms:
             for op in bo.copydirs:
                 copied_srcs.append(os.path.realpath(op.src) + os.sep)
                 for e in op.entries or ():
                     # Candidates: executables and *.so* files (reading every file's magic would
                     # dominate a no-change run); they are then checked for the ELF magic.
-                    if e.kind == "file" and (e.st.st_mode & 0o111 or ".so" in e.rel.rpartition("/")[2]):
-                        cands.append((e.src, op.where))
+                    if e.kind == "file" and (e.st.st_mode & 0o111 or (".so" in e.rel and
+                                                                      ".so" in e.rel.rpartition("/")[2])):
+                        cands.append((e.src, op.where, e.st))
         if not cands:
             return
         infos = []
-        for src, where in cands:
+        for src, where, st in cands:
             try:
-                info = self.resolver.info(src)
+                info = self.resolver.info(src, st)
             except NotElf:
                 continue  # a script or data file
             except (BomError, OSError) as e:
@@ -246,19 +244,51 @@ class Planner:
                 infos.append((src, where, info))
         hint = _common_loader(self.resolver, [i for _, _, i in infos])
         planned = {op.dest for bo in plan.boms for op in bo.copyfiles + bo.libs}
-        real: dict[str, str] = {}
+        real_dirs: dict[str, str] = {}
+        seen: set[tuple[str, str]] = set()
         for src, where, _ in infos:
             res = self.resolver.resolve(src, hint)
             for name in res.missing:
                 self.warn(f"library {name} needed by {src} (in a copied dir, {where}) was not found")
-            for op in self._lib_ops(res, where):
-                if op.src not in real:
-                    real[op.src] = os.path.realpath(op.src)
-                if any(real[op.src].startswith(p) for p in copied_srcs):
+            for pair in _lib_pairs(res):
+                if pair in seen:
+                    continue  # the same library for the same place: decided already
+                seen.add(pair)
+                op = self._lib_op(*pair, where, res.elf)
+                real = _realpath(op.src, real_dirs)
+                if any(real.startswith(p) for p in copied_srcs):
                     continue  # copied with its dir already
                 if op.dest not in planned:
                     planned.add(op.dest)
                     plan.dir_libs.append(op)
+
+
+def _lib_pairs(res: Resolution) -> list[tuple[str, str]]:
+    """(host source, absolute place in the image) of the loader and each library."""
+    out = []
+    if res.loader is not None and res.interp:
+        out.append((res.loader.path, res.interp))
+    out.extend((dep.path, res.dest_of(dep)) for dep in res.libs)
+    return out
+
+
+def _realpath(p: str, real_dirs: dict[str, str]) -> str:
+    """os.path.realpath(p), resolving each directory once per run (libraries share a few dirs:
+    a full realpath per library costs an lstat per path component)."""
+    for _ in range(40):
+        d, b = os.path.split(p)
+        rd = real_dirs.get(d)
+        if rd is None:
+            rd = real_dirs[d] = os.path.realpath(d)
+        q = os.path.join(rd, b)
+        try:
+            t = os.readlink(q)
+        except OSError:
+            return q  # not a symlink (or absent): realpath ends here too
+        if ".." in t.split("/"):
+            break  # '..' after a symlink: leave it to realpath
+        p = os.path.normpath(os.path.join(rd, t))  # only '.' and '//' to fold here
+    return os.path.realpath(p)
 
 
 def _common_loader(resolver: Resolver, infos: list) -> Loader | None:

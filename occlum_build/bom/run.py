@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import log as oclog
 from ..errors import OcclumError
+from .elfcache import ElfCache
 from .elfdeps import Resolver
-from .fscopy import Writer, attrs_differ
+from .fscopy import IS_ROOT, Entry, Writer
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -135,25 +135,37 @@ class _Exec:
                  "/" if op.contents else "", op.dest)
         base = op.dest
         self.mkdir(base)
-        dirs = []
+        n_ops = len(self.r.operations)
+        dirs: list[tuple[str, Entry, os.stat_result | None]] = []
         lstat = os.lstat
+        prefix = base + "/"
+        same = 0
         for e in op.entries or ():
-            dest = f"{base}/{e.rel}"
+            dest = prefix + e.rel
             if e.kind == "file":
-                # the no-change case inline (it is most of a repeated run)
+                # The no-change case inline (it is most of a repeated run): the quick check
+                # (size, mtime) plus the attributes; the same st_mode means a regular file with
+                # the same permission bits, as the source is one.
                 st = e.st
                 try:
                     d = lstat(dest)
                     if d.st_mtime_ns == st.st_mtime_ns and d.st_size == st.st_size and \
-                            stat.S_ISREG(d.st_mode) and not attrs_differ(d, st):
-                        self.r.up_to_date += 1
+                            d.st_mode == st.st_mode and (not IS_ROOT or (d.st_uid == st.st_uid
+                                                                         and d.st_gid == st.st_gid)):
+                        same += 1
                         continue
                 except OSError:
                     pass
                 self.file(e.src, st, dest, parent_ok=True)
             elif e.kind == "dir":
-                self.mkdir(dest, e.st.st_mode & 0o7777)
-                dirs.append((dest, e))
+                d = None
+                if dest not in self._dirs:
+                    d = self.w.existing_dir(dest)
+                if d is not None:
+                    self._dirs.add(dest)
+                else:
+                    self.mkdir(dest, e.st.st_mode & 0o7777)
+                dirs.append((dest, e, d))
             elif e.kind == "link":
                 assert e.link is not None
                 self.link(e.link, dest, e.st)
@@ -161,9 +173,12 @@ class _Exec:
                 self.did(f"mknod {dest}")
             elif self.w.special(e.st, dest):
                 self.did(f"mknod {dest}")
+        self.r.up_to_date += same
         if not self.dry:
-            for dest, e in reversed(dirs):  # rsync sets dir times after filling them
-                if self.w.dir_attrs(dest, e.st):
+            # nothing written by this copy: the lstat of each existing dir is still current
+            fresh = len(self.r.operations) != n_ops
+            for dest, e, d in reversed(dirs):  # rsync sets dir times after filling them
+                if self.w.dir_attrs(dest, e.st, None if fresh else d):
                     self.r.attrs_updated += 1
                     self.did(f"set mode/owner of {dest} from {e.src}")
 
@@ -208,7 +223,7 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
 
     boms = collect_boms(bom_file, include_dirs, env)
     report.boms = [b.path for b in boms]
-    resolver = resolver or Resolver(loader_config)
+    resolver = resolver or Resolver(loader_config, ElfCache.default())
     planner = Planner(str(report.root), resolver, env, warn)
     plan = Plan(planner.root, [planner.bom_ops(b) for b in boms])
     planner.dir_autodep(plan)
@@ -229,5 +244,7 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
         else:
             e.message += " (nothing was written to the root)"
         raise
+    if resolver.cache is not None and not dry_run:
+        resolver.cache.save()
     log.info("%s", report.summary())
     return report
