@@ -10,6 +10,7 @@
  * exec errors travel back through a close-on-exec pipe, so a successful exec is seen as EOF. */
 #include "sandbox.h"
 
+#include "chldpipe.h"
 #include "rlimit_emul.h"
 
 #include <errno.h>
@@ -236,17 +237,6 @@ static void set_limit(int efd, int res, const char *name, rlim_t soft, int set_h
 }
 
 static volatile sig_atomic_t app_pid;
-static int chld_pipe[2] = {-1, -1};
-
-static void on_chld(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    if (write(chld_pipe[1], "c", 1) < 0) {
-    }
-    errno = saved;
-}
-
 /* Pass a signal on to the app, unless the terminal sent it (SI_KERNEL): the app is in the
  * same process group and got it already. */
 static void forward(int sig, siginfo_t *si, void *ctx)
@@ -324,7 +314,7 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     int procfd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (procfd < 0)
         die(efd, "cannot open /proc: %s", strerror(errno));
-    if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    if (ocb_chld_pipe_open() != 0)
         die(efd, "pipe: %s", strerror(errno));
     sigset_t all;
     sigfillset(&all);
@@ -376,7 +366,7 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     sa.sa_flags = SA_RESTART | SA_SIGINFO;
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
         sigaction(forwarded[i], &sa, NULL);
-    sa.sa_handler = on_chld;
+    sa.sa_handler = ocb_chld_on_signal;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGCHLD, &sa, NULL);
     sigset_t none;
@@ -393,13 +383,11 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
             }
         if (done || (w < 0 && errno == ECHILD))
             break;
-        struct pollfd pf[2] = {{chld_pipe[0], POLLIN, 0}, {notif, POLLIN, 0}};
+        struct pollfd pf[2] = {{ocb_chld_pipe_fd(), POLLIN, 0}, {notif, POLLIN, 0}};
         if (poll(pf, notif >= 0 ? 2 : 1, -1) < 0)
             continue;
-        char buf[64];
         if (pf[0].revents & POLLIN)
-            while (read(chld_pipe[0], buf, sizeof buf) > 0)
-                ;
+            ocb_chld_pipe_drain();
         if (notif >= 0 && (pf[1].revents & POLLIN))
             ocb_rlemul_handle(notif, s->limits.mmap_size, procfd, s->limits.nproc);
         if (notif >= 0 && (pf[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {

@@ -8,6 +8,7 @@
  * instance (the PAL state, root FS mount and lock are inherited) and waits for it. */
 #include "server.h"
 
+#include "chldpipe.h"
 #include "occlum_pal_api.h"
 #include "ocb.h"
 
@@ -89,17 +90,6 @@ static int recv_u32(int fd, uint32_t *v)
 /* ---- server ---- */
 
 static volatile sig_atomic_t stop_requested;
-static int chld_pipe[2] = {-1, -1};
-
-static void on_chld(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    if (write(chld_pipe[1], "c", 1) < 0) {
-    }
-    errno = saved;
-}
-
 static void on_term(int sig)
 {
     (void)sig;
@@ -125,11 +115,11 @@ __attribute__((noreturn)) static void serve_exec(int c, char *strs, uint32_t arg
         argv[i] = p;
     for (uint32_t i = 0; i < envc; i++, p += strlen(p) + 1)
         envp[i] = p;
-    if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    if (ocb_chld_pipe_open() != 0)
         _exit(1);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_chld;
+    sa.sa_handler = ocb_chld_on_signal;
     sigaction(SIGCHLD, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGTERM, &sa, NULL);
@@ -151,13 +141,11 @@ __attribute__((noreturn)) static void serve_exec(int c, char *strs, uint32_t arg
     }
     send_u32(c, R_STARTED);
     for (;;) {
-        struct pollfd pf[2] = {{chld_pipe[0], POLLIN, 0}, {c, POLLIN, 0}};
+        struct pollfd pf[2] = {{ocb_chld_pipe_fd(), POLLIN, 0}, {c, POLLIN, 0}};
         if (poll(pf, 2, -1) < 0)
             continue;
         if (pf[0].revents & POLLIN) {
-            char buf[16];
-            while (read(chld_pipe[0], buf, sizeof buf) > 0)
-                ;
+            ocb_chld_pipe_drain();
             /* The sandbox's init ended: occlum_pal_exec reads the status it reported. */
             int status = 0;
             struct occlum_pal_exec_args ex = {.pid = pid, .exit_value = &status};

@@ -17,22 +17,13 @@
 #include <unistd.h>
 
 #include "ofs_crypto.h"
+#include "ofs_err.h"
 #include "par.h"
 
 #define HDR 64
 #define ENT 96
 #define EHDR 28               /* encrypted metadata header: magic, version, zero, nonce */
 #define MAX_META (1ull << 34) /* refuse absurd metadata sizes before allocating */
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* Printable form of a path for messages (non-printable bytes become '?'), truncated. */
 static const char *show(const char *p, size_t len, char buf[256]) {
@@ -100,36 +91,36 @@ static int decrypt_meta(const struct ofs_image *img, const uint8_t *s, size_t le
                         size_t errlen) {
     const char *d = img->dir;
     if (!key)
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: the image is encrypted but no image key was "
                     "given (--image-key)",
                     d);
     if (len < EHDR + OFS_GCM_TAG + HDR)
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: encrypted metadata too short", d);
     if (ofs_get_u32(s + 8) != 1)
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: unknown version %u", d, ofs_get_u32(s + 8));
     if (!is_zero(s + 12, 4))
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: non-zero reserved bytes", d);
     uint8_t kmeta[16], knonce[32], nonce[32];
     size_t n = len - EHDR - OFS_GCM_TAG;
     uint8_t *p = malloc(n ? n : 1);
     if (!p)
-        return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
     if (derive(key, "occlum-build image v1 metadata", kmeta, 16) ||
         derive(key, "occlum-build image v1 metadata-nonce", knonce, 32) ||
         ofs_gcm_decrypt(kmeta, s + 16, s, 16, s + EHDR, n, p, s + len - OFS_GCM_TAG)) {
         free(p);
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-decrypt: the metadata does not decrypt: wrong image key",
                     d);
     }
     ofs_hmac_sha256(knonce, 32, p, n, nonce);
     if (ofs_memneq(nonce, s + 16, 12)) {
         free(p);
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: metadata nonce is not the one derived from "
                     "its content",
                     d);
@@ -164,18 +155,18 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const u
     } else if (len >= 8 && memcmp(s, "OCBIMG01", 8) == 0) {
         enc = 0;
         if (key)
-            return fail(err, errlen, OFS_ERR_VERIFY,
+            return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                         "%s/metadata: metadata-malformed: an image key was given but the image is "
                         "integrity-only",
                         d);
         p = malloc(len ? len : 1);
         if (!p)
-            return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory",
+            return ofs_fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory",
                         d);
         memcpy(p, s, len);
         plen = len;
     } else {
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: bad magic (not an image)", d);
     }
     img->meta = p;
@@ -185,7 +176,7 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const u
 
 #define REJECT(...)                                                                                \
     do {                                                                                           \
-        rc = fail(err, errlen, OFS_ERR_VERIFY, __VA_ARGS__);                                       \
+        rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, __VA_ARGS__);                                       \
         goto bad;                                                                                  \
     } while (0)
 
@@ -382,18 +373,18 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
     int rc, dfd = -1, fd = -1;
     if (!img || !(img->dir = strdup(dir))) {
         free(img);
-        return fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
     }
     img->objects_fd = -1;
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
-        rc = fail(err, errlen, OFS_ERR_INPUT, "%s: cannot open image directory: %s", dir,
+        rc = ofs_fail(err, errlen, OFS_ERR_INPUT, "%s: cannot open image directory: %s", dir,
                   strerror(errno));
         goto out;
     }
     fd = openat(dfd, "metadata", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || read_all(fd, &stored, &len, MAX_META) < 0) {
-        rc = fail(err, errlen, errno == ENOENT ? OFS_ERR_INPUT : OFS_ERR_IO,
+        rc = ofs_fail(err, errlen, errno == ENOENT ? OFS_ERR_INPUT : OFS_ERR_IO,
                   "%s/metadata: mac-mismatch: cannot read the image metadata: %s", dir,
                   strerror(errno));
         goto out;
@@ -403,7 +394,7 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
         char want[48], got[48];
         ofs_format_hex16(mac, want);
         ofs_format_hex16(h, got);
-        rc = fail(
+        rc = ofs_fail(
             err, errlen, OFS_ERR_VERIFY,
             "%s/metadata: mac-mismatch: image MAC mismatch (expected %s, metadata hashes to %s): "
             "the image was modified or does not belong to this build",
@@ -414,7 +405,7 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
     if (rc) goto out;
     img->objects_fd = openat(dfd, "objects", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (img->objects_fd < 0 && errno != ENOENT) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s/objects: %s", dir, strerror(errno));
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s/objects: %s", dir, strerror(errno));
         goto out;
     }
 out:
@@ -506,28 +497,28 @@ int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struc
     f->e = e;
     f->fd = -1;
     if (e->type != OFS_T_FILE)
-        return fail(err, errlen, OFS_ERR_INPUT, "%s: /%s: not a regular file", img->dir, shown);
+        return ofs_fail(err, errlen, OFS_ERR_INPUT, "%s: /%s: not a regular file", img->dir, shown);
     if (e->size == 0) return OFS_OK;
     f->nblocks = (e->size + OFS_BLOCK - 1) / OFS_BLOCK;
     ofs_hex(e->root, 32, hex);
     if (img->objects_fd < 0)
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s: /%s: object-missing: objects/%s (no objects/)", img->dir, shown, hex);
     f->fd = openat(img->objects_fd, hex, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0)
-        return fail(err, errlen, errno == ENOENT ? OFS_ERR_VERIFY : OFS_ERR_IO,
+        return ofs_fail(err, errlen, errno == ENOENT ? OFS_ERR_VERIFY : OFS_ERR_IO,
                     "%s: /%s: object-missing: cannot open objects/%s: %s", img->dir, shown, hex,
                     strerror(errno));
     uint64_t data = (f->nblocks - 1) * (stored_off(f, 1)) + stored_len(f, f->nblocks - 1);
     struct stat st;
     int rc = OFS_ERR_VERIFY;
     if (fstat(f->fd, &st) < 0) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: objects/%s: %s", img->dir, shown, hex,
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: /%s: objects/%s: %s", img->dir, shown, hex,
                   strerror(errno));
         goto bad;
     }
     if ((uint64_t)st.st_size != data + 32 * f->nblocks) {
-        fail(err, errlen, rc, "%s: /%s: object-size: objects/%s has %lld bytes, expected %llu",
+        ofs_fail(err, errlen, rc, "%s: /%s: object-size: objects/%s has %lld bytes, expected %llu",
              img->dir, shown, hex, (long long)st.st_size,
              (unsigned long long)(data + 32 * f->nblocks));
         goto bad;
@@ -536,12 +527,12 @@ int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struc
     uint8_t *level = malloc(32);
     if (!f->leaves || !level) {
         free(level);
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: out of memory", img->dir, shown);
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: /%s: out of memory", img->dir, shown);
         goto bad;
     }
     if (pread_full(f->fd, f->leaves, 32 * f->nblocks, data) != (ssize_t)(32 * f->nblocks)) {
         free(level);
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: cannot read the leaves of objects/%s",
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: /%s: cannot read the leaves of objects/%s",
                   img->dir, shown, hex);
         goto bad;
     }
@@ -550,7 +541,7 @@ int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struc
     int same = !ofs_memneq(level, e->root, 32);
     free(level);
     if (!same) {
-        fail(err, errlen, rc,
+        ofs_fail(err, errlen, rc,
              "%s: /%s: root-mismatch: the leaves of objects/%s do not hash to the entry's root",
              img->dir, shown, hex);
         goto bad;
@@ -559,7 +550,7 @@ int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struc
         uint8_t info[sizeof "occlum-build image v1 file" - 1];
         memcpy(info, "occlum-build image v1 file", sizeof info);
         if (ofs_hkdf(img->key, 16, e->file_id, 16, info, sizeof info, f->fkey, 16)) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: key derivation failed", img->dir, shown);
+            rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: /%s: key derivation failed", img->dir, shown);
             goto bad;
         }
     }
@@ -581,7 +572,7 @@ void ofs_ifile_close(struct ofs_ifile *f) {
 static ssize_t block_error(struct ofs_ifile *f, uint64_t b, const char *kind, const char *what,
                            char *err, size_t errlen) {
     char sb[256];
-    fail(err, errlen, 0, "%s: /%s: %s: block %llu %s", f->img->dir,
+    ofs_fail(err, errlen, 0, "%s: /%s: %s: block %llu %s", f->img->dir,
          show(f->e->path, f->e->path_len, sb), kind, (unsigned long long)b, what);
     return -EIO;
 }

@@ -201,33 +201,29 @@ bad:
     return rc;
 }
 
-static void fill_upper(struct state *s, const struct unode *n, struct stat *st) {
+/* What both layers report alike: type and mode, size, owner. */
+static void fill_common(struct state *s, int type, uint32_t mode, uint64_t size, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_mode = n->mode | (n->type == OFS_T_DIR       ? S_IFDIR
-                             : n->type == OFS_T_SYMLINK ? S_IFLNK
-                                                        : S_IFREG);
+    st->st_mode = mode | (type == OFS_T_DIR       ? S_IFDIR
+                          : type == OFS_T_SYMLINK ? S_IFLNK
+                                                  : S_IFREG);
     st->st_nlink = 1; /* directories too: "unknown", so no tool infers subdirectory counts */
-    st->st_size = (off_t)n->size;
-    st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+    st->st_size = (off_t)size;
+    st->st_blocks = (blkcnt_t)((size + 511) / 512);
     st->st_blksize = OFS_BLOCK;
     st->st_uid = s->o->uid;
     st->st_gid = s->o->gid;
+}
+
+static void fill_upper(struct state *s, const struct unode *n, struct stat *st) {
+    fill_common(s, n->type, n->mode, n->size, st);
     st->st_mtim.tv_sec = n->mtime_sec;
     st->st_mtim.tv_nsec = n->mtime_nsec;
     st->st_atim = st->st_ctim = st->st_mtim;
 }
 
 static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *st) {
-    memset(st, 0, sizeof *st);
-    st->st_mode = e->mode | (e->type == OFS_T_DIR       ? S_IFDIR
-                             : e->type == OFS_T_SYMLINK ? S_IFLNK
-                                                        : S_IFREG);
-    st->st_nlink = 1;
-    st->st_size = (off_t)e->size;
-    st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
-    st->st_blksize = OFS_BLOCK;
-    st->st_uid = s->o->uid;
-    st->st_gid = s->o->gid;
+    fill_common(s, e->type, e->mode, e->size, st);
 }
 
 #define LOCKED(s)                                                                                  \
@@ -383,14 +379,15 @@ static int prepare_new(struct state *s, const char *path, struct unode **pu, con
     return *pu ? 0 : rc;
 }
 
-static int op_mkdir(const char *path, mode_t mode) {
+/* mkdir, symlink and mknod: a new node of the given type at path. */
+static int add_new(const char *path, int type, mode_t mode, const char *target) {
     struct state *s = ST();
     struct unode *pu;
     const char *name;
     int rc;
     LOCKED(s) {
         if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_DIR, mode & 07777, NULL))
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), type, mode, target))
             rc = -errno;
         else
             rc = flush(s);
@@ -398,20 +395,13 @@ static int op_mkdir(const char *path, mode_t mode) {
     return rc;
 }
 
+static int op_mkdir(const char *path, mode_t mode) {
+    return add_new(path, OFS_T_DIR, mode & 07777, NULL);
+}
+
 static int op_symlink(const char *target, const char *path) {
-    struct state *s = ST();
-    struct unode *pu;
-    const char *name;
-    int rc;
     if (!*target || strlen(target) > OFS_PATH_MAX) return -ENAMETOOLONG;
-    LOCKED(s) {
-        if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_SYMLINK, 0777, target))
-            rc = -errno;
-        else
-            rc = flush(s);
-    }
-    return rc;
+    return add_new(path, OFS_T_SYMLINK, 0777, target);
 }
 
 static int new_handle(struct fuse_file_info *fi, struct unode *n) {
@@ -444,20 +434,9 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
 }
 
 static int op_mknod(const char *path, mode_t mode, dev_t dev) {
-    struct state *s = ST();
-    struct unode *pu;
-    const char *name;
-    int rc;
     (void)dev;
     if (!S_ISREG(mode)) return -EPERM; /* no device nodes, FIFOs or sockets in the root FS */
-    LOCKED(s) {
-        if ((rc = prepare_new(s, path, &pu, &name))) continue;
-        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_FILE, mode & 07777, NULL))
-            rc = -errno;
-        else
-            rc = flush(s);
-    }
-    return rc;
+    return add_new(path, OFS_T_FILE, mode & 07777, NULL);
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi) {
@@ -596,17 +575,24 @@ static int writable(struct state *s, const char *path, int skip_content, struct 
     return copy_up(s, path, r.l, skip_content, out);
 }
 
+/* The upper node an attribute change applies to: that of the open handle (if it is one of
+ * the writable layer), else the one at path, copied up when needed. */
+static int attr_target(struct state *s, const char *path, struct fuse_file_info *fi,
+                       int skip_content, struct unode **out) {
+    if (fi && fi->fh && !((struct handle *)(uintptr_t)fi->fh)->lower) {
+        *out = ((struct handle *)(uintptr_t)fi->fh)->n;
+        return 0;
+    }
+    return writable(s, path, skip_content, out);
+}
+
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi) {
     struct state *s = ST();
     struct unode *n;
     int rc;
     if (size < 0) return -EINVAL;
     LOCKED(s) {
-        if (fi && fi->fh && !((struct handle *)(uintptr_t)fi->fh)->lower) {
-            n = ((struct handle *)(uintptr_t)fi->fh)->n;
-        } else if ((rc = writable(s, path, size == 0, &n))) {
-            continue;
-        }
+        if ((rc = attr_target(s, path, fi, size == 0, &n))) continue;
         if (n->type != OFS_T_FILE) {
             rc = n->type == OFS_T_DIR ? -EISDIR : -EINVAL;
             continue;
@@ -624,13 +610,7 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) {
     struct unode *n;
     int rc;
     LOCKED(s) {
-        if (fi && fi->fh && !((struct handle *)(uintptr_t)fi->fh)->lower) {
-            n = ((struct handle *)(uintptr_t)fi->fh)->n;
-            rc = 0;
-        } else {
-            rc = writable(s, path, 0, &n);
-        }
-        if (rc) continue;
+        if ((rc = attr_target(s, path, fi, 0, &n))) continue;
         n->mode = mode & 07777;
         s->up->dirty = 1;
         rc = flush(s);
@@ -656,13 +636,7 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
     struct unode *n;
     int rc;
     LOCKED(s) {
-        if (fi && fi->fh && !((struct handle *)(uintptr_t)fi->fh)->lower) {
-            n = ((struct handle *)(uintptr_t)fi->fh)->n;
-            rc = 0;
-        } else {
-            rc = writable(s, path, 0, &n);
-        }
-        if (rc) continue;
+        if ((rc = attr_target(s, path, fi, 0, &n))) continue;
         if (!tv || tv[1].tv_nsec == UTIME_NOW) {
             ofs_upper_touch(n);
         } else if (tv[1].tv_nsec != UTIME_OMIT) {
@@ -675,12 +649,29 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
     return rc;
 }
 
+/* Remove what path (resolved as r) names: an upper-only node goes, anything the image has
+ * there is hidden by a whiteout. */
+static int remove_entry(struct state *s, const char *path, const struct res *r) {
+    char parent[OFS_PATH_MAX + 1];
+    const char *name;
+    struct unode *pu;
+    int rc = 0;
+    if (r->u && !r->lp) {
+        ofs_upper_remove(s->up, r->u);
+    } else if (r->u) {
+        if (!ofs_upper_whiteout(s->up, r->u)) rc = -ENOMEM;
+    } else {
+        if ((rc = split(path, parent, sizeof parent, &name))) return rc;
+        if (!(pu = copy_up_dirs(s, parent, &rc))) return rc;
+        if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_U_WHITEOUT, 0, NULL)) rc = -errno;
+    }
+    return rc ? rc : flush(s);
+}
+
 static int op_unlink(const char *path) {
     struct state *s = ST();
     struct res r;
     int rc;
-    char parent[OFS_PATH_MAX + 1];
-    const char *name;
     if (!s->up || s->o->read_only) return -EROFS;
     LOCKED(s) {
         if ((rc = resolve(s, path, &r))) continue;
@@ -688,17 +679,7 @@ static int op_unlink(const char *path) {
             rc = -EISDIR;
             continue;
         }
-        if (r.u && !r.lp) {
-            ofs_upper_remove(s->up, r.u);
-        } else if (r.u) {
-            if (!ofs_upper_whiteout(s->up, r.u)) rc = -ENOMEM;
-        } else {
-            struct unode *pu;
-            if ((rc = split(path, parent, sizeof parent, &name))) continue;
-            if (!(pu = copy_up_dirs(s, parent, &rc))) continue;
-            if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_U_WHITEOUT, 0, NULL)) rc = -errno;
-        }
-        if (!rc) rc = flush(s);
+        rc = remove_entry(s, path, &r);
     }
     return rc;
 }
@@ -707,8 +688,6 @@ static int op_rmdir(const char *path) {
     struct state *s = ST();
     struct res r;
     int rc;
-    char parent[OFS_PATH_MAX + 1];
-    const char *name;
     if (!s->up || s->o->read_only) return -EROFS;
     if (!*rel(path)) return -EBUSY;
     LOCKED(s) {
@@ -721,17 +700,7 @@ static int op_rmdir(const char *path) {
             rc = -ENOTEMPTY;
             continue;
         }
-        if (r.u && !r.lp) {
-            ofs_upper_remove(s->up, r.u);
-        } else if (r.u) {
-            if (!ofs_upper_whiteout(s->up, r.u)) rc = -ENOMEM;
-        } else {
-            struct unode *pu;
-            if ((rc = split(path, parent, sizeof parent, &name))) continue;
-            if (!(pu = copy_up_dirs(s, parent, &rc))) continue;
-            if (!ofs_upper_add(s->up, pu, name, strlen(name), OFS_U_WHITEOUT, 0, NULL)) rc = -errno;
-        }
-        if (!rc) rc = flush(s);
+        rc = remove_entry(s, path, &r);
     }
     return rc;
 }

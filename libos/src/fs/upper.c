@@ -16,6 +16,7 @@
 
 #include "image.h"
 #include "ofs_crypto.h"
+#include "ofs_err.h"
 
 #define LAYER_SIZE 64
 #define IDX_HDR 28
@@ -23,16 +24,6 @@
 #define SBLOCK (OFS_GCM_NONCE + OFS_BLOCK + OFS_GCM_TAG) /* stored block: nonce, ct, tag */
 #define NO_PARENT 0xffffffffu
 #define MAX_INDEX (1ull << 32)
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static int derive(const struct ofs_upper *up, const char *info, const void *extra, size_t elen,
                   void *out, size_t outlen) {
@@ -473,23 +464,23 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
     const char *d = up->dir;
     struct unode **nodes = NULL, **last = NULL; /* last: each node's last child so far */
     int rc = OFS_ERR_VERIFY;
-    if (len < 16) return fail(err, errlen, rc, "%s/index: too short", d);
+    if (len < 16) return ofs_fail(err, errlen, rc, "%s/index: too short", d);
     uint64_t next_id = ofs_get_u64(p);
     uint32_t count = ofs_get_u32(p + 8);
     if (count == 0 || ofs_get_u32(p + 12) != 0 || count > (len - 16) / NODE_HDR)
-        return fail(err, errlen, rc, "%s/index: bad node count", d);
+        return ofs_fail(err, errlen, rc, "%s/index: bad node count", d);
     nodes = calloc(count, sizeof *nodes);
     last = calloc(count, sizeof *last);
     if (!nodes || !last) {
         free(nodes);
         free(last);
-        return fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
     }
     size_t pos = 16;
     uint32_t i;
     for (i = 0; i < count; i++) {
         if (len - pos < NODE_HDR) {
-            fail(err, errlen, rc, "%s/index: node %u truncated", d, i);
+            ofs_fail(err, errlen, rc, "%s/index: node %u truncated", d, i);
             goto bad;
         }
         const uint8_t *r = p + pos;
@@ -498,7 +489,7 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
         uint8_t type = r[4], flags = r[5];
         pos += NODE_HDR;
         if (nl > len - pos || tl > len - pos - nl) {
-            fail(err, errlen, rc, "%s/index: node %u runs past the end", d, i);
+            ofs_fail(err, errlen, rc, "%s/index: node %u runs past the end", d, i);
             goto bad;
         }
         const char *name = (const char *)p + pos, *target = name + nl;
@@ -528,13 +519,13 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
             if (c > 0 || (c == 0 && pl >= nl)) ok = 0;
         }
         if (!ok) {
-            fail(err, errlen, rc, "%s/index: node %u is malformed", d, i);
+            ofs_fail(err, errlen, rc, "%s/index: node %u is malformed", d, i);
             goto bad;
         }
         struct unode *n = new_node(name, nl, type, ofs_get_u32(r + 8));
         if (!n || (tl && !(n->target = strndup(target, tl)))) {
             if (n) free_node(n);
-            rc = fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
+            rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
             goto bad;
         }
         n->opaque = flags;
@@ -553,7 +544,7 @@ int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, ch
         }
     }
     if (pos != len) {
-        fail(err, errlen, rc, "%s/index: %zu trailing bytes", d, len - pos);
+        ofs_fail(err, errlen, rc, "%s/index: %zu trailing bytes", d, len - pos);
         goto bad;
     }
     up->root = nodes[0];
@@ -596,17 +587,17 @@ static int read_file(int dfd, const char *name, uint8_t **out, size_t *len) {
 static int create_layer(struct ofs_upper *up, char *err, size_t errlen) {
     uint8_t h[LAYER_SIZE] = "OCBUPL01";
     if (ofs_random(up->salt, 32))
-        return fail(err, errlen, OFS_ERR_IO, "%s: no randomness for the layer salt", up->dir);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s: no randomness for the layer salt", up->dir);
     ofs_put_u32(h + 8, 1);
     memcpy(h + 16, up->salt, 32);
     if (derive(up, "occlum-build upper v1 check", NULL, 0, h + 48, 16))
-        return fail(err, errlen, OFS_ERR_IO, "%s: key derivation failed", up->dir);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s: key derivation failed", up->dir);
     int fd = openat(up->dfd, "layer.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || pwrite_full(fd, h, sizeof h, 0) < 0 || fsync(fd) < 0 ||
         renameat(up->dfd, "layer.tmp", up->dfd, "layer") < 0) {
         int e = errno;
         if (fd >= 0) close(fd);
-        return fail(err, errlen, OFS_ERR_IO, "%s/layer: cannot create: %s", up->dir, strerror(e));
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s/layer: cannot create: %s", up->dir, strerror(e));
     }
     close(fd);
     return OFS_OK;
@@ -621,29 +612,29 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
     *out = NULL;
     if (!up || !(up->dir = strdup(dir))) {
         free(up);
-        return fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
     }
     memcpy(up->master, key, 16);
     up->dfd = -1;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: cannot create the writable layer: %s", dir,
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: cannot create the writable layer: %s", dir,
                   strerror(errno));
         goto out;
     }
     up->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (up->dfd < 0 || (mkdirat(up->dfd, "data", 0700) < 0 && errno != EEXIST)) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: cannot open the writable layer: %s", dir,
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: cannot open the writable layer: %s", dir,
                   strerror(errno));
         goto out;
     }
     if (read_file(up->dfd, "layer", &buf, &len) < 0) {
         if (errno != ENOENT) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s/layer: %s", dir, strerror(errno));
+            rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s/layer: %s", dir, strerror(errno));
             goto out;
         }
         struct stat st;
         if (fstatat(up->dfd, "index", &st, 0) == 0) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/layer: missing while an index exists", dir);
+            rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s/layer: missing while an index exists", dir);
             goto out;
         }
         if ((rc = create_layer(up, err, errlen))) goto out;
@@ -651,14 +642,14 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
         uint8_t check[16];
         if (len != LAYER_SIZE || memcmp(buf, "OCBUPL01", 8) || ofs_get_u32(buf + 8) != 1 ||
             ofs_get_u32(buf + 12) != 0) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/layer: not a writable layer of version 1",
+            rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s/layer: not a writable layer of version 1",
                       dir);
             goto out;
         }
         memcpy(up->salt, buf + 16, 32);
         if (derive(up, "occlum-build upper v1 check", NULL, 0, check, 16) ||
             ofs_memneq(check, buf + 48, 16)) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY,
+            rc = ofs_fail(err, errlen, OFS_ERR_VERIFY,
                       "%s/layer: the writable layer was written with a different key", dir);
             goto out;
         }
@@ -666,16 +657,16 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
     free(buf);
     buf = NULL;
     if (derive(up, "occlum-build upper v1 index", NULL, 0, up->kidx, 16)) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: key derivation failed", dir);
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: key derivation failed", dir);
         goto out;
     }
     if (read_file(up->dfd, "index", &buf, &len) < 0) {
         if (errno != ENOENT) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s/index: %s", dir, strerror(errno));
+            rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s/index: %s", dir, strerror(errno));
             goto out;
         }
         if (!(up->root = new_node("", 0, OFS_T_DIR, root_mode))) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
+            rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
             goto out;
         }
         up->next_id = 1;
@@ -684,19 +675,19 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
         uint8_t *plain;
         if (len < IDX_HDR + OFS_GCM_TAG || memcmp(buf, "OCBUPI01", 8) ||
             ofs_get_u32(buf + 8) != 1 || ofs_get_u32(buf + 12) != 0) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/index: not an index of version 1", dir);
+            rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s/index: not an index of version 1", dir);
             goto out;
         }
         size_t plen = len - IDX_HDR - OFS_GCM_TAG;
         if (!(plain = malloc(plen ? plen : 1))) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
+            rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
             goto out;
         }
         if (ofs_gcm_decrypt(up->kidx, buf + 16, buf, 16, buf + IDX_HDR, plen, plain,
                             buf + len - OFS_GCM_TAG)) {
             free(plain);
             rc =
-                fail(err, errlen, OFS_ERR_VERIFY, "%s/index: fails authentication (tampered)", dir);
+                ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s/index: fails authentication (tampered)", dir);
             goto out;
         }
         rc = ofs_upper_parse_index(up, plain, plen, err, errlen);
@@ -720,7 +711,7 @@ int ofs_upper_close(struct ofs_upper *up, char *err, size_t errlen) {
     int rc = OFS_OK;
     if (!up) return rc;
     int e = ofs_upper_flush(up);
-    if (e) rc = fail(err, errlen, OFS_ERR_IO, "%s/index: cannot write: %s", up->dir, strerror(-e));
+    if (e) rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s/index: cannot write: %s", up->dir, strerror(-e));
     ofs_upper_free_tree(up->root);
     close(up->dfd);
     free(up->doomed);
