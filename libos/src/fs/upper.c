@@ -1,7 +1,7 @@
 /* Writable layer, in memory and its file contents: docs/formats/writable-layer.md section 5
- * and the union rules of section 4.  The tree
- * of nodes (add, remove, whiteout, move) and the encrypted data blocks of files; the layer
- * and index files are read and written by upper_index.c. */
+ * and the union rules of section 4.  The tree of nodes (add, remove, whiteout, move) and the
+ * encrypted data blocks of files; the layer and index files are read and written by
+ * upper_index.c. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
