@@ -7,6 +7,8 @@ bash scripts/setup.sh
 if [ -f libos/Makefile ]; then
     echo "==> native tests (make -C libos test asan)"
     make -s -C libos test asan
+    echo "==> fuzz harnesses build (make -C libos fuzz)"
+    make -s -C libos fuzz
 fi
 echo "==> python tests"
 exec python -m pytest -q -p no:cacheprovider "$@"

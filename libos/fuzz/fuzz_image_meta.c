@@ -1,5 +1,5 @@
 /* libFuzzer harness for the image metadata parser (docs/formats/image.md sections 3 and 5).
- * Build and run: see docs/runtime-fs.md ("Fuzzing the metadata parser"). */
+ * Build and run: docs/runtime.md "Fuzzing". */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -66,6 +66,20 @@ static int str_list(json_t *arr, char ***out, size_t *n, const char *where, stru
     return 0;
 }
 
+/* JSON paths of nested mounts for messages, cut to the buffer (nesting has no fixed depth). */
+#define SUBPATH_MAX 256
+__attribute__((format(printf, 2, 3))) static void subpath(char sub[SUBPATH_MAX], const char *fmt,
+                                                          ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sub, SUBPATH_MAX, fmt, ap);
+    va_end(ap);
+}
+
+static int mount_list(json_t *arr, struct ocb_mount **out, size_t *n, const char *where,
+                      struct ocb_err *e);
+
 static int parse_mount(json_t *j, struct ocb_mount *m, const char *where, struct ocb_err *e)
 {
     memset(m, 0, sizeof *m);
@@ -93,18 +107,29 @@ static int parse_mount(json_t *j, struct ocb_mount *m, const char *where, struct
     m->temporary = json_is_true(json_object_get(opt, "temporary"));
     json_t *layers = json_object_get(opt, "layers");
     if (layers != NULL) {
-        if (!json_is_array(layers))
-            return ocb_fail(e, "%s.options.layers is not an array", where);
-        m->nlayers = json_array_size(layers);
-        m->layers = calloc(m->nlayers + 1, sizeof *m->layers);
-        if (m->layers == NULL)
-            return ocb_fail(e, "out of memory");
-        for (size_t i = 0; i < m->nlayers; i++) {
-            char sub[160];
-            snprintf(sub, sizeof sub, "%s.options.layers[%zu]", where, i);
-            if (parse_mount(json_array_get(layers, i), &m->layers[i], sub, e) != 0)
-                return -1;
-        }
+        char sub[SUBPATH_MAX];
+        subpath(sub, "%s.options.layers", where);
+        if (mount_list(layers, &m->layers, &m->nlayers, sub, e) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The JSON array of mounts at where into a calloc'ed array with one zeroed spare entry. */
+static int mount_list(json_t *arr, struct ocb_mount **out, size_t *n, const char *where,
+                      struct ocb_err *e)
+{
+    if (!json_is_array(arr))
+        return ocb_fail(e, "%s is not an array", where);
+    *n = json_array_size(arr);
+    *out = calloc(*n + 1, sizeof **out);
+    if (*out == NULL)
+        return ocb_fail(e, "out of memory");
+    for (size_t i = 0; i < *n; i++) {
+        char sub[SUBPATH_MAX];
+        subpath(sub, "%s[%zu]", where, i);
+        if (parse_mount(json_array_get(arr, i), &(*out)[i], sub, e) != 0)
+            return -1;
     }
     return 0;
 }
@@ -118,19 +143,8 @@ static int parse_stage(json_t *j, struct ocb_stage *st, const char *where, struc
     for (size_t i = 0; i < st->nentry; i++)
         if (st->entry_points[i][0] != '/')
             return ocb_fail(e, "%s[%zu] is not an absolute path", sub, i);
-    json_t *mounts = json_object_get(j, "mount");
-    if (!json_is_array(mounts))
-        return ocb_fail(e, "%s.mount is not an array", where);
-    st->nmounts = json_array_size(mounts);
-    st->mounts = calloc(st->nmounts + 1, sizeof *st->mounts);
-    if (st->mounts == NULL)
-        return ocb_fail(e, "out of memory");
-    for (size_t i = 0; i < st->nmounts; i++) {
-        snprintf(sub, sizeof sub, "%s.mount[%zu]", where, i);
-        if (parse_mount(json_array_get(mounts, i), &st->mounts[i], sub, e) != 0)
-            return -1;
-    }
-    return 0;
+    snprintf(sub, sizeof sub, "%s.mount", where);
+    return mount_list(json_object_get(j, "mount"), &st->mounts, &st->nmounts, sub, e);
 }
 
 /* The root union of a stage: mount at "/" of type unionfs with two layers, the first holding

@@ -1,14 +1,12 @@
-/* See server.h.  Wire format (SOCK_STREAM, little-endian u32 words):
- *   client -> server: "OCBX", version 1, kind (1 exec, 2 stop), argc, envc, bytes; then the
- *                     NUL-terminated strings (path, argv..., env...), with stdin/stdout/stderr
- *                     attached to the header as SCM_RIGHTS; afterwards, u32 signal numbers.
- *   server -> client: u32 1 = started; u32 2 + u32 length + message = cannot start;
- *                     u32 3 + i32 wait status = the program ended; u32 4 = stopped.
- * Each connection is served by a forked child of the server, which creates the process in the
- * instance (the PAL state, root FS mount and lock are inherited) and waits for it. */
+/* The server of `occlum start` (server.h): boots the instance, then serves the exec
+ * protocol (exec_proto.h) on run/occlum_exec.sock.  Each connection is served by a forked
+ * child of the server, which creates the process in the instance (the PAL state, root FS
+ * mount and lock are inherited) and waits for it. */
 #include "server.h"
 
+#include "chldpipe.h"
 #include "occlum_pal_api.h"
+#include "exec_proto.h"
 #include "ocb.h"
 
 #include <errno.h>
@@ -25,81 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MAGIC 0x5842434fu /* "OCBX" */
-#define KIND_EXEC 1
-#define KIND_STOP 2
-#define MAX_REQ (1u << 20)
-
-enum { R_STARTED = 1, R_FAILED = 2, R_EXITED = 3, R_STOPPED = 4 };
-
-static int sock_path(const char *instance, struct sockaddr_un *sa)
-{
-    memset(sa, 0, sizeof *sa);
-    sa->sun_family = AF_UNIX;
-    int n = snprintf(sa->sun_path, sizeof sa->sun_path, "%s/%s", instance, OCB_EXEC_SOCKET);
-    return n > 0 && (size_t)n < sizeof sa->sun_path ? 0 : -1;
-}
-
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *buf, size_t n)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static int send_u32(int fd, uint32_t v)
-{
-    uint8_t b[4];
-    ocb_put_le32(b, v);
-    return write_all(fd, b, 4);
-}
-
-static int recv_u32(int fd, uint32_t *v)
-{
-    uint8_t b[4];
-    if (read_all(fd, b, 4) != 0)
-        return -1;
-    *v = ocb_le32(b);
-    return 0;
-}
-
-/* ---- server ---- */
-
 static volatile sig_atomic_t stop_requested;
-static int chld_pipe[2] = {-1, -1};
-
-static void on_chld(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    if (write(chld_pipe[1], "c", 1) < 0) {
-    }
-    errno = saved;
-}
-
 static void on_term(int sig)
 {
     (void)sig;
@@ -109,8 +33,8 @@ static void on_term(int sig)
 static void reply_failed(int c, const char *msg)
 {
     size_t n = strlen(msg);
-    if (send_u32(c, R_FAILED) == 0 && send_u32(c, (uint32_t)n) == 0)
-        write_all(c, msg, n);
+    if (ocb_exec_send_u32(c, OCB_EXEC_R_FAILED) == 0 && ocb_exec_send_u32(c, (uint32_t)n) == 0)
+        ocb_exec_write_all(c, msg, n);
 }
 
 /* One exec request, in a child of the server. */
@@ -125,11 +49,11 @@ __attribute__((noreturn)) static void serve_exec(int c, char *strs, uint32_t arg
         argv[i] = p;
     for (uint32_t i = 0; i < envc; i++, p += strlen(p) + 1)
         envp[i] = p;
-    if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    if (ocb_chld_pipe_open() != 0)
         _exit(1);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_chld;
+    sa.sa_handler = ocb_chld_on_signal;
     sigaction(SIGCHLD, &sa, NULL);
     sa.sa_handler = SIG_DFL;
     sigaction(SIGTERM, &sa, NULL);
@@ -149,27 +73,25 @@ __attribute__((noreturn)) static void serve_exec(int c, char *strs, uint32_t arg
         reply_failed(c, "cannot start");
         _exit(0);
     }
-    send_u32(c, R_STARTED);
+    ocb_exec_send_u32(c, OCB_EXEC_R_STARTED);
     for (;;) {
-        struct pollfd pf[2] = {{chld_pipe[0], POLLIN, 0}, {c, POLLIN, 0}};
+        struct pollfd pf[2] = {{ocb_chld_pipe_fd(), POLLIN, 0}, {c, POLLIN, 0}};
         if (poll(pf, 2, -1) < 0)
             continue;
         if (pf[0].revents & POLLIN) {
-            char buf[16];
-            while (read(chld_pipe[0], buf, sizeof buf) > 0)
-                ;
+            ocb_chld_pipe_drain();
             /* The sandbox's init ended: occlum_pal_exec reads the status it reported. */
             int status = 0;
             struct occlum_pal_exec_args ex = {.pid = pid, .exit_value = &status};
             if (occlum_pal_exec(&ex) == 0) {
-                send_u32(c, R_EXITED);
-                send_u32(c, (uint32_t)status);
+                ocb_exec_send_u32(c, OCB_EXEC_R_EXITED);
+                ocb_exec_send_u32(c, (uint32_t)status);
                 _exit(0);
             }
         }
         if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             uint32_t sig;
-            if (recv_u32(c, &sig) != 0) { /* the client went away */
+            if (ocb_exec_recv_u32(c, &sig) != 0) { /* the client went away */
                 occlum_pal_kill(pid, SIGKILL);
                 int status;
                 struct occlum_pal_exec_args ex = {.pid = pid, .exit_value = &status};
@@ -218,16 +140,16 @@ static void handle(int c)
         }
     uint32_t kind = ocb_le32(hdr + 8), argc = ocb_le32(hdr + 12), envc = ocb_le32(hdr + 16),
              len = ocb_le32(hdr + 20);
-    if (n != (ssize_t)sizeof hdr || ocb_le32(hdr) != MAGIC || ocb_le32(hdr + 4) != 1)
+    if (n != (ssize_t)sizeof hdr || ocb_le32(hdr) != OCB_EXEC_MAGIC || ocb_le32(hdr + 4) != 1)
         goto bad;
-    if (kind == KIND_STOP) {
+    if (kind == OCB_EXEC_KIND_STOP) {
         stop_requested = 1;
         goto out;
     }
-    if (kind != KIND_EXEC || nfds != 3 || argc < 1 || len > MAX_REQ || argc > len || envc > len)
+    if (kind != OCB_EXEC_KIND_EXEC || nfds != 3 || argc < 1 || len > OCB_EXEC_MAX_REQ || argc > len || envc > len)
         goto bad;
     char *strs = malloc(len + 1);
-    if (strs == NULL || read_all(c, strs, len) != 0) {
+    if (strs == NULL || ocb_exec_read_all(c, strs, len) != 0) {
         free(strs);
         goto bad;
     }
@@ -268,7 +190,7 @@ int ocb_serve(const char *instance, int ready_fd)
         return 1;
     struct sockaddr_un sa;
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (sock_path(real, &sa) != 0 || s < 0) {
+    if (ocb_exec_sock_path(real, &sa) != 0 || s < 0) {
         fprintf(stderr, "occlum: %s/%s: path too long for a socket\n", real, OCB_EXEC_SOCKET);
         occlum_pal_destroy();
         return 1;
@@ -314,7 +236,7 @@ int ocb_serve(const char *instance, int ready_fd)
                     while (waitpid(handlers[i], NULL, 0) < 0 && errno == EINTR)
                         ;
             occlum_pal_destroy();
-            send_u32(c, R_STOPPED);
+            ocb_exec_send_u32(c, OCB_EXEC_R_STOPPED);
             close(c);
             return 0;
         }
@@ -323,139 +245,5 @@ int ocb_serve(const char *instance, int ready_fd)
     close(s);
     unlink(sa.sun_path);
     occlum_pal_destroy();
-    return 0;
-}
-
-/* ---- client ---- */
-
-static int connect_server(const char *instance)
-{
-    struct sockaddr_un sa;
-    char real[PATH_MAX];
-    if (realpath(instance, real) == NULL || sock_path(real, &sa) != 0)
-        return -1;
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) == 0)
-        return s;
-    if (s >= 0)
-        close(s);
-    return -1;
-}
-
-static int send_request(int s, uint32_t kind, const char *path, char **argv, char **envp)
-{
-    uint32_t argc = 0, envc = 0, len = 0;
-    if (kind == KIND_EXEC) {
-        len += (uint32_t)strlen(path) + 1;
-        argc = 1;
-        for (char **a = argv + 1; a && *a; a++, argc++)
-            len += (uint32_t)strlen(*a) + 1;
-        for (char **e = envp; e && *e; e++, envc++)
-            len += (uint32_t)strlen(*e) + 1;
-    }
-    uint8_t hdr[24];
-    ocb_put_le32(hdr, MAGIC);
-    ocb_put_le32(hdr + 4, 1);
-    ocb_put_le32(hdr + 8, kind);
-    ocb_put_le32(hdr + 12, argc);
-    ocb_put_le32(hdr + 16, envc);
-    ocb_put_le32(hdr + 20, len);
-    int fds[3] = {0, 1, 2};
-    char cbuf[CMSG_SPACE(sizeof fds)];
-    memset(cbuf, 0, sizeof cbuf);
-    struct iovec iov = {hdr, sizeof hdr};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (kind == KIND_EXEC) {
-        msg.msg_control = cbuf;
-        msg.msg_controllen = sizeof cbuf;
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof fds);
-        memcpy(CMSG_DATA(cm), fds, sizeof fds);
-    }
-    if (sendmsg(s, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof hdr)
-        return -1;
-    if (kind != KIND_EXEC)
-        return 0;
-    if (write_all(s, path, strlen(path) + 1) != 0)
-        return -1;
-    for (char **a = argv + 1; a && *a; a++)
-        if (write_all(s, *a, strlen(*a) + 1) != 0)
-            return -1;
-    for (char **e = envp; e && *e; e++)
-        if (write_all(s, *e, strlen(*e) + 1) != 0)
-            return -1;
-    return 0;
-}
-
-static volatile sig_atomic_t client_sock = -1;
-
-static void pass_signal(int sig, siginfo_t *si, void *ctx)
-{
-    (void)ctx;
-    if (si != NULL && si->si_code == SI_KERNEL)
-        return; /* from the terminal: the program got it too (same process group) */
-    uint8_t b[4];
-    ocb_put_le32(b, (uint32_t)sig);
-    if (client_sock >= 0 && send(client_sock, b, 4, MSG_NOSIGNAL) != 4) {
-    }
-}
-
-int ocb_client_exec(const char *instance, const char *path, char **argv)
-{
-    extern char **environ;
-    /* Signals that arrive before the program runs wait (blocked) and are passed on then. */
-    static const int sigs[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
-    sigset_t set, old;
-    sigemptyset(&set);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = pass_signal;
-    sa.sa_flags = SA_SIGINFO | SA_RESTART;
-    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
-        sigaddset(&set, sigs[k]);
-        sigaction(sigs[k], &sa, NULL);
-    }
-    sigprocmask(SIG_BLOCK, &set, &old);
-    int s = connect_server(instance);
-    if (s < 0) {
-        fprintf(stderr, "occlum: %s: no running instance (occlum start)\n", instance);
-        return 1;
-    }
-    if (send_request(s, KIND_EXEC, path, argv, environ) != 0) {
-        fprintf(stderr, "occlum: lost the connection to the instance\n");
-        return 1;
-    }
-    uint32_t type;
-    if (recv_u32(s, &type) != 0)
-        return 127;
-    if (type == R_FAILED)
-        return 127; /* the reason was printed on our stderr by the server */
-    if (type != R_STARTED)
-        return 1;
-    client_sock = s;
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    uint32_t status;
-    if (recv_u32(s, &type) != 0 || type != R_EXITED || recv_u32(s, &status) != 0)
-        return 128 + SIGKILL; /* the server went away (occlum stop) */
-    int st = (int)status;
-    if (WIFSIGNALED(st))
-        return 128 + WTERMSIG(st);
-    return WEXITSTATUS(st) & 0x7f;
-}
-
-int ocb_client_stop(const char *instance)
-{
-    int s = connect_server(instance);
-    if (s < 0) {
-        fprintf(stderr, "occlum: %s: no running instance\n", instance);
-        return 1;
-    }
-    uint32_t type = 0;
-    if (send_request(s, KIND_STOP, NULL, NULL, NULL) != 0 || recv_u32(s, &type) != 0 || type != R_STOPPED) {
-        fprintf(stderr, "occlum: the instance did not confirm the stop\n");
-        return 1;
-    }
     return 0;
 }

@@ -1,4 +1,6 @@
-/* Image reader: docs/formats/image.md.  Section numbers below refer to that document. */
+/* Image reader, metadata: docs/formats/image.md sections 3 and 5 (verify and decrypt the
+ * metadata, parse the entry table, look paths up).  The objects (section 4) are read by
+ * image_file.c. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -6,10 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,32 +15,12 @@
 #include <unistd.h>
 
 #include "ofs_crypto.h"
-#include "par.h"
+#include "ofs_err.h"
 
 #define HDR 64
 #define ENT 96
 #define EHDR 28               /* encrypted metadata header: magic, version, zero, nonce */
 #define MAX_META (1ull << 34) /* refuse absurd metadata sizes before allocating */
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-/* Printable form of a path for messages (non-printable bytes become '?'), truncated. */
-static const char *show(const char *p, size_t len, char buf[256]) {
-    size_t n = len < 200 ? len : 200, i;
-    for (i = 0; i < n; i++)
-        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
-    if (n < len) memcpy(buf + n, "...", 3), n += 3;
-    buf[n] = 0;
-    return buf;
-}
 
 static int is_zero(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -100,36 +78,36 @@ static int decrypt_meta(const struct ofs_image *img, const uint8_t *s, size_t le
                         size_t errlen) {
     const char *d = img->dir;
     if (!key)
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: the image is encrypted but no image key was "
                     "given (--image-key)",
                     d);
     if (len < EHDR + OFS_GCM_TAG + HDR)
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: encrypted metadata too short", d);
     if (ofs_get_u32(s + 8) != 1)
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: unknown version %u", d, ofs_get_u32(s + 8));
     if (!is_zero(s + 12, 4))
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: non-zero reserved bytes", d);
     uint8_t kmeta[16], knonce[32], nonce[32];
     size_t n = len - EHDR - OFS_GCM_TAG;
     uint8_t *p = malloc(n ? n : 1);
     if (!p)
-        return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
     if (derive(key, "occlum-build image v1 metadata", kmeta, 16) ||
         derive(key, "occlum-build image v1 metadata-nonce", knonce, 32) ||
         ofs_gcm_decrypt(kmeta, s + 16, s, 16, s + EHDR, n, p, s + len - OFS_GCM_TAG)) {
         free(p);
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-decrypt: the metadata does not decrypt: wrong image key",
                     d);
     }
     ofs_hmac_sha256(knonce, 32, p, n, nonce);
     if (ofs_memneq(nonce, s + 16, 12)) {
         free(p);
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: metadata nonce is not the one derived from "
                     "its content",
                     d);
@@ -164,18 +142,18 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const u
     } else if (len >= 8 && memcmp(s, "OCBIMG01", 8) == 0) {
         enc = 0;
         if (key)
-            return fail(err, errlen, OFS_ERR_VERIFY,
+            return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                         "%s/metadata: metadata-malformed: an image key was given but the image is "
                         "integrity-only",
                         d);
         p = malloc(len ? len : 1);
         if (!p)
-            return fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory",
+            return ofs_fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory",
                         d);
         memcpy(p, s, len);
         plen = len;
     } else {
-        return fail(err, errlen, OFS_ERR_VERIFY,
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
                     "%s/metadata: metadata-malformed: bad magic (not an image)", d);
     }
     img->meta = p;
@@ -185,7 +163,7 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const u
 
 #define REJECT(...)                                                                                \
     do {                                                                                           \
-        rc = fail(err, errlen, OFS_ERR_VERIFY, __VA_ARGS__);                                       \
+        rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, __VA_ARGS__);                                       \
         goto bad;                                                                                  \
     } while (0)
 
@@ -238,7 +216,7 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const u
                    d, i);
         e->path = strtab + poff;
         e->path_len = plen_;
-        const char *shown = show(e->path, plen_, sb);
+        const char *shown = ofs_show_path(e->path, plen_, sb);
         if (!is_zero(r + 13, 3) || !is_zero(r + 20, 4) || !is_zero(r + 88, 8))
             REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): non-zero reserved bytes", d,
                    i, shown);
@@ -382,18 +360,18 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
     int rc, dfd = -1, fd = -1;
     if (!img || !(img->dir = strdup(dir))) {
         free(img);
-        return fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
+        return ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
     }
     img->objects_fd = -1;
     dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
-        rc = fail(err, errlen, OFS_ERR_INPUT, "%s: cannot open image directory: %s", dir,
+        rc = ofs_fail(err, errlen, OFS_ERR_INPUT, "%s: cannot open image directory: %s", dir,
                   strerror(errno));
         goto out;
     }
     fd = openat(dfd, "metadata", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || read_all(fd, &stored, &len, MAX_META) < 0) {
-        rc = fail(err, errlen, errno == ENOENT ? OFS_ERR_INPUT : OFS_ERR_IO,
+        rc = ofs_fail(err, errlen, errno == ENOENT ? OFS_ERR_INPUT : OFS_ERR_IO,
                   "%s/metadata: mac-mismatch: cannot read the image metadata: %s", dir,
                   strerror(errno));
         goto out;
@@ -403,7 +381,7 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
         char want[48], got[48];
         ofs_format_hex16(mac, want);
         ofs_format_hex16(h, got);
-        rc = fail(
+        rc = ofs_fail(
             err, errlen, OFS_ERR_VERIFY,
             "%s/metadata: mac-mismatch: image MAC mismatch (expected %s, metadata hashes to %s): "
             "the image was modified or does not belong to this build",
@@ -414,7 +392,7 @@ int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
     if (rc) goto out;
     img->objects_fd = openat(dfd, "objects", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (img->objects_fd < 0 && errno != ENOENT) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s/objects: %s", dir, strerror(errno));
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s/objects: %s", dir, strerror(errno));
         goto out;
     }
 out:
@@ -447,283 +425,4 @@ const char *ofs_entry_name(const struct ofs_entry *e, size_t *len) {
     const char *n = slash ? slash + 1 : e->path;
     *len = e->path_len - (size_t)(n - e->path);
     return n;
-}
-
-/* ---- objects (section 4) ---- */
-
-static size_t stored_len(const struct ofs_ifile *f, uint64_t i) {
-    uint64_t plain = (i + 1 < f->nblocks) ? OFS_BLOCK : f->e->size - i * OFS_BLOCK;
-    return (size_t)plain + (f->img->encrypted ? OFS_GCM_TAG : 0);
-}
-
-static uint64_t stored_off(const struct ofs_ifile *f, uint64_t i) {
-    return i * (OFS_BLOCK + (f->img->encrypted ? OFS_GCM_TAG : 0));
-}
-
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
-
-/* A digest context initialised for SHA-256, or NULL. */
-static EVP_MD_CTX *md_ctx_new(void) {
-    pthread_once(&sha256_once, fetch_sha256);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx && (!sha256_md || !EVP_DigestInit_ex2(ctx, sha256_md, NULL))) {
-        EVP_MD_CTX_free(ctx);
-        ctx = NULL;
-    }
-    return ctx;
-}
-
-/* ctx was set up with SHA-256 once (md_ctx_new): re-initialising with a NULL type reuses
- * the fetched implementation, where passing EVP_sha256() each time makes OpenSSL 3 look the
- * provider up again for every 4 KiB block (measured: ~40% of the read path's CPU time). */
-static void leaf_hash(EVP_MD_CTX *ctx, const uint8_t *s, size_t len, uint8_t out[32]) {
-    unsigned int n = 32;
-    if (!EVP_DigestInit_ex2(ctx, NULL, NULL) || !EVP_DigestUpdate(ctx, s, len) ||
-        !EVP_DigestFinal_ex(ctx, out, &n))
-        memset(out, 0xff, 32);
-}
-
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off) {
-    size_t got = 0;
-    while (got < len) {
-        ssize_t r = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
-int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struct ofs_ifile *f,
-                   char *err, size_t errlen) {
-    char sb[256], hex[65];
-    const char *shown = show(e->path, e->path_len, sb);
-    memset(f, 0, sizeof *f);
-    f->img = img;
-    f->e = e;
-    f->fd = -1;
-    if (e->type != OFS_T_FILE)
-        return fail(err, errlen, OFS_ERR_INPUT, "%s: /%s: not a regular file", img->dir, shown);
-    if (e->size == 0) return OFS_OK;
-    f->nblocks = (e->size + OFS_BLOCK - 1) / OFS_BLOCK;
-    ofs_hex(e->root, 32, hex);
-    if (img->objects_fd < 0)
-        return fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s: /%s: object-missing: objects/%s (no objects/)", img->dir, shown, hex);
-    f->fd = openat(img->objects_fd, hex, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0)
-        return fail(err, errlen, errno == ENOENT ? OFS_ERR_VERIFY : OFS_ERR_IO,
-                    "%s: /%s: object-missing: cannot open objects/%s: %s", img->dir, shown, hex,
-                    strerror(errno));
-    uint64_t data = (f->nblocks - 1) * (stored_off(f, 1)) + stored_len(f, f->nblocks - 1);
-    struct stat st;
-    int rc = OFS_ERR_VERIFY;
-    if (fstat(f->fd, &st) < 0) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: objects/%s: %s", img->dir, shown, hex,
-                  strerror(errno));
-        goto bad;
-    }
-    if ((uint64_t)st.st_size != data + 32 * f->nblocks) {
-        fail(err, errlen, rc, "%s: /%s: object-size: objects/%s has %lld bytes, expected %llu",
-             img->dir, shown, hex, (long long)st.st_size,
-             (unsigned long long)(data + 32 * f->nblocks));
-        goto bad;
-    }
-    f->leaves = malloc(32 * f->nblocks);
-    uint8_t *level = malloc(32);
-    if (!f->leaves || !level) {
-        free(level);
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: out of memory", img->dir, shown);
-        goto bad;
-    }
-    if (pread_full(f->fd, f->leaves, 32 * f->nblocks, data) != (ssize_t)(32 * f->nblocks)) {
-        free(level);
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: cannot read the leaves of objects/%s",
-                  img->dir, shown, hex);
-        goto bad;
-    }
-    /* Two levels: root = H(L_0 || ... || L_{n-1}). */
-    ofs_sha256(f->leaves, 32 * f->nblocks, level);
-    int same = !ofs_memneq(level, e->root, 32);
-    free(level);
-    if (!same) {
-        fail(err, errlen, rc,
-             "%s: /%s: root-mismatch: the leaves of objects/%s do not hash to the entry's root",
-             img->dir, shown, hex);
-        goto bad;
-    }
-    if (img->encrypted) {
-        uint8_t info[sizeof "occlum-build image v1 file" - 1];
-        memcpy(info, "occlum-build image v1 file", sizeof info);
-        if (ofs_hkdf(img->key, 16, e->file_id, 16, info, sizeof info, f->fkey, 16)) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s: /%s: key derivation failed", img->dir, shown);
-            goto bad;
-        }
-    }
-    return OFS_OK;
-bad:
-    ofs_ifile_close(f);
-    return rc;
-}
-
-void ofs_ifile_close(struct ofs_ifile *f) {
-    if (f->fd >= 0) close(f->fd);
-    free(f->leaves);
-    f->leaves = NULL;
-    f->fd = -1;
-}
-
-#define RUN_BLOCKS 32 /* blocks read with one pread */
-
-static ssize_t block_error(struct ofs_ifile *f, uint64_t b, const char *kind, const char *what,
-                           char *err, size_t errlen) {
-    char sb[256];
-    fail(err, errlen, 0, "%s: /%s: %s: block %llu %s", f->img->dir,
-         show(f->e->path, f->e->path_len, sb), kind, (unsigned long long)b, what);
-    return -EIO;
-}
-
-/* A run of stored blocks to check (and decrypt or copy) into their destinations, shared
- * by the caller and the worker thread (ofs_par_run); each keeps its own contexts and its
- * first failure. */
-struct run_job {
-    struct ofs_ifile *f;
-    const uint8_t *raw; /* stored blocks b0 .. b0 + n - 1, `stride` apart */
-    uint64_t b0;
-    size_t stride;
-    uint8_t *const *dst; /* plain destination of each block, NULL: check only */
-    uint64_t bad[2];     /* lowest failing block + 1 seen by each thread (0: none) */
-    const char *kind[2];
-    atomic_int failed; /* stop claiming once a block failed */
-};
-
-static void run_blocks(void *arg, struct ofs_par *p, int who) {
-    struct run_job *j = arg;
-    const int enc = j->f->img->encrypted;
-    const struct ofs_entry *e = j->f->e;
-    EVP_MD_CTX *md = md_ctx_new();
-    EVP_CIPHER_CTX *cc = enc ? EVP_CIPHER_CTX_new() : NULL;
-    uint8_t leaf[32];
-    size_t lo, hi;
-    const char *kind = NULL;
-    uint64_t bad = 0;
-    if (!md ||
-        (enc && (!cc || !EVP_DecryptInit_ex(cc, EVP_aes_128_gcm(), NULL, j->f->fkey, NULL)))) {
-        if (ofs_par_claim(p, &lo, &hi)) bad = j->b0 + lo + 1, kind = "block-decrypt";
-        goto out;
-    }
-    while (!bad && !atomic_load(&j->failed) && ofs_par_claim(p, &lo, &hi)) {
-        for (size_t k = lo; k < hi; k++) {
-            uint64_t b = j->b0 + k;
-            const uint8_t *s = j->raw + k * j->stride;
-            size_t slen = stored_len(j->f, b), plen = slen - (enc ? OFS_GCM_TAG : 0);
-            leaf_hash(md, s, slen, leaf);
-            if (ofs_memneq(leaf, j->f->leaves + 32 * b, 32)) {
-                bad = b + 1;
-                kind = "block-mismatch";
-                break;
-            }
-            uint8_t *dst = j->dst ? j->dst[k] : NULL;
-            if (!dst) continue;
-            if (!enc) {
-                memcpy(dst, s, plen);
-                continue;
-            }
-            uint8_t nonce[12], aad[16];
-            int outl = 0;
-            ofs_put_u64(nonce, b);
-            ofs_put_u32(nonce + 8, 0);
-            ofs_put_u64(aad, b);
-            ofs_put_u64(aad + 8, e->size);
-            if (!EVP_DecryptInit_ex(cc, NULL, NULL, NULL, nonce) ||
-                !EVP_DecryptUpdate(cc, NULL, &outl, aad, 16) ||
-                !EVP_DecryptUpdate(cc, dst, &outl, s, (int)plen) ||
-                !EVP_CIPHER_CTX_ctrl(cc, EVP_CTRL_GCM_SET_TAG, 16, (void *)(s + plen)) ||
-                EVP_DecryptFinal_ex(cc, dst + plen, &outl) <= 0) {
-                memset(dst, 0, plen); /* never hand out unauthenticated plaintext */
-                bad = b + 1;
-                kind = "block-decrypt";
-                break;
-            }
-        }
-    }
-out:
-    if (bad) atomic_store(&j->failed, 1);
-    j->bad[who] = bad;
-    j->kind[who] = kind;
-    EVP_CIPHER_CTX_free(cc);
-    EVP_MD_CTX_free(md);
-}
-
-/* Blocks: below this a second thread costs more than it saves (-DPAR_MIN=<huge> builds a
- * serial reader, for comparison).  PAR_CHUNK: blocks claimed at a time. */
-#ifndef PAR_MIN
-#define PAR_MIN 8
-#endif
-#define PAR_CHUNK 4
-
-static ssize_t do_run(struct run_job *j, size_t n, char *err, size_t errlen) {
-    atomic_init(&j->failed, 0);
-    ofs_par_run(run_blocks, j, n, PAR_CHUNK, PAR_MIN);
-    int w = j->bad[0] && (!j->bad[1] || j->bad[0] < j->bad[1]) ? 0 : 1;
-    if (!j->bad[w]) return 0;
-    return block_error(j->f, j->bad[w] - 1, j->kind[w],
-                       strcmp(j->kind[w], "block-mismatch") ? "does not decrypt"
-                                                            : "fails verification",
-                       err, errlen);
-}
-
-ssize_t ofs_ifile_read(struct ofs_ifile *f, void *buf, size_t len, uint64_t off, char *err,
-                       size_t errlen) {
-    const struct ofs_entry *e = f->e;
-    if (off >= e->size || len == 0) return 0;
-    if (len > e->size - off) len = (size_t)(e->size - off);
-    const int enc = f->img->encrypted;
-    const size_t stride = OFS_BLOCK + (enc ? OFS_GCM_TAG : 0);
-    const uint64_t first = off / OFS_BLOCK, last = (off + len - 1) / OFS_BLOCK;
-    uint8_t *raw = NULL, *dst[RUN_BLOCKS], bounce[2][OFS_BLOCK];
-    ssize_t ret = 0;
-    /* Integrity-only, block-aligned read (what the kernel sends): the stored blocks are the
-     * plain blocks, so read them straight into the caller's buffer and check them there. */
-    if (!enc && off % OFS_BLOCK == 0 && (len % OFS_BLOCK == 0 || off + len == e->size)) {
-        if (pread_full(f->fd, buf, len, off) != (ssize_t)len)
-            return block_error(f, first, "object-size", "short read", err, errlen);
-        struct run_job j = {.f = f, .raw = buf, .b0 = first, .stride = OFS_BLOCK};
-        ret = do_run(&j, (size_t)(last - first + 1), err, errlen);
-        return ret ? ret : (ssize_t)len;
-    }
-    if (!(raw = malloc(RUN_BLOCKS * stride))) return -ENOMEM;
-    for (uint64_t b = first; b <= last;) {
-        size_t run = last - b + 1 < RUN_BLOCKS ? (size_t)(last - b + 1) : RUN_BLOCKS;
-        size_t want = (run - 1) * stride + stored_len(f, b + run - 1);
-        if (pread_full(f->fd, raw, want, stored_off(f, b)) != (ssize_t)want) {
-            ret = block_error(f, b, "object-size", "short read", err, errlen);
-            goto out;
-        }
-        /* Whole blocks land in the caller's buffer; the partial first/last ones in bounce. */
-        for (size_t k = 0; k < run; k++) {
-            uint64_t bs = (b + k) * OFS_BLOCK, be = bs + stored_len(f, b + k) - stride + OFS_BLOCK;
-            if (bs >= off && be <= off + len)
-                dst[k] = (uint8_t *)buf + (bs - off);
-            else
-                dst[k] = bounce[b + k == first ? 0 : 1];
-        }
-        struct run_job j = {.f = f, .raw = raw, .b0 = b, .stride = stride, .dst = dst};
-        if ((ret = do_run(&j, run, err, errlen))) goto out;
-        for (size_t k = 0; k < run; k++) {
-            if (dst[k] != bounce[0] && dst[k] != bounce[1]) continue;
-            uint64_t bs = (b + k) * OFS_BLOCK, plen = stored_len(f, b + k) - (stride - OFS_BLOCK);
-            uint64_t from = off > bs ? off - bs : 0,
-                     to = off + len < bs + plen ? off + len - bs : plen;
-            memcpy((uint8_t *)buf + (bs + from - off), dst[k] + from, (size_t)(to - from));
-        }
-        b += run;
-    }
-    ret = (ssize_t)len;
-out:
-    free(raw);
-    return ret;
 }

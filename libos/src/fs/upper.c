@@ -1,4 +1,7 @@
-/* Writable layer: docs/formats/writable-layer.md. */
+/* Writable layer, in memory and its file contents: docs/formats/writable-layer.md section 5
+ * and the union rules of section 4.  The tree of nodes (add, remove, whiteout, move) and the
+ * encrypted data blocks of files; the layer and index files are read and written by
+ * upper_index.c. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -16,26 +19,13 @@
 
 #include "image.h"
 #include "ofs_crypto.h"
+#include "ofs_err.h"
+#include "upper_int.h"
 
-#define LAYER_SIZE 64
-#define IDX_HDR 28
-#define NODE_HDR 48
 #define SBLOCK (OFS_GCM_NONCE + OFS_BLOCK + OFS_GCM_TAG) /* stored block: nonce, ct, tag */
-#define NO_PARENT 0xffffffffu
-#define MAX_INDEX (1ull << 32)
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static int derive(const struct ofs_upper *up, const char *info, const void *extra, size_t elen,
-                  void *out, size_t outlen) {
+int ofs_upper_derive(const struct ofs_upper *up, const char *info, const void *extra,
+                     size_t elen, void *out, size_t outlen) {
     uint8_t buf[96];
     size_t il = strlen(info);
     memcpy(buf, info, il);
@@ -43,7 +33,7 @@ static int derive(const struct ofs_upper *up, const char *info, const void *extr
     return ofs_hkdf(up->master, 16, up->salt, 32, buf, il + elen, out, outlen);
 }
 
-static ssize_t pread_full(int fd, void *buf, size_t len, off_t off) {
+ssize_t ofs_upper_pread(int fd, void *buf, size_t len, off_t off) {
     size_t got = 0;
     while (got < len) {
         ssize_t r = pread(fd, (uint8_t *)buf + got, len - got, off + (off_t)got);
@@ -55,7 +45,7 @@ static ssize_t pread_full(int fd, void *buf, size_t len, off_t off) {
     return (ssize_t)got;
 }
 
-static int pwrite_full(int fd, const void *buf, size_t len, off_t off) {
+int ofs_upper_pwrite(int fd, const void *buf, size_t len, off_t off) {
     size_t done = 0;
     while (done < len) {
         ssize_t r = pwrite(fd, (const uint8_t *)buf + done, len - done, off + (off_t)done);
@@ -73,7 +63,7 @@ void ofs_upper_touch(struct unode *n) {
     n->mtime_nsec = (uint32_t)ts.tv_nsec;
 }
 
-static struct unode *new_node(const char *name, size_t len, uint8_t type, uint32_t mode) {
+struct unode *ofs_unode_new(const char *name, size_t len, uint8_t type, uint32_t mode) {
     struct unode *n = calloc(1, sizeof *n);
     if (!n || !(n->name = strndup(name, len))) {
         free(n);
@@ -86,7 +76,7 @@ static struct unode *new_node(const char *name, size_t len, uint8_t type, uint32
     return n;
 }
 
-static void free_node(struct unode *n) {
+void ofs_unode_free(struct unode *n) {
     if (n->fd >= 0) close(n->fd);
     free(n->name);
     free(n->target);
@@ -105,7 +95,7 @@ void ofs_upper_free_tree(struct unode *n) {
         n->parent = n->child = n->next = NULL;
         return;
     }
-    free_node(n);
+    ofs_unode_free(n);
 }
 
 static void link_child(struct unode *parent, struct unode *n) {
@@ -141,7 +131,7 @@ static void data_name(uint64_t id, char out[32]) {
 static int file_key(struct ofs_upper *up, struct unode *n) {
     uint8_t idb[8];
     ofs_put_u64(idb, n->id);
-    return derive(up, "occlum-build upper v1 file", idb, 8, n->key, 16);
+    return ofs_upper_derive(up, "occlum-build upper v1 file", idb, 8, n->key, 16);
 }
 
 struct unode *ofs_upper_add(struct ofs_upper *up, struct unode *parent, const char *name,
@@ -151,11 +141,11 @@ struct unode *ofs_upper_add(struct ofs_upper *up, struct unode *parent, const ch
         errno = EEXIST;
         return NULL;
     }
-    struct unode *n = new_node(name, len, type, mode);
+    struct unode *n = ofs_unode_new(name, len, type, mode);
     if (!n) return NULL;
     if (type == OFS_T_SYMLINK) {
         if (!(n->target = strdup(target))) {
-            free_node(n);
+            ofs_unode_free(n);
             errno = ENOMEM;
             return NULL;
         }
@@ -168,7 +158,7 @@ struct unode *ofs_upper_add(struct ofs_upper *up, struct unode *parent, const ch
         int fd = openat(up->dfd, dn, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0) {
             int e = errno;
-            free_node(n);
+            ofs_unode_free(n);
             errno = e;
             return NULL;
         }
@@ -178,7 +168,7 @@ struct unode *ofs_upper_add(struct ofs_upper *up, struct unode *parent, const ch
         /* Something existed below: a new directory must not show the lower one's contents. */
         if (type == OFS_T_DIR) n->opaque = 1;
         unlink_child(old);
-        free_node(old);
+        ofs_unode_free(old);
     }
     ofs_upper_touch(n);
     link_child(parent, n);
@@ -204,7 +194,7 @@ static void drop_data(struct ofs_upper *up, struct unode *n) {
     up->doomed[up->ndoomed++] = n->id;
 }
 
-static void delete_doomed(struct ofs_upper *up) {
+void ofs_upper_delete_doomed(struct ofs_upper *up) {
     for (size_t i = 0; i < up->ndoomed; i++) {
         char dn[32];
         data_name(up->doomed[i], dn);
@@ -217,7 +207,7 @@ void ofs_upper_remove(struct ofs_upper *up, struct unode *n) {
     struct unode *parent = n->parent;
     for (struct unode *c = n->child, *nx; c; c = nx) { /* only whiteouts remain */
         nx = c->next;
-        free_node(c);
+        ofs_unode_free(c);
     }
     n->child = NULL;
     unlink_child(n);
@@ -228,7 +218,7 @@ void ofs_upper_remove(struct ofs_upper *up, struct unode *n) {
         return;
     }
     drop_data(up, n);
-    free_node(n);
+    ofs_unode_free(n);
 }
 
 struct unode *ofs_upper_whiteout(struct ofs_upper *up, struct unode *n) {
@@ -236,7 +226,7 @@ struct unode *ofs_upper_whiteout(struct ofs_upper *up, struct unode *n) {
     char *name = strdup(n->name);
     if (!name) return NULL;
     ofs_upper_remove(up, n);
-    struct unode *w = new_node(name, strlen(name), OFS_U_WHITEOUT, 0);
+    struct unode *w = ofs_unode_new(name, strlen(name), OFS_U_WHITEOUT, 0);
     free(name);
     if (!w) return NULL;
     link_child(parent, w);
@@ -281,7 +271,7 @@ void ofs_upper_fclose(struct ofs_upper *up, struct unode *n) {
     n->fd = -1;
     if (n->detached) {
         drop_data(up, n);
-        free_node(n);
+        ofs_unode_free(n);
     }
 }
 
@@ -290,7 +280,7 @@ static uint64_t nblocks(uint64_t size) { return (size + OFS_BLOCK - 1) / OFS_BLO
 /* Read and authenticate stored block b into plain (4096 bytes).  -EIO when it fails. */
 static int get_block(struct unode *n, uint64_t b, uint8_t plain[OFS_BLOCK]) {
     uint8_t s[SBLOCK], aad[16];
-    if (pread_full(n->fd, s, SBLOCK, (off_t)(b * SBLOCK)) != SBLOCK) return -EIO;
+    if (ofs_upper_pread(n->fd, s, SBLOCK, (off_t)(b * SBLOCK)) != SBLOCK) return -EIO;
     ofs_put_u64(aad, n->id);
     ofs_put_u64(aad + 8, b);
     if (ofs_gcm_decrypt(n->key, s, aad, 16, s + OFS_GCM_NONCE, OFS_BLOCK, plain,
@@ -307,7 +297,7 @@ static int put_block(struct unode *n, uint64_t b, const uint8_t plain[OFS_BLOCK]
     if (ofs_gcm_encrypt(n->key, s, aad, 16, plain, OFS_BLOCK, s + OFS_GCM_NONCE,
                         s + OFS_GCM_NONCE + OFS_BLOCK))
         return -EIO;
-    if (pwrite_full(n->fd, s, SBLOCK, (off_t)(b * SBLOCK)) < 0) return -errno;
+    if (ofs_upper_pwrite(n->fd, s, SBLOCK, (off_t)(b * SBLOCK)) < 0) return -errno;
     return 0;
 }
 
@@ -389,342 +379,4 @@ int ofs_upper_truncate(struct ofs_upper *up, struct unode *n, uint64_t size) {
     ofs_upper_touch(n);
     up->dirty = 1;
     return 0;
-}
-
-/* ---- the index ---- */
-
-static size_t tree_count(const struct unode *n) {
-    size_t c = 1;
-    for (const struct unode *k = n->child; k; k = k->next)
-        c += tree_count(k);
-    return c;
-}
-
-static uint8_t *put_node(uint8_t *p, const struct unode *n, uint32_t parent, uint32_t *next) {
-    uint32_t me = (*next)++;
-    size_t nl = strlen(n->name), tl = n->target ? strlen(n->target) : 0;
-    memset(p, 0, NODE_HDR);
-    ofs_put_u32(p, parent);
-    p[4] = n->type;
-    p[5] = n->opaque ? 1 : 0;
-    p[6] = (uint8_t)nl;
-    p[7] = (uint8_t)(nl >> 8);
-    ofs_put_u32(p + 8, n->mode);
-    ofs_put_u64(p + 12, n->size);
-    ofs_put_u64(p + 20, n->id);
-    ofs_put_u64(p + 28, (uint64_t)n->mtime_sec);
-    ofs_put_u32(p + 36, n->mtime_nsec);
-    ofs_put_u32(p + 40, (uint32_t)tl);
-    p += NODE_HDR;
-    memcpy(p, n->name, nl);
-    p += nl;
-    if (tl) memcpy(p, n->target, tl);
-    p += tl;
-    for (const struct unode *k = n->child; k; k = k->next)
-        p = put_node(p, k, me, next);
-    return p;
-}
-
-static size_t tree_bytes(const struct unode *n) {
-    size_t b = NODE_HDR + strlen(n->name) + (n->target ? strlen(n->target) : 0);
-    for (const struct unode *k = n->child; k; k = k->next)
-        b += tree_bytes(k);
-    return b;
-}
-
-int ofs_upper_flush(struct ofs_upper *up) {
-    if (!up->dirty) return 0;
-    size_t plen = 16 + tree_bytes(up->root), total = IDX_HDR + plen + OFS_GCM_TAG;
-    uint8_t *p = malloc(plen), *s = malloc(total);
-    uint32_t next = 0;
-    int rc = -EIO, fd = -1;
-    if (!p || !s) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    ofs_put_u64(p, up->next_id);
-    ofs_put_u32(p + 8, (uint32_t)tree_count(up->root));
-    ofs_put_u32(p + 12, 0);
-    put_node(p + 16, up->root, NO_PARENT, &next);
-    memcpy(s, "OCBUPI01", 8);
-    ofs_put_u32(s + 8, 1);
-    ofs_put_u32(s + 12, 0);
-    if (ofs_random(s + 16, 12) ||
-        ofs_gcm_encrypt(up->kidx, s + 16, s, 16, p, plen, s + IDX_HDR, s + IDX_HDR + plen))
-        goto out;
-    fd = openat(up->dfd, "index.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || pwrite_full(fd, s, total, 0) < 0 || fsync(fd) < 0 ||
-        renameat(up->dfd, "index.tmp", up->dfd, "index") < 0 || fsync(up->dfd) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    up->dirty = 0;
-    delete_doomed(up);
-    rc = 0;
-out:
-    if (fd >= 0) close(fd);
-    free(p);
-    free(s);
-    return rc;
-}
-
-int ofs_upper_parse_index(struct ofs_upper *up, const uint8_t *p, size_t len, char *err,
-                          size_t errlen) {
-    const char *d = up->dir;
-    struct unode **nodes = NULL, **last = NULL; /* last: each node's last child so far */
-    int rc = OFS_ERR_VERIFY;
-    if (len < 16) return fail(err, errlen, rc, "%s/index: too short", d);
-    uint64_t next_id = ofs_get_u64(p);
-    uint32_t count = ofs_get_u32(p + 8);
-    if (count == 0 || ofs_get_u32(p + 12) != 0 || count > (len - 16) / NODE_HDR)
-        return fail(err, errlen, rc, "%s/index: bad node count", d);
-    nodes = calloc(count, sizeof *nodes);
-    last = calloc(count, sizeof *last);
-    if (!nodes || !last) {
-        free(nodes);
-        free(last);
-        return fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
-    }
-    size_t pos = 16;
-    uint32_t i;
-    for (i = 0; i < count; i++) {
-        if (len - pos < NODE_HDR) {
-            fail(err, errlen, rc, "%s/index: node %u truncated", d, i);
-            goto bad;
-        }
-        const uint8_t *r = p + pos;
-        uint32_t parent = ofs_get_u32(r), tl = ofs_get_u32(r + 40);
-        uint16_t nl = ofs_get_u16(r + 6);
-        uint8_t type = r[4], flags = r[5];
-        pos += NODE_HDR;
-        if (nl > len - pos || tl > len - pos - nl) {
-            fail(err, errlen, rc, "%s/index: node %u runs past the end", d, i);
-            goto bad;
-        }
-        const char *name = (const char *)p + pos, *target = name + nl;
-        pos += nl + tl;
-        int root = i == 0;
-        int ok = type >= OFS_T_FILE && type <= OFS_U_WHITEOUT && flags <= 1 &&
-                 (root ? parent == NO_PARENT && nl == 0 && type == OFS_T_DIR
-                       : parent < i && nodes[parent]->type == OFS_T_DIR && nl > 0 &&
-                             nl <= OFS_NAME_MAX && !memchr(name, '/', nl) && !memchr(name, 0, nl) &&
-                             !(nl == 1 && name[0] == '.') &&
-                             !(nl == 2 && name[0] == '.' && name[1] == '.')) &&
-                 (type == OFS_T_SYMLINK ? tl > 0 && tl <= OFS_PATH_MAX && !memchr(target, 0, tl) &&
-                                              ofs_get_u64(r + 12) == tl
-                                        : tl == 0) &&
-                 (type == OFS_T_FILE ? ofs_get_u64(r + 20) < next_id : ofs_get_u64(r + 20) == 0) &&
-                 (flags == 0 || type == OFS_T_DIR) && ofs_get_u32(r + 8) <= 07777 &&
-                 ofs_get_u32(r + 44) == 0 &&
-                 (type == OFS_T_FILE || type == OFS_T_SYMLINK || ofs_get_u64(r + 12) == 0) &&
-                 ofs_get_u32(r + 36) < 1000000000u &&
-                 (type != OFS_T_FILE || ofs_get_u64(r + 12) < (1ull << 48));
-        /* Children come in strictly increasing name order (so no duplicates), which also
-         * keeps loading linear: each is appended after its predecessor. */
-        if (ok && !root && last[parent]) {
-            const char *prev = last[parent]->name;
-            size_t pl = strlen(prev);
-            int c = memcmp(prev, name, pl < nl ? pl : nl);
-            if (c > 0 || (c == 0 && pl >= nl)) ok = 0;
-        }
-        if (!ok) {
-            fail(err, errlen, rc, "%s/index: node %u is malformed", d, i);
-            goto bad;
-        }
-        struct unode *n = new_node(name, nl, type, ofs_get_u32(r + 8));
-        if (!n || (tl && !(n->target = strndup(target, tl)))) {
-            if (n) free_node(n);
-            rc = fail(err, errlen, OFS_ERR_IO, "%s/index: out of memory", d);
-            goto bad;
-        }
-        n->opaque = flags;
-        n->size = ofs_get_u64(r + 12);
-        n->id = ofs_get_u64(r + 20);
-        n->mtime_sec = (int64_t)ofs_get_u64(r + 28);
-        n->mtime_nsec = ofs_get_u32(r + 36);
-        nodes[i] = n;
-        if (!root) {
-            n->parent = nodes[parent];
-            if (last[parent])
-                last[parent]->next = n;
-            else
-                nodes[parent]->child = n;
-            last[parent] = n;
-        }
-    }
-    if (pos != len) {
-        fail(err, errlen, rc, "%s/index: %zu trailing bytes", d, len - pos);
-        goto bad;
-    }
-    up->root = nodes[0];
-    up->next_id = next_id;
-    free(nodes);
-    free(last);
-    return OFS_OK;
-bad:
-    if (nodes && nodes[0])
-        ofs_upper_free_tree(nodes[0]);
-    else if (nodes)
-        for (uint32_t j = 0; j < i; j++)
-            free_node(nodes[j]);
-    free(nodes);
-    free(last);
-    return rc;
-}
-
-static int read_file(int dfd, const char *name, uint8_t **out, size_t *len) {
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0) return -1;
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size > MAX_INDEX) {
-        close(fd);
-        errno = EFBIG;
-        return -1;
-    }
-    *len = (size_t)st.st_size;
-    *out = malloc(*len ? *len : 1);
-    if (!*out || pread_full(fd, *out, *len, 0) != (ssize_t)*len) {
-        free(*out);
-        close(fd);
-        errno = EIO;
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
-static int create_layer(struct ofs_upper *up, char *err, size_t errlen) {
-    uint8_t h[LAYER_SIZE] = "OCBUPL01";
-    if (ofs_random(up->salt, 32))
-        return fail(err, errlen, OFS_ERR_IO, "%s: no randomness for the layer salt", up->dir);
-    ofs_put_u32(h + 8, 1);
-    memcpy(h + 16, up->salt, 32);
-    if (derive(up, "occlum-build upper v1 check", NULL, 0, h + 48, 16))
-        return fail(err, errlen, OFS_ERR_IO, "%s: key derivation failed", up->dir);
-    int fd = openat(up->dfd, "layer.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || pwrite_full(fd, h, sizeof h, 0) < 0 || fsync(fd) < 0 ||
-        renameat(up->dfd, "layer.tmp", up->dfd, "layer") < 0) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return fail(err, errlen, OFS_ERR_IO, "%s/layer: cannot create: %s", up->dir, strerror(e));
-    }
-    close(fd);
-    return OFS_OK;
-}
-
-int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
-                   struct ofs_upper **out, char *err, size_t errlen) {
-    struct ofs_upper *up = calloc(1, sizeof *up);
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rc = OFS_OK;
-    *out = NULL;
-    if (!up || !(up->dir = strdup(dir))) {
-        free(up);
-        return fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
-    }
-    memcpy(up->master, key, 16);
-    up->dfd = -1;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: cannot create the writable layer: %s", dir,
-                  strerror(errno));
-        goto out;
-    }
-    up->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (up->dfd < 0 || (mkdirat(up->dfd, "data", 0700) < 0 && errno != EEXIST)) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: cannot open the writable layer: %s", dir,
-                  strerror(errno));
-        goto out;
-    }
-    if (read_file(up->dfd, "layer", &buf, &len) < 0) {
-        if (errno != ENOENT) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s/layer: %s", dir, strerror(errno));
-            goto out;
-        }
-        struct stat st;
-        if (fstatat(up->dfd, "index", &st, 0) == 0) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/layer: missing while an index exists", dir);
-            goto out;
-        }
-        if ((rc = create_layer(up, err, errlen))) goto out;
-    } else {
-        uint8_t check[16];
-        if (len != LAYER_SIZE || memcmp(buf, "OCBUPL01", 8) || ofs_get_u32(buf + 8) != 1 ||
-            ofs_get_u32(buf + 12) != 0) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/layer: not a writable layer of version 1",
-                      dir);
-            goto out;
-        }
-        memcpy(up->salt, buf + 16, 32);
-        if (derive(up, "occlum-build upper v1 check", NULL, 0, check, 16) ||
-            ofs_memneq(check, buf + 48, 16)) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY,
-                      "%s/layer: the writable layer was written with a different key", dir);
-            goto out;
-        }
-    }
-    free(buf);
-    buf = NULL;
-    if (derive(up, "occlum-build upper v1 index", NULL, 0, up->kidx, 16)) {
-        rc = fail(err, errlen, OFS_ERR_IO, "%s: key derivation failed", dir);
-        goto out;
-    }
-    if (read_file(up->dfd, "index", &buf, &len) < 0) {
-        if (errno != ENOENT) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s/index: %s", dir, strerror(errno));
-            goto out;
-        }
-        if (!(up->root = new_node("", 0, OFS_T_DIR, root_mode))) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
-            goto out;
-        }
-        up->next_id = 1;
-        up->dirty = 1; /* written by the first flush */
-    } else {
-        uint8_t *plain;
-        if (len < IDX_HDR + OFS_GCM_TAG || memcmp(buf, "OCBUPI01", 8) ||
-            ofs_get_u32(buf + 8) != 1 || ofs_get_u32(buf + 12) != 0) {
-            rc = fail(err, errlen, OFS_ERR_VERIFY, "%s/index: not an index of version 1", dir);
-            goto out;
-        }
-        size_t plen = len - IDX_HDR - OFS_GCM_TAG;
-        if (!(plain = malloc(plen ? plen : 1))) {
-            rc = fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
-            goto out;
-        }
-        if (ofs_gcm_decrypt(up->kidx, buf + 16, buf, 16, buf + IDX_HDR, plen, plain,
-                            buf + len - OFS_GCM_TAG)) {
-            free(plain);
-            rc =
-                fail(err, errlen, OFS_ERR_VERIFY, "%s/index: fails authentication (tampered)", dir);
-            goto out;
-        }
-        rc = ofs_upper_parse_index(up, plain, plen, err, errlen);
-        free(plain);
-        if (rc) goto out;
-    }
-out:
-    free(buf);
-    if (rc) {
-        if (up->dfd >= 0) close(up->dfd);
-        ofs_upper_free_tree(up->root);
-        free(up->dir);
-        free(up);
-        return rc;
-    }
-    *out = up;
-    return OFS_OK;
-}
-
-int ofs_upper_close(struct ofs_upper *up, char *err, size_t errlen) {
-    int rc = OFS_OK;
-    if (!up) return rc;
-    int e = ofs_upper_flush(up);
-    if (e) rc = fail(err, errlen, OFS_ERR_IO, "%s/index: cannot write: %s", up->dir, strerror(-e));
-    ofs_upper_free_tree(up->root);
-    close(up->dfd);
-    free(up->doomed);
-    free(up->dir);
-    free(up);
-    return rc;
 }

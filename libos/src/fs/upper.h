@@ -2,8 +2,8 @@
  *
  * The whole tree of the layer (names, types, modes, sizes, link targets, whiteouts, opaque
  * directories) lives in memory and is stored encrypted in <dir>/index; file contents are
- * stored in <dir>/data/<id> as AES-128-GCM blocks.  Callers serialize all calls (union.c
- * holds one lock). */
+ * stored in <dir>/data/<id> as AES-128-GCM blocks.  Callers serialize all calls (the union
+ * holds one lock, union.h). */
 #ifndef OFS_UPPER_H
 #define OFS_UPPER_H
 

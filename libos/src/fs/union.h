@@ -1,0 +1,76 @@
+/* Internal interface of the root FS union (the lower image under the writable layer), shared
+ * by its three modules:
+ *   union_lookup.c  what a path names in each layer, copy-up, whiteouts, rename
+ *   union_ops.c     the FUSE high-level operations on top of it
+ *   serve.c         ofs_serve(): opening the layers, mounting, the index flusher, the key
+ * One mutex (state.lock, taken with LOCKED) guards the upper layer; reads of image files run
+ * without it. */
+#ifndef OFS_UNION_H
+#define OFS_UNION_H
+
+#define FUSE_USE_VERSION 31
+#include <fuse.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "image.h"
+#include "ofs.h"
+#include "upper.h"
+
+struct state {
+    struct ofs_image *img;
+    struct ofs_upper *up;
+    const struct ofs_options *o;
+    pthread_mutex_t lock;
+    /* Index writes are coalesced: at most one a second from operations, the rest by the
+     * flusher thread within a second; fsync and unmount write at once. */
+    pthread_cond_t wake;
+    struct timespec last_flush;
+    int stop;
+};
+
+#define FLUSH_INTERVAL_MS 1000
+
+struct handle {
+    int lower;
+    int logged;
+    struct ofs_ifile lf;
+    struct unode *n;
+};
+
+struct res {
+    struct unode *u;            /* the upper node at the path (never a whiteout) */
+    const struct ofs_entry *l;  /* the lower entry that shows through (merged or alone) */
+    const struct ofs_entry *lp; /* the lower entry at the path, even if u shadows it: deleting
+                                   or moving the path away then needs a whiteout */
+};
+
+#define LOCKED(s)                                                                                  \
+    for (int _once = (pthread_mutex_lock(&(s)->lock), 1); _once;                                   \
+         _once = 0, pthread_mutex_unlock(&(s)->lock))
+
+/* union_lookup.c */
+const char *union_rel(const char *path); /* path without its leading slashes */
+int union_resolve(struct state *s, const char *path, struct res *r);
+int union_rtype(const struct res *r);
+int union_split(const char *path, char *parent, size_t plen, const char **name);
+struct unode *union_copy_up_dirs(struct state *s, const char *path, int *err);
+int union_copy_up(struct state *s, const char *path, const struct ofs_entry *e, int skip_content,
+                  struct unode **out);
+int union_empty(struct state *s, const struct res *r);
+int union_prepare_new(struct state *s, const char *path, struct unode **pu, const char **name);
+int union_writable(struct state *s, const char *path, int skip_content, struct unode **out);
+int union_remove(struct state *s, const char *path, const struct res *r);
+int union_rename(struct state *s, const char *from, const char *to, unsigned int flags);
+
+/* serve.c */
+__attribute__((format(printf, 2, 3))) void union_log(const struct ofs_options *o,
+                                                     const char *fmt, ...);
+int union_flush_now(struct state *s);
+int union_flush(struct state *s);
+
+/* union_ops.c */
+extern const struct fuse_operations ofs_union_ops;
+
+#endif
