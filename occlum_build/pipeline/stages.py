@@ -242,39 +242,10 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
             ctx.announce(f"Creating a development signing key {key} (for development only: "
                          "sign releases with --sign-key)")
             generate_signing_key(key)
-    # PemSigner validates the key (slow: ~0.1 s for RSA-3072); only signing needs that.
-    return _LazyPemSigner(key, PemSigner), {"public_key": _public_key_sha256(_quick_public_key(key))}
-
-
-class _LazyPemSigner:
-    def __init__(self, path: Path, cls: Any):
-        self.path, self.cls, self._signer = path, cls, None
-
-    def _get(self) -> Any:
-        if self._signer is None:
-            self._signer = self.cls(self.path)
-        return self._signer
-
-    @property
-    def public_key(self) -> Any:
-        return self._get().public_key
-
-    def sign(self, data: bytes) -> bytes:
-        return self._get().sign(data)
-
-
-def _quick_public_key(path: Path) -> Any:
-    """The public half of a PEM private key, without the full key validation (the signer
-    does that when it signs); a key file that does not load is reported by the signer."""
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        return serialization.load_pem_private_key(path.read_bytes(), None,
-                                                  unsafe_skip_rsa_key_validation=True).public_key()
-    except (ValueError, TypeError, OSError):
-        from ..sgx.signer import load_signing_key
-
-        return load_signing_key(path).public_key()  # raises the signer's own KeyFileError
+    # PemSigner loads the key without OpenSSL's slow private key validation: it verifies
+    # every signature it makes instead (sgx/signer.py, docs/sgx-signing.md).
+    pem = PemSigner(key)
+    return pem, {"public_key": _public_key_sha256(pem.public_key)}
 
 
 def _public_key_sha256(pub: Any) -> str:
