@@ -6,19 +6,21 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import keys, log, paths
 from ..errors import ConfigError, KeyFileError, OcclumError
 from ..paths import Instance
-from .checker import HashCache
 from .state import StateDir
+
+if TYPE_CHECKING:  # checker.py imports doit; `occlum` commands other than build do not need it
+    from .checker import HashCache
 
 _log = log.get("pipeline")
 
@@ -99,7 +101,7 @@ class BuildContext:
     opts: BuildOptions
     state: StateDir
     cache: HashCache
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run_id: str = field(default_factory=lambda: secrets.token_hex(16))
     image_key: bytes | None = None
     progress: Callable[[str], Callable[..., None] | None] = lambda stage: None
     announce: Callable[[str], None] = lambda msg: None
@@ -120,6 +122,8 @@ class BuildContext:
                                "signature the tool returns")
         if opts.sign_key is not None and not opts.sign_key.exists():
             raise KeyFileError("--sign-key: file does not exist", where=str(opts.sign_key))
+        from .checker import HashCache
+
         state = StateDir(inst)
         ctx = cls(inst, opts, state, HashCache())
         if opts.image_key is not None:
