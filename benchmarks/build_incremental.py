@@ -64,6 +64,20 @@ def main() -> None:
         victim.write_bytes(os.urandom(1 << 20))
         time.sleep(2.1)
         incr, rss_incr, img_incr = build(inst.root, extra)
+        # The same edit built in-process with the modules already imported (as `doit build`
+        # in a running Python session would): the build without interpreter start and imports.
+        import occlum_build.sgx.sign  # noqa: F401  (what the edit build imports)
+        from occlum_build.pipeline.graph import BuildOptions
+        from occlum_build.pipeline.run import run_build
+
+        opts = BuildOptions(sgx_mode="SIM", image_key=Path(tmp) / "key" if a.image_key else None)
+        with open(os.devnull, "w") as devnull:
+            run_build(inst.root, opts, out=devnull)  # imports the rest; nothing to do
+            victim.write_bytes(os.urandom(1 << 20))
+            time.sleep(2.1)
+            t0 = time.perf_counter()
+            run_build(inst.root, opts, out=devnull)
+            inproc = time.perf_counter() - t0
     mode = "encrypted" if a.image_key else "integrity-only"
     print(f"image                {a.size_mb} MiB in {a.size_mb} files, {mode}")
     print(f"full build           {full:.2f} s  ({a.size_mb / full:.0f} MiB/s)  "
@@ -71,6 +85,8 @@ def main() -> None:
     print(f"no-op build          {noop:.2f} s")
     print(f"one 1 MiB file edit  {incr:.2f} s  = {100 * incr / full:.2f}% of the full build "
           f"(aim <= 2%: {'met' if incr <= 0.02 * full else 'NOT met'})")
+    print(f"the same, in-process {inproc:.3f} s = {100 * inproc / full:.2f}% of the full build "
+          "(modules imported: no interpreter start, no imports)")
     print(f"image stage alone    full {img_full:.2f} s, after the edit {img_incr:.3f} s = "
           f"{100 * img_incr / img_full:.2f}%")
     print(f"peak RSS of any build so far {rss_incr / 1024:.0f} MiB")
