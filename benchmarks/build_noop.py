@@ -2,7 +2,8 @@
 
 Aim (issue 4): no-op build <= 3x the walk + 0.3 s.  Both are measured in this run on the same
 tree (warm page cache); the build is timed end to end as a CLI process (interpreter start,
-imports, lock, doit, every stage's check) and also in-process (run_build).
+imports, lock, doit, every stage's check) and also in-process (run_build).  CLI processes use
+a bytecode cache, as an installed package does (build_fixed_cost.env_with_bytecode_cache).
 
     python benchmarks/build_noop.py [--files 10000] [--runs 5]
 """
@@ -18,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from build_fixed_cost import env_with_bytecode_cache
 
 from occlum_build.instance import new_instance
 from occlum_build.pipeline.graph import BuildOptions
@@ -70,8 +73,12 @@ def main() -> None:
         base = timed(lambda: walk(str(inst.image)), a.runs)
         inproc = timed(lambda: run_build(inst.root, opts, out=devnull), a.runs)
         cmd = [sys.executable, "-m", "occlum_build.cli.main", "build", "--sgx-mode", "SIM"]
-        cli = timed(lambda: subprocess.run(cmd, cwd=inst.root, check=True,
-                                           stderr=subprocess.DEVNULL), a.runs)
+        env = env_with_bytecode_cache(os.path.join(tmp, "pycache"))
+        cli_runs = []
+        for _ in range(a.runs):
+            cli_runs.append(timed(lambda: subprocess.run(cmd, cwd=inst.root, check=True, env=env,
+                                                         stderr=subprocess.DEVNULL), 1))
+        cli = statistics.median(cli_runs)
         py = timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), a.runs)
         entries = walk(str(inst.image))
     budget = 3 * base + 0.3
@@ -80,7 +87,8 @@ def main() -> None:
     print(f"scandir+stat walk          {base:.4f} s   (baseline)")
     print(f"no-op build, in-process    {inproc:.3f} s   ratio {inproc / base:.1f}x")
     print(f"no-op build, CLI process   {cli:.3f} s   ratio {cli / base:.1f}x "
-          f"(python -c pass: {py:.3f} s)")
+          f"(min {min(cli_runs):.3f}, max {max(cli_runs):.3f}; python -c pass: {py:.3f} s)")
+    print(f"load average               {os.getloadavg()[0]:.2f}")
     print(f"aim: <= 3 x walk + 0.3 s = {budget:.3f} s -> CLI {'met' if cli <= budget else 'NOT met'}, "
           f"in-process {'met' if inproc <= budget else 'NOT met'}")
 

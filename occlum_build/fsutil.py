@@ -28,8 +28,14 @@ def _fsync_dir(d: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` only if the block completes."""
+def atomic_open(path: str | os.PathLike[str], mode: int = 0o644, *,
+                durable: bool = True) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only if the block completes.
+
+    ``durable=False`` leaves out the two fsyncs (file, directory): the replacement is still
+    atomic for readers and against a killed process, but after a power loss or OS crash the
+    file may hold its previous content or be empty.  Only for bookkeeping that is checked
+    against the outputs before it is trusted (build/.state stage records, the hash cache)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
@@ -38,10 +44,12 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bin
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, p)
-        _fsync_dir(p.parent)
+        if durable:
+            _fsync_dir(p.parent)
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -54,9 +62,11 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bin
         raise
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` atomically (text is encoded as UTF-8)."""
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o644, *,
+                 durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (text is encoded as UTF-8); ``durable``: see
+    :func:`atomic_open`."""
     if isinstance(data, str):
         data = data.encode()
-    with atomic_open(path, mode) as f:
+    with atomic_open(path, mode, durable=durable) as f:
         f.write(data)

@@ -15,8 +15,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from . import log
 from .errors import OcclumError, StateError
 from .fsutil import atomic_write
@@ -80,6 +78,8 @@ class TemplateValues:
 
 def render_config(values: TemplateValues = TemplateValues()) -> str:
     """Render Occlum.json.template to plain JSON text (no comments, so jq edits work)."""
+    import jinja2  # here, not at the top: every command imports this module, few render
+
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
     text = env.from_string(TEMPLATE.read_text()).render(**values.__dict__)

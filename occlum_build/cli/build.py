@@ -7,10 +7,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..pipeline.graph import SGX_MODES, BuildOptions
-from ..pipeline.report import summary
-from ..pipeline.run import run_build
+from ..pipeline.context import SGX_MODES
+
+if TYPE_CHECKING:
+    from ..pipeline.context import BuildOptions
 
 _YES = ("Y", "YES", "Yes", "yes", "True", "true", "1")
 
@@ -41,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    from ..pipeline.context import BuildOptions
+
     mode = args.sgx_mode or (os.environ.get("SGX_MODE") or "HW").upper()
     edmm_raw = args.enable_edmm if args.enable_edmm is not None else os.environ.get("ENABLE_EDMM", "N")
     return BuildOptions(
@@ -55,6 +59,10 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
+    # The pipeline (doit, and the stage modules it loads) is imported by `occlum build` only.
+    from ..pipeline.report import summary
+    from ..pipeline.run import run_build
+
     rep = run_build(os.getcwd(), options_from_args(args))
     print("Built the Occlum image and enclave successfully", file=sys.stderr)
     print(summary(rep), file=sys.stderr)

@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import package
-from ..instance import require_instance
-from ..pipeline.state import build_lock
-from ..sizes import format_size
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("package", help="pack the runtime files of a built instance (tar.gz)",
@@ -23,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_package(args: argparse.Namespace) -> None:
+    from .. import package
+    from ..instance import require_instance
+    from ..pipeline.state import build_lock
+    from ..sizes import format_size
+
     inst = require_instance(os.getcwd())
     with build_lock(inst, shared=True):
         package.check_packageable(inst, debug=args.debug)

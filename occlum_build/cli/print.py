@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from .. import config, instance, keys, log
+from .. import instance, keys, log
 from ..errors import KeyFileError
 
 PrintFunc = Callable[[argparse.Namespace], "int | None"]
@@ -58,6 +58,8 @@ def _write(data: bytes) -> None:
 
 @printer("enclave-xml", "build/Enclave.xml as the build writes it from Occlum.json")
 def print_enclave_xml(args: argparse.Namespace) -> None:
+    from .. import config
+
     inst = instance.require_instance(os.getcwd())
     cfg = config.load_config(inst.config)
     _write(config.enclave_xml(cfg, edmm_platform=args.enable_edmm))
@@ -65,6 +67,8 @@ def print_enclave_xml(args: argparse.Namespace) -> None:
 
 @printer("sys-json", "build/.Occlum_sys.json (image and initfs MACs from build/ if built)")
 def print_sys_json(args: argparse.Namespace) -> None:
+    from .. import config
+
     inst = instance.require_instance(os.getcwd())
     cfg = config.load_config(inst.config)
     macs = [_read_mac(p) for p in (inst.image_mac_file, inst.initfs_mac_file)]

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..sgx import generate_signing_key
-from ..sgx.sigstruct import mrsigner_of_key
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gen-sign-key", help="generate an enclave signing key (RSA-3072, exponent 3)",
@@ -18,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_gen_sign_key(args: argparse.Namespace) -> None:
+    from ..sgx.signer import generate_signing_key
+    from ..sgx.sigstruct import mrsigner_of_key
+
     path = os.path.abspath(args.key_path)
     pub = generate_signing_key(path, overwrite=args.force)
     print(f"Generated signing key: {path}")

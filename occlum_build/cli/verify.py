@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import keys
-from ..instance import require_instance
-from ..pipeline.state import build_lock
-from ..pipeline.verify import verify_instance
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="recompute every MAC from image/ and initfs/ and compare with build/",
@@ -21,6 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
+    from .. import keys
+    from ..instance import require_instance
+    from ..pipeline.state import build_lock
+    from ..pipeline.verify import verify_instance
+
     inst = require_instance(os.getcwd())
     key = keys.read_image_key(args.image_key) if args.image_key else None
     with build_lock(inst, shared=True):

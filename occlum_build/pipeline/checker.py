@@ -92,7 +92,9 @@ class HashCache:
             return
         data = {"version": CACHE_VERSION,
                 "files": {p: [list(k), d] for p, (k, d) in sorted(self._map.items())}}
-        atomic_write(self.path, json.dumps(data, separators=(",", ":")))
+        # Not fsynced: an older or empty cache after a crash only costs re-hashing (each entry
+        # is a fact about one stat key, true whenever it was written).
+        atomic_write(self.path, json.dumps(data, separators=(",", ":")), durable=False)
         self._dirty = False
 
 

@@ -6,19 +6,21 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import keys, log, paths
 from ..errors import ConfigError, KeyFileError, OcclumError
 from ..paths import Instance
-from .checker import HashCache
 from .state import StateDir
+
+if TYPE_CHECKING:  # checker.py imports doit; `occlum` commands other than build do not need it
+    from .checker import HashCache
 
 _log = log.get("pipeline")
 
@@ -34,16 +36,16 @@ SGX_API = (("sign", "sign_enclave"), ("elf", "patch_section"), ("signer", "PemSi
 
 def signing_available() -> bool:
     """Whether occlum_build.sgx offers the signing API.  Stages land independently; until it
-    does, the libos and sign stages are absent from the graph (never faked)."""
+    does, the libos and sign stages are absent from the graph (never faked).
+
+    Checks that the modules exist without importing them (they bring in pyelftools and
+    cryptography, ~60 ms that an up-to-date build does not need); the names are imported
+    by the stages that run, and a missing one fails the build there."""
     try:
-        for mod, name in SGX_API:
-            if importlib.util.find_spec(f"occlum_build.sgx.{mod}") is None:
-                return False
-            if not hasattr(importlib.import_module(f"occlum_build.sgx.{mod}"), name):
-                return False
+        return all(importlib.util.find_spec(f"occlum_build.sgx.{mod}") is not None
+                   for mod in dict(SGX_API))
     except ImportError:
         return False
-    return True
 
 
 def dump_function() -> Callable[..., Any] | None:
@@ -99,7 +101,7 @@ class BuildContext:
     opts: BuildOptions
     state: StateDir
     cache: HashCache
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    run_id: str = field(default_factory=lambda: secrets.token_hex(16))
     image_key: bytes | None = None
     progress: Callable[[str], Callable[..., None] | None] = lambda stage: None
     announce: Callable[[str], None] = lambda msg: None
@@ -120,6 +122,8 @@ class BuildContext:
                                "signature the tool returns")
         if opts.sign_key is not None and not opts.sign_key.exists():
             raise KeyFileError("--sign-key: file does not exist", where=str(opts.sign_key))
+        from .checker import HashCache
+
         state = StateDir(inst)
         ctx = cls(inst, opts, state, HashCache())
         if opts.image_key is not None:

@@ -82,7 +82,7 @@ def finish(ctx: BuildContext) -> None:
     rep = make_report(ctx)
     rep["seconds"] = round(time.monotonic() - ctx.started, 6)
     write_report(ctx, rep)
-    atomic_write(inst.sgx_mode_file, ctx.opts.sgx_mode + "\n")
+    _write_if_changed(inst.sgx_mode_file, ctx.opts.sgx_mode + "\n")
     # Occlum deletes run/ on every build: the writable layer of the previous image is stale.
     if inst.run.is_dir() and not inst.run.is_symlink():
         shutil.rmtree(inst.run)
@@ -90,9 +90,20 @@ def finish(ctx: BuildContext) -> None:
         inst.run.unlink()
     for d in (inst.run_upper, inst.run_initfs_upper, inst.build_bin, inst.build_lib):
         d.mkdir(parents=True, exist_ok=True)
-    atomic_write(inst.status_file, "built\n")
+    _write_if_changed(inst.status_file, "built\n")
     ctx.cache.save()
     ctx.report = rep
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """atomic_write, left out when the file already says exactly this (two fsyncs saved on
+    every build: .sgx_mode and the status rarely change)."""
+    try:
+        if path.read_text() == text:
+            return
+    except (OSError, ValueError):
+        pass
+    atomic_write(path, text)
 
 
 def doit_config(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys, log, paths
-from ..errors import StateError
+from ..errors import OcclumError, StateError
 from ..fsutil import atomic_write
 from ..paths import Instance
 from .context import (
@@ -228,10 +229,10 @@ def patch_libos(ctx: BuildContext) -> None:
 def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     """The signer and a description of it for up-to-date checks (no secret in it: the
     digest of the public key, which MRSIGNER follows from, and the tool command)."""
-    from ..sgx.signer import PemSigner, ToolSigner, generate_signing_key
-
     opts = ctx.opts
     if opts.sign_tool is not None:
+        from ..sgx.signer import ToolSigner
+
         assert opts.sign_key is not None
         signer: Any = ToolSigner(opts.sign_tool, opts.sign_key)
         return signer, {"tool": opts.sign_tool, "public_key": _public_key_sha256(signer.public_key)}
@@ -239,20 +240,55 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
     if key is None:
         key = ctx.inst.dev_sign_key
         if not key.exists():
+            from ..sgx.signer import generate_signing_key
+
             ctx.announce(f"Creating a development signing key {key} (for development only: "
                          "sign releases with --sign-key)")
             generate_signing_key(key)
-    # PemSigner validates the key (slow: ~0.1 s for RSA-3072); only signing needs that.
-    return _LazyPemSigner(key, PemSigner), {"public_key": _public_key_sha256(_quick_public_key(key))}
+    return _pem_signer(ctx, key)
+
+
+# build/.state/signer.json: {"key_file": fingerprint of the key file's bytes, "public_key":
+# the digest of its public key}.  An up-to-date build then needs neither cryptography nor the
+# key parsed; any other key file content loads the key.
+SIGNER_CACHE = "signer.json"
+
+
+def _pem_signer(ctx: BuildContext, key: Path) -> tuple[Any, dict[str, Any]]:
+    cache_file = ctx.state.dir / SIGNER_CACHE
+    fp: str | None = None
+    try:
+        fp = hashlib.sha256(b"occlum-build signing key file\0" + key.read_bytes()).hexdigest()
+        cached = json.loads(cache_file.read_text())
+        if isinstance(cached, dict) and cached.get("key_file") == fp and \
+                isinstance(cached.get("public_key"), str):
+            return _LazyPemSigner(key), {"public_key": cached["public_key"]}
+    except (OSError, ValueError):
+        pass  # no cache yet, or an unreadable key file (PemSigner says why below)
+    pem = _LazyPemSigner(key)
+    pub = _public_key_sha256(pem.public_key)  # loads the key: a bad key file fails the build here
+    if fp is not None:
+        with contextlib.suppress(OcclumError):
+            atomic_write(cache_file, json.dumps({"key_file": fp, "public_key": pub}) + "\n",
+                         durable=False)
+    return pem, {"public_key": pub}
 
 
 class _LazyPemSigner:
-    def __init__(self, path: Path, cls: Any):
-        self.path, self.cls, self._signer = path, cls, None
+    """A PemSigner made on first use (when the sign stage runs or the key is not cached).
+
+    PemSigner loads the key without OpenSSL's slow private key validation: it verifies every
+    signature it makes instead (sgx/signer.py, docs/sgx-signing.md)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._signer: Any = None
 
     def _get(self) -> Any:
         if self._signer is None:
-            self._signer = self.cls(self.path)
+            from ..sgx.signer import PemSigner
+
+            self._signer = PemSigner(self.path)
         return self._signer
 
     @property
@@ -261,20 +297,6 @@ class _LazyPemSigner:
 
     def sign(self, data: bytes) -> bytes:
         return self._get().sign(data)
-
-
-def _quick_public_key(path: Path) -> Any:
-    """The public half of a PEM private key, without the full key validation (the signer
-    does that when it signs); a key file that does not load is reported by the signer."""
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        return serialization.load_pem_private_key(path.read_bytes(), None,
-                                                  unsafe_skip_rsa_key_validation=True).public_key()
-    except (ValueError, TypeError, OSError):
-        from ..sgx.signer import load_signing_key
-
-        return load_signing_key(path).public_key()  # raises the signer's own KeyFileError
 
 
 def _public_key_sha256(pub: Any) -> str:

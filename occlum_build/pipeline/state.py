@@ -124,7 +124,10 @@ class StateDir:
 
     # ------------------------------------------------------------------ stage records
     def write_stage(self, name: str, record: dict[str, Any]) -> None:
-        atomic_write(self.stage_file(name), json.dumps(record, sort_keys=True) + "\n")
+        # Not fsynced (fsutil.atomic_open): a record lost or emptied by a crash reads as None
+        # or as the previous record, whose output digests no longer match the (fsynced)
+        # outputs, so the stage runs again; a record is never trusted without that check.
+        atomic_write(self.stage_file(name), json.dumps(record, sort_keys=True) + "\n", durable=False)
 
     def read_stage(self, name: str) -> dict[str, Any] | None:
         try:
