@@ -1,8 +1,7 @@
 from pathlib import Path
 
 import pytest
-
-VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "sgx"
+from sgx_vectors import VECTORS
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Sign the native LibOS built by `make -C libos` (rtcore), if it is built here."""
 
 import pytest
-from conftest import VECTORS
+from sgx_vectors import VECTORS
 
 from occlum_build import paths
 from occlum_build.sgx import PemSigner, dump_enclave, patch_section, sign_enclave

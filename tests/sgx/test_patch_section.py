@@ -1,7 +1,7 @@
 """patch_section: overwrite a section in place, same size and offset, or fail clearly."""
 
 import pytest
-from conftest import VECTORS
+from sgx_vectors import VECTORS
 
 from occlum_build.sgx import EnclaveError, patch_section
 

@@ -7,9 +7,9 @@ import stat
 import subprocess
 
 import pytest
-from conftest import VECTORS
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sgx_vectors import VECTORS
 
 from occlum_build.cli import main as occlum_main
 from occlum_build.cli.sgxsign import main

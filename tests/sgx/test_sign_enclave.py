@@ -13,7 +13,7 @@ MRSIGNER = "2321bcb26158330340b9287d28e59a12ead44c161c0f149e7a01770d64c5b195"
 
 @pytest.fixture(scope="module")
 def h0mur0():
-    from conftest import VECTORS
+    from sgx_vectors import VECTORS
 
     d = VECTORS / "h0mur0"
     return {

@@ -24,7 +24,7 @@ def minimal(tmp):
 
 @pytest.fixture(scope="module")
 def key(request):
-    from conftest import VECTORS
+    from sgx_vectors import VECTORS
 
     return PemSigner(VECTORS / "h0mur0" / "Enclave_private_test.pem")
 
