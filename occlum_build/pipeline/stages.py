@@ -76,10 +76,15 @@ def prepare(ctx: BuildContext) -> None:
         recorded = inst.sgx_mode_file.read_text().strip()
     except FileNotFoundError:
         pass
+    clean = opts.force or (recorded is not None and recorded != opts.sgx_mode)
+    if clean:
+        # A build that is bound to fail on its configuration must not first wipe the
+        # previous outputs (Occlum's `make clean` does; we keep the last good build).
+        _config(ctx)
     if opts.force:
         ctx.announce("Forced clean build")
         clean_outputs(ctx)
-    elif recorded is not None and recorded != opts.sgx_mode:
+    elif clean:
         ctx.announce(f"SGX mode changed from {recorded} to {opts.sgx_mode}: clean build")
         clean_outputs(ctx)
 

@@ -81,6 +81,21 @@ def test_sgx_mode_change_forces_clean_build(inst, occlum):
     assert "image" in occlum.ran(json.loads(out))
 
 
+@pytest.mark.parametrize("argv", [("-f",), ("--sgx-mode", "HW")])
+def test_clean_build_with_a_bad_config_keeps_the_last_good_outputs(inst, occlum, argv):
+    rep = occlum.build()
+    before = sorted(p.relative_to(inst) for p in (inst / "build").rglob("*"))
+    signed = (inst / "build/lib/libocclum-libos.signed.so").read_bytes() if "mrenclave" in rep else None
+    cfg = inst / "Occlum.json"
+    cfg.write_text(cfg.read_text().replace('"300MB"', '"300XB"'))
+    rc, _, err = occlum("build", *argv)
+    assert rc == EXIT_USAGE and "300XB" in err, err
+    assert sorted(p.relative_to(inst) for p in (inst / "build").rglob("*")) == before
+    if signed is not None:
+        assert (inst / "build/lib/libocclum-libos.signed.so").read_bytes() == signed
+    assert json.loads((inst / "build/report.json").read_text())["image_mac"] == rep["image_mac"]
+
+
 def test_tampered_output_is_rebuilt(inst, occlum):
     occlum.build()
     good = (inst / "build/Enclave.xml").read_bytes()
