@@ -10,11 +10,13 @@ from pathlib import Path
 
 from ..errors import OcclumError
 from .format import (
+    FILE_ID_SIZE,
     MAX_ENTRIES,
     MAX_FILE_SIZE,
     MAX_NAME,
     MAX_PATH,
     MAX_TARGET,
+    ROOT_SIZE,
     SYMLINK_MODE,
     TYPE_DIR,
     TYPE_FILE,
@@ -35,6 +37,10 @@ class Node:
     size: int
     target: bytes
     st: os.stat_result | None  # lstat of regular files (stat key), else None
+    # Set by the writer for files with content; with the fields above, what the metadata
+    # encoder reads of an entry (the attributes of format.Entry).
+    root: bytes = bytes(ROOT_SIZE)
+    file_id: bytes = bytes(FILE_ID_SIZE)
 
 
 _SPECIAL = {

@@ -27,7 +27,7 @@ from ..keys import format_hex16
 from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
-from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
+from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, object_size
 from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, remove_temp_dirs, store_object
 from .scan import Node, SourceError, scan
 
@@ -50,7 +50,7 @@ class ImageResult:
 
 @dataclass
 class _Plan:
-    entries: list[Entry]
+    entries: list[Node]  # the scan nodes, root and file id set: the metadata entries
     roots: set[bytes]
     written: int
     reused: int
@@ -187,25 +187,33 @@ def _plan(
     existing: set[str] | None,
 ) -> tuple[_Plan, cache.Manifest]:
     """Decide per file: reuse (stat key in the manifest and, when writing, its object present
-    in ``existing``) or read; read on worker threads; return the entries and new manifest."""
+    in ``existing``) or read; read on worker threads. Sets the root and file id of the file
+    nodes (which then serve as the metadata entries); returns the plan and new manifest."""
     new_manifest = cache.Manifest(manifest.mode_tag)
     results: dict[int, Result] = {}
     todo: list[int] = []
-    files = bytes_in = 0
+    roots: set[bytes] = set()
+    files = bytes_in = stored = 0
+    encrypted = key is not None
     lookup, keep = manifest.lookup, new_manifest.keep
     fsdecode = os.fsdecode
     for i, n in enumerate(nodes):  # hot loop of every rebuild (P3)
         if n.type != TYPE_FILE:
             continue
         files += 1
-        if not n.size:
+        size = n.size
+        if not size:
             continue
-        bytes_in += n.size
+        bytes_in += size
         rel = fsdecode(n.path)
         rec = lookup(rel, n.st)
         if rec is not None and (existing is None or rec.root_hex in existing):
-            results[i] = (b"", rec.root, rec.file_id, False)
+            n.root = root = rec.root
+            n.file_id = rec.file_id
             keep(rel, manifest)
+            if root not in roots:
+                roots.add(root)
+                stored += object_size(size, encrypted)
         else:
             todo.append(i)
     tick = _Ticker(sum(nodes[i].size for i in todo), progress)
@@ -241,29 +249,19 @@ def _plan(
         finally:
             if objects_dir is not None:
                 remove_temp_dirs(objects_dir)
+    written: set[bytes] = set()
     for i in todo:
         n = nodes[i]
         assert n.st is not None
-        digest, root, fid, _ = results[i]
+        digest, root, fid, w = results[i]
+        n.root, n.file_id = root, fid
         new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
-    entries = []
-    roots: set[bytes] = set()
-    written: set[bytes] = set()
-    stored = 0
-    encrypted = key is not None
-    get = results.get
-    for i, n in enumerate(nodes):
-        r = get(i)
-        if r is not None:
-            _, root, fid, w = r
-            if w:
-                written.add(root)
-            if root not in roots:
-                roots.add(root)
-                stored += object_size(n.size, encrypted)
-            entries.append(Entry(n.path, n.type, n.mode, n.size, b"", root, fid))
-        else:
-            entries.append(Entry(n.path, n.type, n.mode, n.size, n.target))
+        if w:
+            written.add(root)
+        if root not in roots:
+            roots.add(root)
+            stored += object_size(n.size, encrypted)
+    entries = nodes
     plan = _Plan(entries, roots, len(written), len(roots) - len(written), tick.done, files, bytes_in, stored)
     return plan, new_manifest
 
