@@ -207,7 +207,7 @@ def _plan(
         bytes_in += size
         rel = fsdecode(n.path)
         rec = lookup(rel, n.st)
-        if rec is not None and (existing is None or rec.root_hex in existing):
+        if rec is not None and (existing is None or rec.root.hex() in existing):
             n.root = root = rec.root
             n.file_id = rec.file_id
             keep(rel, manifest)

@@ -13,6 +13,7 @@ from occlum_build.image import (
     ImageError,
     ImageReader,
     build_image,
+    cache,
     compute_mac,
     read_mac_file,
     verify_image,
@@ -84,14 +85,18 @@ def test_output_identical_whatever_the_cache_state(tmp_path, build, key):
     first = snapshot(out)
     cache_file = tmp_path / "cache" / "image.manifest"
     assert cache_file.exists()
-    assert KEY.hex() not in cache_file.read_text()  # only a fingerprint of the key
-    for damage in (None, "flip", b"{not a manifest", b"occlum-build image cache 2\n", b"", "delete"):
+    assert KEY not in cache_file.read_bytes() and KEY.hex().encode() not in cache_file.read_bytes()
+    for damage in (None, "flip", "count", b"{not a manifest", b"occlum-build image cache 3\n", b"", "delete"):
         if damage == "delete":
             shutil.rmtree(tmp_path / "cache")
         elif damage == "flip":  # well formed, one record changed: the checksum catches it
             text = cache_file.read_bytes()
             assert b"bin/app\0" in text
             cache_file.write_bytes(text.replace(b"bin/app\0", b"bin/app\x001", 1))
+        elif damage == "count":  # one record fewer: the checksum covers the count too
+            text = cache_file.read_bytes()
+            assert b"\nrecords 5\n" in text
+            cache_file.write_bytes(text.replace(b"\nrecords 5\n", b"\nrecords 4\n", 1))
         elif damage is not None:
             cache_file.write_bytes(damage)
         r2, out2, _ = build(src, key=key)
@@ -219,9 +224,10 @@ def test_many_jobs_and_one_job_agree(tmp_path, build):
 def test_manifest_holds_no_key_and_mode_tag(tmp_path, build):
     src = make_tree(tmp_path / "src")
     build(src, key=KEY)
-    head = (tmp_path / "cache" / "image.manifest").read_bytes().split(b"\n", 4)
-    assert head[1].startswith(b"mode encrypted:") and KEY.hex().encode() not in b"".join(head)
-    assert set(head[4].decode().split("\0")[0:-1:2]) == {
+    text = (tmp_path / "cache" / "image.manifest").read_bytes()
+    head = text.split(b"\n", 5)
+    assert head[1].startswith(b"mode encrypted:") and KEY.hex().encode() not in text
+    assert set(cache.load(tmp_path / "cache" / "image.manifest", head[1].decode()[5:]).raw) == {
         "bin/app",
         "lib/libc.so",
         "lib/deep/conf.txt",
