@@ -71,6 +71,9 @@ class Manifest:
     mode_tag: str  # "integrity-only" or "encrypted:<key fingerprint>"
     raw: dict[str, bytes] = field(default_factory=dict)
     fresh: dict[str, int] = field(default_factory=dict)  # put records: newest of mtime, ctime
+    # (dev, ino, mtime_ns, ctime_ns) of the objects directory when it held exactly the
+    # objects the records name, or None; see objects_stat().
+    objects: tuple[int, ...] | None = None
 
     def lookup(self, rel: str, st: os.stat_result) -> Record | None:
         """The record of ``rel`` if its stat key is that of ``st`` (a hot loop of every
@@ -93,13 +96,31 @@ class Manifest:
         self.raw[rel] = old.raw[rel]
 
 
+def objects_stat(objects_dir: Path, now_ns: int) -> tuple[int, ...] | None:
+    """The stat key of a directory, if it last changed more than ``RACY_NS`` before
+    ``now_ns`` (any later change of its entries then changes the key); else None."""
+    try:
+        st = os.stat(objects_dir)
+    except OSError:
+        return None
+    if max(st.st_mtime_ns, st.st_ctime_ns) >= now_ns - RACY_NS:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def dropped_roots(old: Manifest, new: Manifest) -> set[bytes]:
+    """Object roots of the records of ``old`` that ``new`` does not carry over as they are."""
+    kept = new.raw
+    return {v[_ROOT] for rel, v in old.raw.items() if kept.get(rel) is not v}
+
+
 def manifest_path(cache_dir: Path, out_name: str = "image") -> Path:
     return cache_dir / f"{out_name}.manifest"
 
 
 # File layout: five header lines, then the records:
 #   occlum-build image cache 3 / mode <tag> / boot <id> / sha256 <hex of what follows>
-#   / records <n>
+#   / records <n> objects <dev ino mtime_ns ctime_ns of the objects directory, or "-">
 # then the n paths, each followed by NUL (UTF-8 with surrogate escapes, so any path
 # round-trips; NUL never occurs in a path), then n records of _REC.size bytes, in the same
 # order.
@@ -129,10 +150,11 @@ def load(path: Path, mode_tag: str) -> Manifest:
         digest = hashlib.sha256(head[4] + b"\n" + body).hexdigest()
         if head[3].decode() != f"sha256 {digest}":
             raise ValueError("checksum mismatch")
-        count = head[4].decode()
-        if not count.startswith("records "):
+        line = head[4].decode().split(" ")
+        if len(line) not in (4, 7) or line[0] != "records" or line[2] != "objects":
             raise ValueError("bad record count")
-        n = int(count[8:])
+        n = int(line[1])
+        objects = tuple(map(int, line[3:])) if len(line) == 7 else None
         size = _REC.size
         split = len(body) - n * size
         if n < 0 or split < n:
@@ -144,7 +166,7 @@ def load(path: Path, mode_tag: str) -> Manifest:
         raw_map = dict(zip(paths[:-1], recs, strict=True))
         if len(raw_map) != n:
             raise ValueError("duplicate paths")
-        return Manifest(mode_tag, raw_map)
+        return Manifest(mode_tag, raw_map, objects=objects)
     except (ValueError, UnicodeError) as e:
         _log.warning("image cache %s is corrupt (%s); rebuilding", path, e)
         return Manifest(mode_tag)
@@ -152,15 +174,19 @@ def load(path: Path, mode_tag: str) -> Manifest:
 
 def save(path: Path, manifest: Manifest, now_ns: int, old: Manifest | None = None) -> None:
     """Write ``manifest`` (without racily clean records); skipped when equal to ``old``.
-    Records carried over from a saved manifest passed this test when it was saved."""
+    Records carried over from a saved manifest passed this test when it was saved.
+    ``manifest.objects`` is dropped when a record is left out (its object is then present
+    but unnamed)."""
     limit = now_ns - RACY_NS
     fresh = manifest.fresh
     files = {rel: v for rel, v in manifest.raw.items() if fresh.get(rel, 0) < limit}
-    if old is not None and files == old.raw and path.exists():
+    objects = manifest.objects if len(files) == len(manifest.raw) else None
+    if old is not None and files == old.raw and objects == old.objects and path.exists():
         return
     names = "".join([f"{rel}\0" for rel in files]).encode("utf-8", "surrogateescape")
     body = names + b"".join(files.values())
-    count = f"records {len(files)}\n".encode()
+    ostat = " ".join(map(str, objects)) if objects else "-"
+    count = f"records {len(files)} objects {ostat}\n".encode()
     digest = hashlib.sha256(count + body).hexdigest()
     head = f"{VERSION}\nmode {manifest.mode_tag}\nboot {boot_id()}\nsha256 {digest}\n"
     # Not fsynced: the manifest is a hint; a lost or torn one only costs a full re-read.

@@ -56,6 +56,7 @@ class _Plan:
     reused: int
     bytes_read: int
     files: int
+    with_content: int  # files of at least one byte (each has an object)
     bytes_in: int
     stored: int
 
@@ -193,7 +194,7 @@ def _plan(
     results: dict[int, Result] = {}
     todo: list[int] = []
     roots: set[bytes] = set()
-    files = bytes_in = stored = 0
+    files = with_content = bytes_in = stored = 0
     encrypted = key is not None
     lookup, keep = manifest.lookup, new_manifest.keep
     fsdecode = os.fsdecode
@@ -204,6 +205,7 @@ def _plan(
         size = n.size
         if not size:
             continue
+        with_content += 1
         bytes_in += size
         rel = fsdecode(n.path)
         rec = lookup(rel, n.st)
@@ -262,7 +264,8 @@ def _plan(
             roots.add(root)
             stored += object_size(n.size, encrypted)
     entries = nodes
-    plan = _Plan(entries, roots, len(written), len(roots) - len(written), tick.done, files, bytes_in, stored)
+    reused = len(roots) - len(written)
+    plan = _Plan(entries, roots, len(written), reused, tick.done, files, with_content, bytes_in, stored)
     return plan, new_manifest
 
 
@@ -298,20 +301,27 @@ def build_image(
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create output directory: {e.strerror}", where=str(out_dir)) from None
-    existing = _list_objects(objects_dir)
     for path in (out_dir / METADATA_FILE, mac_file):  # temps of a build killed while committing
         for stale in path.parent.glob(f".{path.name}.tmp*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
     mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
     manifest = cache.load(mpath, _mode_tag(ikey))
+    # The objects directory unchanged since the manifest was saved holds exactly the objects
+    # its records name: no need to list it (nor to check that a record's object exists).
+    known = manifest.objects is not None and manifest.objects == cache.objects_stat(objects_dir, now_ns)
+    existing = None if known else _list_objects(objects_dir)
     plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)
     meta = metadata.encode(plan.entries, ikey)
     mac = image_mac(meta)
     outputs = [(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())]
     if not all(_same_bytes(p, b) for p, b in outputs):  # a no-op build writes nothing
         _commit(outputs)
-    _prune(objects_dir, plan.roots, existing)
+    if existing is None:
+        existing = {r.hex() for r in cache.dropped_roots(manifest, new_manifest)}
+    pruned = _prune(objects_dir, plan.roots, existing)
+    if pruned and len(new_manifest.raw) == plan.with_content:
+        new_manifest.objects = cache.objects_stat(objects_dir, time.time_ns())
     cache.save(mpath, new_manifest, now_ns, manifest)
     return ImageResult(
         mac=mac,
@@ -399,11 +409,19 @@ def _list_objects(objects_dir: Path) -> set[str]:
     return names
 
 
-def _prune(objects_dir: Path, keep: set[bytes], existing: set[str]) -> None:
-    """Remove the objects that were there before this build and are no longer referenced."""
-    for name in existing - {r.hex() for r in keep}:
-        with contextlib.suppress(OSError):
+def _prune(objects_dir: Path, keep: set[bytes], existing: set[str]) -> bool:
+    """Remove the objects that were there before this build and are no longer referenced;
+    False if one could not be removed."""
+    ok = True
+    stale = existing - {r.hex() for r in keep} if existing else set()
+    for name in stale:
+        try:
             os.unlink(objects_dir / name)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            ok = False
+    return ok
 
 
 __all__ = ["ImageResult", "build_image", "compute_mac", "object_size"]
