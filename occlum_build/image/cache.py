@@ -69,13 +69,13 @@ class Manifest:
     they are."""
 
     mode_tag: str  # "integrity-only" or "encrypted:<key fingerprint>"
-    raw: dict[str, bytes] = field(default_factory=dict)
-    fresh: dict[str, int] = field(default_factory=dict)  # put records: newest of mtime, ctime
+    raw: dict[bytes, bytes] = field(default_factory=dict)  # by path, as in the image
+    fresh: dict[bytes, int] = field(default_factory=dict)  # put records: newest of mtime, ctime
     # (dev, ino, mtime_ns, ctime_ns) of the objects directory when it held exactly the
     # objects the records name, or None; see objects_stat().
     objects: tuple[int, ...] | None = None
 
-    def lookup(self, rel: str, st: os.stat_result) -> Record | None:
+    def lookup(self, rel: bytes, st: os.stat_result) -> Record | None:
         """The record of ``rel`` if its stat key is that of ``st`` (a hot loop of every
         rebuild)."""
         v = self.raw.get(rel)
@@ -85,13 +85,13 @@ class Manifest:
             return None
         return Record(v[_ROOT], v[_FILE_ID])
 
-    def put(self, rel: str, key: StatKey, content: bytes, root: bytes, file_id: bytes) -> None:
-        if "\0" in rel:  # cannot be stored (a path never holds NUL)
+    def put(self, rel: bytes, key: StatKey, content: bytes, root: bytes, file_id: bytes) -> None:
+        if b"\0" in rel:  # cannot be stored (a path never holds NUL)
             return
         self.raw[rel] = _REC.pack(*key, content, root, file_id)
         self.fresh[rel] = max(key[3], key[4])
 
-    def keep(self, rel: str, old: Manifest) -> None:
+    def keep(self, rel: bytes, old: Manifest) -> None:
         """Carry a record looked up in ``old`` over unchanged."""
         self.raw[rel] = old.raw[rel]
 
@@ -123,8 +123,8 @@ def manifest_path(cache_dir: Path, out_name: str = "image") -> Path:
 # File layout: five header lines, then the records:
 #   occlum-build image cache 3 / mode <tag> / boot <id> / sha256 <hex of what follows>
 #   / records <n> objects <dev ino mtime_ns ctime_ns of the objects directory, or "-">
-# then the n paths, each followed by NUL (UTF-8 with surrogate escapes, so any path
-# round-trips; NUL never occurs in a path), then n records of _REC.size bytes, in the same
+# then the n paths, each followed by NUL (the bytes of the path, as in the image; NUL
+# never occurs in a path), then n records of _REC.size bytes, in the same
 # order.
 
 
@@ -161,7 +161,7 @@ def load(path: Path, mode_tag: str) -> Manifest:
         split = len(body) - n * size
         if n < 0 or split < n:
             raise ValueError("bad record count")
-        paths = body[:split].decode("utf-8", "surrogateescape").split("\0")
+        paths = body[:split].split(b"\0")
         if len(paths) != n + 1 or paths[-1]:
             raise ValueError("bad paths")
         recs = [body[i : i + size] for i in range(split, len(body), size)]
@@ -185,7 +185,7 @@ def save(path: Path, manifest: Manifest, now_ns: int, old: Manifest | None = Non
     objects = manifest.objects if len(files) == len(manifest.raw) else None
     if old is not None and files == old.raw and objects == old.objects and path.exists():
         return
-    names = "".join([f"{rel}\0" for rel in files]).encode("utf-8", "surrogateescape")
+    names = b"".join([rel + b"\0" for rel in files])
     body = names + b"".join(files.values())
     ostat = " ".join(map(str, objects)) if objects else "-"
     count = f"records {len(files)} objects {ostat}\n".encode()

@@ -197,7 +197,6 @@ def _plan(
     files = with_content = bytes_in = stored = 0
     encrypted = key is not None
     lookup, keep = manifest.lookup, new_manifest.keep
-    fsdecode = os.fsdecode
     for i, n in enumerate(nodes):  # hot loop of every rebuild (P3)
         if n.type != TYPE_FILE:
             continue
@@ -207,7 +206,7 @@ def _plan(
             continue
         with_content += 1
         bytes_in += size
-        rel = fsdecode(n.path)
+        rel = n.path
         rec = lookup(rel, n.st)
         if rec is not None and (existing is None or rec.root.hex() in existing):
             n.root = root = rec.root
@@ -257,7 +256,7 @@ def _plan(
         assert n.st is not None
         digest, root, fid, w = results[i]
         n.root, n.file_id = root, fid
-        new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
+        new_manifest.put(n.path, cache.stat_key(n.st), digest, root, fid)
         if w:
             written.add(root)
         if root not in roots:

@@ -228,11 +228,11 @@ def test_manifest_holds_no_key_and_mode_tag(tmp_path, build):
     head = text.split(b"\n", 5)
     assert head[1].startswith(b"mode encrypted:") and KEY.hex().encode() not in text
     assert set(cache.load(tmp_path / "cache" / "image.manifest", head[1].decode()[5:]).raw) == {
-        "bin/app",
-        "lib/libc.so",
-        "lib/deep/conf.txt",
-        "lib/deep/conf.copy",
-        "README",
+        b"bin/app",
+        b"lib/libc.so",
+        b"lib/deep/conf.txt",
+        b"lib/deep/conf.copy",
+        b"README",
     }
 
 
