@@ -316,9 +316,11 @@ def build_image(
     outputs = [(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())]
     if not all(_same_bytes(p, b) for p, b in outputs):  # a no-op build writes nothing
         _commit(outputs)
-    if existing is None:
-        existing = {r.hex() for r in cache.dropped_roots(manifest, new_manifest)}
-    pruned = _prune(objects_dir, plan.roots, existing)
+    if existing is None:  # only the objects of dropped records can have become unreferenced
+        stale = {r.hex() for r in cache.dropped_roots(manifest, new_manifest) - plan.roots}
+    else:
+        stale = existing - {r.hex() for r in plan.roots}
+    pruned = _remove_objects(objects_dir, stale)
     if pruned and len(new_manifest.raw) == plan.with_content:
         new_manifest.objects = cache.objects_stat(objects_dir, time.time_ns())
     cache.save(mpath, new_manifest, now_ns, manifest)
@@ -408,11 +410,10 @@ def _list_objects(objects_dir: Path) -> set[str]:
     return names
 
 
-def _prune(objects_dir: Path, keep: set[bytes], existing: set[str]) -> bool:
+def _remove_objects(objects_dir: Path, stale: set[str]) -> bool:
     """Remove the objects that were there before this build and are no longer referenced;
     False if one could not be removed."""
     ok = True
-    stale = existing - {r.hex() for r in keep} if existing else set()
     for name in stale:
         try:
             os.unlink(objects_dir / name)
