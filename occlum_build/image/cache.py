@@ -180,8 +180,8 @@ def save(path: Path, manifest: Manifest, now_ns: int, old: Manifest | None = Non
     ``manifest.objects`` is dropped when a record is left out (its object is then present
     but unnamed)."""
     limit = now_ns - RACY_NS
-    fresh = manifest.fresh
-    files = {rel: v for rel, v in manifest.raw.items() if fresh.get(rel, 0) < limit}
+    racy = {rel for rel, t in manifest.fresh.items() if t >= limit}  # only put records
+    files = {rel: v for rel, v in manifest.raw.items() if rel not in racy} if racy else manifest.raw
     objects = manifest.objects if len(files) == len(manifest.raw) else None
     if old is not None and files == old.raw and objects == old.objects and path.exists():
         return
