@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 
@@ -33,12 +34,16 @@ from .format import (
     path_problem,
 )
 
+if TYPE_CHECKING:
+    from .scan import Node
+
 _ZERO_ROOT = bytes(ROOT_SIZE)
 _ZERO_ID = bytes(FILE_ID_SIZE)
 
 
-def encode_plain(entries: Sequence[Entry], encrypted: bool) -> bytes:
-    """The plaintext metadata P of ``entries`` (already sorted and validated by the writer)."""
+def encode_plain(entries: Sequence[Entry | Node], encrypted: bool) -> bytes:
+    """The plaintext metadata P of ``entries`` (already sorted and validated by the writer;
+    it passes its scan nodes, which carry the same attributes, rather than make entries)."""
     strtab = bytearray()
     recs = []
     pack = ENTRY.struct.pack
@@ -66,7 +71,7 @@ def encode_plain(entries: Sequence[Entry], encrypted: bool) -> bytes:
     return head + b"".join(recs) + bytes(strtab)
 
 
-def encode(entries: Sequence[Entry], key: ImageKey | None) -> bytes:
+def encode(entries: Sequence[Entry | Node], key: ImageKey | None) -> bytes:
     """The metadata file bytes as stored."""
     plain = encode_plain(entries, key is not None)
     if key is None:

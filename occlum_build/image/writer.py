@@ -27,7 +27,7 @@ from ..keys import format_hex16
 from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
-from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, Entry, object_size
+from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, object_size
 from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, remove_temp_dirs, store_object
 from .scan import Node, SourceError, scan
 
@@ -50,12 +50,13 @@ class ImageResult:
 
 @dataclass
 class _Plan:
-    entries: list[Entry]
+    entries: list[Node]  # the scan nodes, root and file id set: the metadata entries
     roots: set[bytes]
     written: int
     reused: int
     bytes_read: int
     files: int
+    with_content: int  # files of at least one byte (each has an object)
     bytes_in: int
     stored: int
 
@@ -187,25 +188,33 @@ def _plan(
     existing: set[str] | None,
 ) -> tuple[_Plan, cache.Manifest]:
     """Decide per file: reuse (stat key in the manifest and, when writing, its object present
-    in ``existing``) or read; read on worker threads; return the entries and new manifest."""
+    in ``existing``) or read; read on worker threads. Sets the root and file id of the file
+    nodes (which then serve as the metadata entries); returns the plan and new manifest."""
     new_manifest = cache.Manifest(manifest.mode_tag)
     results: dict[int, Result] = {}
     todo: list[int] = []
-    files = bytes_in = 0
+    roots: set[bytes] = set()
+    files = with_content = bytes_in = stored = 0
+    encrypted = key is not None
     lookup, keep = manifest.lookup, new_manifest.keep
-    fsdecode = os.fsdecode
     for i, n in enumerate(nodes):  # hot loop of every rebuild (P3)
         if n.type != TYPE_FILE:
             continue
         files += 1
-        if not n.size:
+        size = n.size
+        if not size:
             continue
-        bytes_in += n.size
-        rel = fsdecode(n.path)
+        with_content += 1
+        bytes_in += size
+        rel = n.path
         rec = lookup(rel, n.st)
-        if rec is not None and (existing is None or rec.root_hex in existing):
-            results[i] = (b"", rec.root, rec.file_id, False)
+        if rec is not None and (existing is None or rec.root.hex() in existing):
+            n.root = root = rec.root
+            n.file_id = rec.file_id
             keep(rel, manifest)
+            if root not in roots:
+                roots.add(root)
+                stored += object_size(size, encrypted)
         else:
             todo.append(i)
     tick = _Ticker(sum(nodes[i].size for i in todo), progress)
@@ -241,30 +250,21 @@ def _plan(
         finally:
             if objects_dir is not None:
                 remove_temp_dirs(objects_dir)
+    written: set[bytes] = set()
     for i in todo:
         n = nodes[i]
         assert n.st is not None
-        digest, root, fid, _ = results[i]
-        new_manifest.put(os.fsdecode(n.path), cache.stat_key(n.st), digest, root, fid)
-    entries = []
-    roots: set[bytes] = set()
-    written: set[bytes] = set()
-    stored = 0
-    encrypted = key is not None
-    get = results.get
-    for i, n in enumerate(nodes):
-        r = get(i)
-        if r is not None:
-            _, root, fid, w = r
-            if w:
-                written.add(root)
-            if root not in roots:
-                roots.add(root)
-                stored += object_size(n.size, encrypted)
-            entries.append(Entry(n.path, n.type, n.mode, n.size, b"", root, fid))
-        else:
-            entries.append(Entry(n.path, n.type, n.mode, n.size, n.target))
-    plan = _Plan(entries, roots, len(written), len(roots) - len(written), tick.done, files, bytes_in, stored)
+        digest, root, fid, w = results[i]
+        n.root, n.file_id = root, fid
+        new_manifest.put(n.path, cache.stat_key(n.st), digest, root, fid)
+        if w:
+            written.add(root)
+        if root not in roots:
+            roots.add(root)
+            stored += object_size(n.size, encrypted)
+    entries = nodes
+    reused = len(roots) - len(written)
+    plan = _Plan(entries, roots, len(written), reused, tick.done, files, with_content, bytes_in, stored)
     return plan, new_manifest
 
 
@@ -300,20 +300,29 @@ def build_image(
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"cannot create output directory: {e.strerror}", where=str(out_dir)) from None
-    existing = _list_objects(objects_dir)
     for path in (out_dir / METADATA_FILE, mac_file):  # temps of a build killed while committing
         for stale in path.parent.glob(f".{path.name}.tmp*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
     mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
     manifest = cache.load(mpath, _mode_tag(ikey))
+    # The objects directory unchanged since the manifest was saved holds exactly the objects
+    # its records name: no need to list it (nor to check that a record's object exists).
+    known = manifest.objects is not None and manifest.objects == cache.objects_stat(objects_dir, now_ns)
+    existing = None if known else _list_objects(objects_dir)
     plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)
     meta = metadata.encode(plan.entries, ikey)
     mac = image_mac(meta)
     outputs = [(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())]
     if not all(_same_bytes(p, b) for p, b in outputs):  # a no-op build writes nothing
         _commit(outputs)
-    _prune(objects_dir, plan.roots, existing)
+    if existing is None:  # only the objects of dropped records can have become unreferenced
+        stale = {r.hex() for r in cache.dropped_roots(manifest, new_manifest) - plan.roots}
+    else:
+        stale = existing - {r.hex() for r in plan.roots}
+    pruned = _remove_objects(objects_dir, stale)
+    if pruned and len(new_manifest.raw) == plan.with_content:
+        new_manifest.objects = cache.objects_stat(objects_dir, time.time_ns())
     cache.save(mpath, new_manifest, now_ns, manifest)
     return ImageResult(
         mac=mac,
@@ -401,11 +410,18 @@ def _list_objects(objects_dir: Path) -> set[str]:
     return names
 
 
-def _prune(objects_dir: Path, keep: set[bytes], existing: set[str]) -> None:
-    """Remove the objects that were there before this build and are no longer referenced."""
-    for name in existing - {r.hex() for r in keep}:
-        with contextlib.suppress(OSError):
+def _remove_objects(objects_dir: Path, stale: set[str]) -> bool:
+    """Remove the objects that were there before this build and are no longer referenced;
+    False if one could not be removed."""
+    ok = True
+    for name in stale:
+        try:
             os.unlink(objects_dir / name)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            ok = False
+    return ok
 
 
 __all__ = ["ImageResult", "build_image", "compute_mac", "object_size"]

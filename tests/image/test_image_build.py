@@ -13,6 +13,7 @@ from occlum_build.image import (
     ImageError,
     ImageReader,
     build_image,
+    cache,
     compute_mac,
     read_mac_file,
     verify_image,
@@ -84,14 +85,18 @@ def test_output_identical_whatever_the_cache_state(tmp_path, build, key):
     first = snapshot(out)
     cache_file = tmp_path / "cache" / "image.manifest"
     assert cache_file.exists()
-    assert KEY.hex() not in cache_file.read_text()  # only a fingerprint of the key
-    for damage in (None, "flip", b"{not a manifest", b"occlum-build image cache 2\n", b"", "delete"):
+    assert KEY not in cache_file.read_bytes() and KEY.hex().encode() not in cache_file.read_bytes()
+    for damage in (None, "flip", "count", b"{not a manifest", b"occlum-build image cache 3\n", b"", "delete"):
         if damage == "delete":
             shutil.rmtree(tmp_path / "cache")
         elif damage == "flip":  # well formed, one record changed: the checksum catches it
             text = cache_file.read_bytes()
             assert b"bin/app\0" in text
             cache_file.write_bytes(text.replace(b"bin/app\0", b"bin/app\x001", 1))
+        elif damage == "count":  # one record fewer: the checksum covers the count too
+            text = cache_file.read_bytes()
+            assert b"\nrecords 5 objects " in text
+            cache_file.write_bytes(text.replace(b"\nrecords 5 ", b"\nrecords 4 ", 1))
         elif damage is not None:
             cache_file.write_bytes(damage)
         r2, out2, _ = build(src, key=key)
@@ -219,14 +224,15 @@ def test_many_jobs_and_one_job_agree(tmp_path, build):
 def test_manifest_holds_no_key_and_mode_tag(tmp_path, build):
     src = make_tree(tmp_path / "src")
     build(src, key=KEY)
-    head = (tmp_path / "cache" / "image.manifest").read_bytes().split(b"\n", 4)
-    assert head[1].startswith(b"mode encrypted:") and KEY.hex().encode() not in b"".join(head)
-    assert set(head[4].decode().split("\0")[0:-1:2]) == {
-        "bin/app",
-        "lib/libc.so",
-        "lib/deep/conf.txt",
-        "lib/deep/conf.copy",
-        "README",
+    text = (tmp_path / "cache" / "image.manifest").read_bytes()
+    head = text.split(b"\n", 5)
+    assert head[1].startswith(b"mode encrypted:") and KEY.hex().encode() not in text
+    assert set(cache.load(tmp_path / "cache" / "image.manifest", head[1].decode()[5:]).raw) == {
+        b"bin/app",
+        b"lib/libc.so",
+        b"lib/deep/conf.txt",
+        b"lib/deep/conf.copy",
+        b"README",
     }
 
 
@@ -335,3 +341,43 @@ def test_temp_files_and_dirs_are_gone_after_a_build(tmp_path, build):
     (out / "objects" / ".tmp-3-4-5").write_bytes(b"older layout")
     r2, _, _ = build(src)
     assert sorted(os.listdir(out / "objects")) == sorted(names) and r2.mac == r1.mac
+
+
+@MODES
+def test_settled_objects_directory_is_trusted_only_while_unchanged(tmp_path, build, key, monkeypatch):
+    """Once the objects directory has been left alone for the racy window, a rebuild does not
+    list it: it still prunes what a changed or deleted file no longer names, and a change
+    to the directory itself (an object deleted by hand) makes the next build list and heal."""
+    from occlum_build.image import writer
+
+    listed = []
+    real = writer._list_objects
+    monkeypatch.setattr(writer, "_list_objects", lambda d: listed.append(d) or real(d))
+    src = make_tree(tmp_path / "src")
+    r1, out, _ = build(src, key=key)
+    age(out / "objects")
+    build(src, key=key)  # records the settled objects directory in the manifest
+    head = (tmp_path / "cache" / "image.manifest").read_bytes().split(b"\n", 5)
+    assert not head[4].endswith(b" objects -")
+
+    def referenced(mac: bytes) -> set[str]:
+        return {e.root.hex() for e in ImageReader(out, mac, key).entries() if e.type == 1 and e.size}
+
+    age(out / "objects")
+    (src / "lib/libc.so").write_bytes(b"new content" * 50)
+    (src / "README").unlink()
+    age(src)
+    listed.clear()
+    r3, _, _ = build(src, key=key)
+    assert not listed
+    verify_image(out, r3.mac, key=key)
+    assert r3.objects_written == 1 and r3.mac == compute_mac(src, key=key)
+    assert {p.name for p in (out / "objects").iterdir()} == referenced(r3.mac)  # old objects pruned
+    age(out / "objects")
+    build(src, key=key)
+    victim = next(iter(referenced(r3.mac)))
+    (out / "objects" / victim).unlink()
+    listed.clear()
+    r5, _, _ = build(src, key=key)
+    assert listed and r5.objects_written == 1 and r5.mac == r3.mac
+    verify_image(out, r5.mac, key=key)
