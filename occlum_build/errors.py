@@ -15,6 +15,7 @@ EXIT_VERIFY = 3  # integrity or signature check failed (tampering, wrong key)
 EXIT_STATE = 4  # instance in the wrong state (not initialized / not built / busy)
 EXIT_IO = 5  # I/O failure while writing outputs (disk full, permissions)
 EXIT_INTERNAL = 70  # a bug in occlum-build
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class OcclumError(Exception):

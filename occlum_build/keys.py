@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import KeyFileError
 
 KEY_LEN = 16
-_KEY_RE = re.compile(r"[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){15}")
+HEX16_RE = re.compile(r"[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){15}")  # the text form, either case
 
 
 def format_hex16(data: bytes) -> str:
@@ -27,7 +27,7 @@ def format_hex16(data: bytes) -> str:
 def parse_hex16(text: str, where: str) -> bytes:
     """Parse ``xx-xx-…`` (16 bytes); trailing CR/LF is allowed, nothing else."""
     body = text.rstrip("\r\n")
-    if not _KEY_RE.fullmatch(body):
+    if not HEX16_RE.fullmatch(body):
         if len(body) != 47:
             why = f"expected 47 characters 'xx-xx-...-xx' (16 hex bytes), found {len(body)}"
         else:

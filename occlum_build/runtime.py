@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import keys, paths
-from .errors import OcclumError, StateError
+from .errors import EXIT_FAILURE, OcclumError, StateError
 
 RUN_LOCK = ".runtime.lock"  # in run/, held by occlum-run (libos/src/pal.c) and occlum mount
 EXEC_SOCKET = "occlum_exec.sock"  # in run/, served by `occlum-run --serve` (libos/src/server.c)
@@ -116,7 +116,7 @@ def start(inst: paths.Instance) -> None:
         proc.wait()
         lines = log_path.read_text(errors="replace").strip().splitlines()
         why = lines[-1].removeprefix("occlum: ") if lines else f"the server exited ({proc.returncode})"
-        raise OcclumError(why, exit_code=1)
+        raise OcclumError(why, exit_code=EXIT_FAILURE)
 
 
 def _server_answers(inst: paths.Instance) -> bool:

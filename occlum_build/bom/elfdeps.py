@@ -207,10 +207,7 @@ class Resolver:
         if hit is not None and me not in hit[2]:
             res.libs, res.missing = list(hit[0]), list(hit[1])
             return res
-        if loader.kind == MUSL:
-            shareable = self._resolve_musl(main_path, info, loader, res, me)
-        else:
-            shareable = self._resolve_glibc(main_path, info, loader, res, me)
+        shareable = self._search(main_path, info, loader, res, me)
         found = [self.lookup(p) for p in [loader.path] + [d.path for d in res.libs]]
         if shareable and all(found):
             self._memo[mkey] = (tuple(res.libs), tuple(res.missing),
@@ -232,73 +229,32 @@ class Resolver:
         if rinfo is not None and rinfo.soname:
             names[rinfo.soname] = rtld
 
-    def _resolve_glibc(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution,
-                       me: tuple[int, int]) -> bool:
-        """Fills ``res``; True if the search never involved the main file's path or identity."""
+    def _search(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution,
+                me: tuple[int, int]) -> bool:
+        """Fills ``res`` breadth-first over DT_NEEDED by ``loader``'s rules (glibc's or musl's);
+        True if the search never involved the main file's path or identity."""
+        musl = loader.kind == MUSL
         names: dict[str, _Obj] = {}
         keys: dict[tuple[int, int], _Obj] = {}
         self._rtld(loader, names, keys)
         main = self._new_obj(main_path, main_path, info, None)
-        names[main_path] = main
-        if info.soname:
-            names.setdefault(info.soname, main)
+        if musl:
+            own: tuple[str | None, ...] = ()
+            sys_path = self.musl_sys_path(loader)
+        else:  # glibc knows the main file by its path and soname from the start
+            names[main_path] = main
+            if info.soname:
+                names.setdefault(info.soname, main)
+            own = (main_path, info.soname)
+            defaults = self.ld_so_conf_dirs() + GLIBC_DEFAULT_DIRS
         keys.setdefault(me, main)
         slash = False
         queue = [main]
-        defaults = self.ld_so_conf_dirs() + GLIBC_DEFAULT_DIRS
         for obj in queue:
             assert obj.info is not None
             for raw in obj.info.needed:
                 name = _expand_dst(raw, os.path.dirname(obj.path))
-                if name in names:
-                    continue
-                if "/" in name:
-                    slash = True
-                    dirs: tuple[str, ...] = ()
-                    cands = [os.path.join(os.path.dirname(main_path), name) if not name.startswith("/")
-                             else name]
-                else:
-                    dirs = self._glibc_dirs(obj, loader, defaults)
-                    cands = self._cands(dirs, name)
-                found = self._first(cands, main.info, names, keys, name, obj)
-                if found is None:
-                    names[name] = _Obj(name, "", None, obj)
-                    res.missing.append(name)
-                elif found is not _REUSED:
-                    queue.append(found)
-                    res.libs.append(Dep(name, found.path))
-        return not slash and _only_own_names(main, names, keys, me, (main_path, info.soname))
-
-    def _glibc_dirs(self, obj: _Obj, loader: Loader, defaults: tuple[str, ...]) -> tuple[str, ...]:
-        assert obj.info is not None
-        dirs: list[str] = []
-        if not obj.info.has_runpath:
-            o: _Obj | None = obj
-            while o is not None:
-                dirs.extend(o.rpath_dirs)
-                o = o.parent
-        dirs.extend(loader.lib_dirs)
-        dirs.extend(obj.runpath_dirs)
-        if not obj.info.nodeflib:
-            dirs.extend(defaults)
-        return tuple(dict.fromkeys(dirs))
-
-    def _resolve_musl(self, main_path: str, info: ElfInfo, loader: Loader, res: Resolution,
-                      me: tuple[int, int]) -> bool:
-        """As _resolve_glibc, with musl's rules."""
-        names: dict[str, _Obj] = {}
-        keys: dict[tuple[int, int], _Obj] = {}
-        self._rtld(loader, names, keys)
-        main = self._new_obj(main_path, main_path, info, None)
-        keys.setdefault(me, main)
-        slash = False
-        queue = [main]
-        sys_path = self.musl_sys_path(loader)
-        for obj in queue:
-            assert obj.info is not None
-            for raw in obj.info.needed:
-                name = _expand_dst(raw, os.path.dirname(obj.path))
-                if _musl_reserved(name):
+                if musl and _musl_reserved(name):
                     # musl's libc is the loader; Occlum copies it under this name too.
                     if name not in names or names[name].path != loader.path:
                         names[name] = _Obj(name, loader.path, None, obj)
@@ -308,15 +264,12 @@ class Resolver:
                     continue
                 if "/" in name:
                     slash = True
-                    cands = [name if name.startswith("/") else os.path.join(os.path.dirname(main_path), name)]
+                    cands: Iterable[str] = [name if name.startswith("/")
+                                            else os.path.join(os.path.dirname(main_path), name)]
+                elif musl:
+                    cands = self._cands(_musl_dirs(obj, loader, sys_path), name)
                 else:
-                    dirs: list[str] = list(loader.lib_dirs)
-                    o: _Obj | None = obj
-                    while o is not None:
-                        dirs.extend(o.rpath_dirs + o.runpath_dirs)
-                        o = o.parent
-                    dirs.extend(sys_path)
-                    cands = self._cands(dict.fromkeys(dirs), name)
+                    cands = self._cands(_glibc_dirs(obj, loader, defaults), name)
                 found = self._first(cands, main.info, names, keys, name, obj)
                 if found is None:
                     names[name] = _Obj(name, "", None, obj)
@@ -324,7 +277,7 @@ class Resolver:
                 elif found is not _REUSED:
                     queue.append(found)
                     res.libs.append(Dep(name, found.path))
-        return not slash and _only_own_names(main, names, keys, me, ())
+        return not slash and _only_own_names(main, names, keys, me, own)
 
     def _first(self, cands: Iterable[str], want: ElfInfo | None, names: dict[str, _Obj],
                keys: dict[tuple[int, int], _Obj], name: str, parent: _Obj) -> _Obj | None:
@@ -363,6 +316,34 @@ def _only_own_names(main: _Obj, names: dict[str, _Obj], keys: dict[tuple[int, in
     """The main file was not met during the search: it is the owner of its identity (it is not
     the loader) and no name other than its own path and soname leads to it."""
     return keys.get(me) is main and not any(o is main and n not in own for n, o in names.items())
+
+
+def _glibc_dirs(obj: _Obj, loader: Loader, defaults: tuple[str, ...]) -> tuple[str, ...]:
+    """glibc's search path for what ``obj`` needs: DT_RPATH up the chain of objects that needed it (unless
+    ``obj`` has DT_RUNPATH), the loader's dirs, DT_RUNPATH, then the defaults (unless NODEFLIB)."""
+    assert obj.info is not None
+    dirs: list[str] = []
+    if not obj.info.has_runpath:
+        o: _Obj | None = obj
+        while o is not None:
+            dirs.extend(o.rpath_dirs)
+            o = o.parent
+    dirs.extend(loader.lib_dirs)
+    dirs.extend(obj.runpath_dirs)
+    if not obj.info.nodeflib:
+        dirs.extend(defaults)
+    return tuple(dict.fromkeys(dirs))
+
+
+def _musl_dirs(obj: _Obj, loader: Loader, sys_path: tuple[str, ...]) -> tuple[str, ...]:
+    """musl's search path: the loader's dirs, DT_RPATH and DT_RUNPATH up the chain, the system path."""
+    dirs: list[str] = list(loader.lib_dirs)
+    o: _Obj | None = obj
+    while o is not None:
+        dirs.extend(o.rpath_dirs + o.runpath_dirs)
+        o = o.parent
+    dirs.extend(sys_path)
+    return tuple(dict.fromkeys(dirs))
 
 
 def _musl_reserved(name: str) -> bool:

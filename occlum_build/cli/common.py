@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from .. import log
-from ..errors import EXIT_INTERNAL, EXIT_USAGE, OcclumError
+from ..errors import EXIT_FAILURE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OcclumError
 
 
 class Parser(argparse.ArgumentParser):
@@ -22,15 +22,15 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
     """Call a command; map known failures to their exit codes, never show a traceback for them."""
     try:
         rc = func(args)
-        return 0 if rc is None else int(rc)
+        return EXIT_OK if rc is None else int(rc)
     except OcclumError as e:
         print(f"Error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 1
+        return EXIT_FAILURE
     except Exception as e:  # a bug: say so, traceback only when asked
         print(f"Error: internal error: {type(e).__name__}: {e} "
               "(set OCCLUM_LOG_LEVEL=debug for the traceback)", file=sys.stderr)

@@ -8,10 +8,10 @@ MRENCLAVE, and Enclave.xml decides the enclave layout.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
+from ..keys import HEX16_RE
 from .model import OcclumConfig
 from .schema import root_layers
 
@@ -19,8 +19,6 @@ from .schema import root_layers
 MISC_EDMM = ("1", "0xFFFFFFFF")
 MISC_NON_EDMM = ("0", "0")
 TCS_POLICY = 0  # Occlum >= 0.31 (1 in 0.29/0.30)
-
-_MAC_TEXT = re.compile(r"[0-9a-f]{2}(?:-[0-9a-f]{2}){15}")
 
 # Enclave.xml elements in the order serde-xml-rs writes gen_internal_conf's struct.
 # Each getter takes (cfg, limits, edmm) and returns a value (None = element omitted).
@@ -83,7 +81,7 @@ def sys_json(cfg: OcclumConfig, *, image_mac: str, initfs_mac: str,
     ``edmm_platform`` must be what enclave_xml got: the user space maximum depends on it.
     """
     for name, mac in (("image_mac", image_mac), ("initfs_mac", initfs_mac)):
-        if not isinstance(mac, str) or not _MAC_TEXT.fullmatch(mac):
+        if not isinstance(mac, str) or not HEX16_RE.fullmatch(mac) or mac != mac.lower():
             raise ValueError(f"{name} must be 16 lower-case hex bytes 'xx-xx-...', got {mac!r}")
     lim = cfg.limits(edmm_platform=edmm_platform)
     doc = {

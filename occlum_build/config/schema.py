@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 
 from ..errors import ConfigError
+from ..keys import HEX16_RE
 from ..sizes import SizeError, parse_size
 from . import limits
 from .jsonc import Document, Path, path_text
@@ -23,7 +24,6 @@ U16_MAX = 0xFFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 MOUNT_TYPES = ("sefs", "hostfs", "ramfs", "unionfs", "devfs", "procfs", "ext2")
 _HEX64 = re.compile(r"(?:0x)?([0-9a-fA-F]+)")
-_MAC = re.compile(r"[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){15}")
 _ENV_NAME = re.compile(r"[^=\s\x00]+")
 
 # Keys people carry over from other Occlum versions: say where they went.
@@ -221,7 +221,7 @@ def _source(v: Validator, p: Path, x: object) -> None:
 
 def _mac(v: Validator, p: Path, x: object) -> None:
     s = v.string(p, x)
-    if s and not _MAC.fullmatch(s):
+    if s and not HEX16_RE.fullmatch(s):
         raise v.error(p, f'{_show(s)} is not a MAC ("" to have the build fill it in, '
                          "or 16 hex bytes xx-xx-...)")
 
