@@ -1,21 +1,27 @@
-"""The per-file manifest that makes image builds incremental.
+"""The manifest that makes image builds incremental.
 
-One file per image in the cache directory maps each source path to its stat key
-``(dev, ino, size, mtime_ns, ctime_ns, mode)`` and to what the build derived from the
-content: the content digest (integrity-only: the plain object root; encrypted: SHA-256 of
-the content), the object root and the file id.  A file whose stat key is unchanged is not
-read again.  The manifest is only a hint: it is discarded when it cannot be parsed, when
-its version differs, or when it was made for another mode or image key (it holds a
-one-way fingerprint of the key, never the key); the object it names must still exist.
+One file per image in the cache directory lists every entry of the last image built, in
+metadata order, with its *entry key* (scan.entry_key: the stat key ``(dev, ino, size,
+mtime_ns, ctime_ns, mode)`` of files and symlinks, the mode alone for directories) and
+what the build derived from it (type, size, content digest, object root, file id; the
+digest is the plain object root for integrity-only images and SHA-256 of the content for
+encrypted ones). It also holds the SHA-256 of the metadata file built with it. An entry
+whose key is unchanged is not read again; when no path was added or removed, the previous
+metadata is patched at the changed entries instead of being encoded again.
+
+The manifest is only a hint: it is discarded when it cannot be parsed, when its version
+differs, or when it was made for another mode or image key (it holds a one-way fingerprint
+of the key, never the key); the object it names must still exist, and the metadata it
+patches must still have the recorded SHA-256.
 
 Objects are not fsynced one by one (that would cost more than hashing them); the manifest
 records the kernel boot id instead, and a manifest from another boot is discarded, so the
 first build after a reboot (perhaps a power failure that tore unsynced objects) reads every
-file again and rewrites every object.  The metadata and MAC file are fsynced.
+file again and rewrites every object. The metadata and MAC file are fsynced.
 
-Stat keys of files modified within ``RACY_NS`` of the scan are not recorded (as git's
-"racily clean" rule): a later write inside the same timestamp tick would not change the
-key, so such files are read again on the next build.
+Entries modified within ``RACY_NS`` of the scan are recorded with a key that matches
+nothing (as git's "racily clean" rule): a later write inside the same timestamp tick would
+not change the stat key, so such files are read again on the next build.
 """
 
 from __future__ import annotations
@@ -28,19 +34,100 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import log
+from .format import TYPE_FILE, object_size
+from .scan import KEY
 
-VERSION = "occlum-build image cache 3"
+VERSION = "occlum-build image cache 4"
 RACY_NS = 100_000_000  # > the coarse clock tick of Linux file timestamps (1-10 ms)
 
 _log = log.get("image.cache")
 
-StatKey = tuple[int, int, int, int, int, int]
+NEVER = b"\xff" * KEY.size  # the key of a racy entry: no lstat packs to it (mode bits)
+# What a build derived from an entry: type, size, object root, file id.
+REC = struct.Struct("<B7xQ32s16s")
+ROOT = slice(16, 48)  # of a REC
+FILE_ID = slice(48, 64)
+NO_ROOT = bytes(32)
+NO_REC = REC.pack(0, 0, b"", b"")
 
-# One record per path: the stat key, then content digest, object root and file id.
-_KEY = struct.Struct("<QQQqqQ")
-_REC = struct.Struct("<QQQqqQ32s32s16s")
-_ROOT = slice(_KEY.size + 32, _KEY.size + 64)
-_FILE_ID = slice(_KEY.size + 64, _REC.size)
+
+class Totals(NamedTuple):
+    """What the records add up to (reported by a build)."""
+
+    files: int
+    bytes_in: int  # plain bytes of all regular files
+    stored: int  # bytes of all distinct objects
+    objects: int  # distinct objects
+
+
+def totals(recs: bytes | bytearray, encrypted: bool) -> tuple[Totals, set[bytes]]:
+    """The totals of all records, and the object roots they name."""
+    files = bytes_in = 0
+    sizes: dict[bytes, int] = {}
+    for t, size, root, _ in REC.iter_unpack(recs):
+        if t == TYPE_FILE:
+            files += 1
+            if size:
+                bytes_in += size
+                sizes[root] = size
+    stored = sum(object_size(n, encrypted) for n in sizes.values())
+    return Totals(files, bytes_in, stored, len(sizes)), set(sizes)
+
+
+def has_root(recs: bytes | bytearray, root: bytes) -> bool:
+    """Whether a record names object ``root`` (a search through the records' bytes)."""
+    at = recs.find(root)
+    while at >= 0:
+        if at % REC.size == ROOT.start:
+            return True
+        at = recs.find(root, at + 1)
+    return False
+
+
+def updated_totals(
+    old: Totals, prev: bytes | bytearray, new: bytes | bytearray, changed: list[int], encrypted: bool
+) -> tuple[Totals, set[bytes]]:
+    """The totals of ``new``, records that differ from ``prev`` only at ``changed`` (whose
+    totals are ``old``), and the roots no longer named by any record."""
+    files, bytes_in = old.files, old.bytes_in
+    dropped: dict[bytes, int] = {}
+    added: dict[bytes, int] = {}
+    for recs, sign, roots in ((prev, -1, dropped), (new, 1, added)):
+        for i in changed:
+            t, size, root, _ = REC.unpack_from(recs, i * REC.size)
+            if t == TYPE_FILE:
+                files += sign
+                bytes_in += sign * size
+                if size:
+                    roots[root] = size
+    gone = {r: n for r, n in dropped.items() if not has_root(new, r)}
+    fresh = {r: n for r, n in added.items() if not has_root(prev, r)}
+    stored = old.stored + sum(object_size(n, encrypted) for n in fresh.values())
+    stored -= sum(object_size(n, encrypted) for n in gone.values())
+    return Totals(files, bytes_in, stored, old.objects + len(fresh) - len(gone)), set(gone)
+
+
+def is_racy(st: os.stat_result, now_ns: int) -> bool:
+    return max(st.st_mtime_ns, st.st_ctime_ns) >= now_ns - RACY_NS
+
+
+def differing(new: bytes, old: bytes, size: int) -> list[int]:
+    """Numbers of the ``size``-byte records that differ between two equally long blobs,
+    found by bisection (a rebuild after a few edits compares a few slices, not every
+    record)."""
+    out: list[int] = []
+    todo = [(0, len(new) // size)]
+    while todo:
+        lo, hi = todo.pop()
+        a, b = lo * size, hi * size
+        if new[a:b] == old[a:b]:
+            continue
+        if hi - lo == 1:
+            out.append(lo)
+        else:
+            mid = (lo + hi) // 2
+            todo += ((mid, hi), (lo, mid))
+    return out
 
 
 def boot_id() -> str:
@@ -50,50 +137,38 @@ def boot_id() -> str:
         return "unknown"  # never equal to a recorded id below, so the cache is not trusted
 
 
-def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
-
-
-class Record(NamedTuple):
-    """What a rebuild needs of a file it does not read (the content digest is only needed
-    when a file is read, to record it)."""
-
-    root: bytes
-    file_id: bytes
-
-
 @dataclass
 class Manifest:
-    """Records kept in their stored binary form (``_REC``) and unpacked only when looked
-    up: a no-op build compares packed stat keys, and saving joins the records it kept as
-    they are."""
+    """Entry ``i`` is ``paths[i]``, with entry key ``keys[i*KEY.size:]`` and record
+    ``recs[i*REC.size:]`` (kept as loaded: one compare tells a no-op build, and a rebuild
+    after a few edits patches a few records)."""
 
     mode_tag: str  # "integrity-only" or "encrypted:<key fingerprint>"
-    raw: dict[bytes, bytes] = field(default_factory=dict)  # by path, as in the image
-    fresh: dict[bytes, int] = field(default_factory=dict)  # put records: newest of mtime, ctime
+    paths: list[bytes] = field(default_factory=list)
+    keys: bytes = b""
+    recs: bytes | bytearray = b""
+    metadata_sha: bytes = b""  # SHA-256 of the metadata file built with these records
+    totals: Totals = Totals(0, 0, 0, 0)
     # (dev, ino, mtime_ns, ctime_ns) of the objects directory when it held exactly the
     # objects the records name, or None; see objects_stat().
     objects: tuple[int, ...] | None = None
+    _index: dict[bytes, int] | None = None
 
-    def lookup(self, rel: bytes, st: os.stat_result) -> Record | None:
-        """The record of ``rel`` if its stat key is that of ``st`` (a hot loop of every
-        rebuild)."""
-        v = self.raw.get(rel)
-        if v is None or not v.startswith(
-            _KEY.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
-        ):
-            return None
-        return Record(v[_ROOT], v[_FILE_ID])
+    def key(self, i: int) -> bytes:
+        return self.keys[i * KEY.size : (i + 1) * KEY.size]
 
-    def put(self, rel: bytes, key: StatKey, content: bytes, root: bytes, file_id: bytes) -> None:
-        if b"\0" in rel:  # cannot be stored (a path never holds NUL)
-            return
-        self.raw[rel] = _REC.pack(*key, content, root, file_id)
-        self.fresh[rel] = max(key[3], key[4])
+    def rec(self, i: int) -> bytes:
+        return bytes(self.recs[i * REC.size : (i + 1) * REC.size])
 
-    def keep(self, rel: bytes, old: Manifest) -> None:
-        """Carry a record looked up in ``old`` over unchanged."""
-        self.raw[rel] = old.raw[rel]
+    def index(self) -> dict[bytes, int]:
+        """Entry number by path (built on first use: only when paths were added or removed)."""
+        if self._index is None:
+            self._index = dict(zip(self.paths, range(len(self.paths)), strict=True))
+        return self._index
+
+    def roots(self) -> set[bytes]:
+        """Object roots named by the records."""
+        return {r[2] for r in REC.iter_unpack(self.recs)} - {NO_ROOT}
 
 
 def objects_stat(objects_dir: Path, now_ns: int) -> tuple[int, ...] | None:
@@ -108,31 +183,24 @@ def objects_stat(objects_dir: Path, now_ns: int) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def dropped_roots(old: Manifest, new: Manifest) -> set[bytes]:
-    """Object roots of the records of ``old`` that ``new`` does not carry over as they are."""
-    kept = new.raw
-    if kept == old.raw:  # a no-op build (a quick test: equal records are the same objects)
-        return set()
-    return {v[_ROOT] for rel, v in old.raw.items() if kept.get(rel) is not v}
-
-
 def manifest_path(cache_dir: Path, out_name: str = "image") -> Path:
     return cache_dir / f"{out_name}.manifest"
 
 
-# File layout: five header lines, then the records:
-#   occlum-build image cache 3 / mode <tag> / boot <id> / sha256 <hex of what follows>
-#   / records <n> objects <dev ino mtime_ns ctime_ns of the objects directory, or "-">
+# File layout: six header lines, then the body:
+#   occlum-build image cache 4 / mode <tag> / boot <id> / sha256 <hex of what follows>
+#   / metadata <hex SHA-256 of the metadata file> <the 4 Totals> / entries <n> objects
+#   <dev ino mtime_ns ctime_ns of the objects directory, or "-">
 # then the n paths, each followed by NUL (the bytes of the path, as in the image; NUL
-# never occurs in a path), then n records of _REC.size bytes, in the same
-# order.
+# never occurs in a path), then the n keys (KEY.size bytes each), then the n records
+# (REC.size bytes each), all in metadata order.
 
 
 def load(path: Path, mode_tag: str) -> Manifest:
     """The manifest at ``path`` if it is intact and valid for ``mode_tag``; else an empty one.
 
-    The records carry their SHA-256 in the header, so a damaged or truncated manifest is
-    recognised as a whole and discarded."""
+    The body's SHA-256 is in the header, so a damaged or truncated manifest is recognised
+    as a whole and discarded."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -141,60 +209,60 @@ def load(path: Path, mode_tag: str) -> Manifest:
         _log.warning("image cache %s unreadable (%s); rebuilding", path, e.strerror)
         return Manifest(mode_tag)
     try:
-        head = raw.split(b"\n", 5)
-        if len(head) != 6 or head[0].decode() != VERSION or head[1].decode() != f"mode {mode_tag}":
+        head = raw.split(b"\n", 6)
+        if len(head) != 7 or head[0].decode() != VERSION or head[1].decode() != f"mode {mode_tag}":
             return Manifest(mode_tag)
         boot = head[2].decode()
         if boot != f"boot {boot_id()}" or boot == "boot unknown":
             _log.debug("image cache %s is from another boot; rebuilding", path)
             return Manifest(mode_tag)
-        body = head[5]
-        digest = hashlib.sha256(head[4] + b"\n" + body).hexdigest()
-        if head[3].decode() != f"sha256 {digest}":
+        signed = raw[len(head[0]) + len(head[1]) + len(head[2]) + len(head[3]) + 4 :]
+        if head[3].decode() != f"sha256 {hashlib.sha256(signed).hexdigest()}":
             raise ValueError("checksum mismatch")
-        line = head[4].decode().split(" ")
-        if len(line) not in (4, 7) or line[0] != "records" or line[2] != "objects":
-            raise ValueError("bad record count")
+        meta = head[4].decode().split(" ")
+        line = head[5].decode().split(" ")
+        if len(meta) != 6 or meta[0] != "metadata" or len(line) not in (4, 7) or line[2] != "objects":
+            raise ValueError("bad header")
+        if line[0] != "entries":
+            raise ValueError("bad header")
+        sums = Totals(*map(int, meta[2:]))
         n = int(line[1])
         objects = tuple(map(int, line[3:])) if len(line) == 7 else None
-        size = _REC.size
-        split = len(body) - n * size
-        if n < 0 or split < n:
-            raise ValueError("bad record count")
+        body = head[6]
+        split = len(body) - n * (KEY.size + REC.size)
+        if n < 1 or split < n:
+            raise ValueError("bad entry count")
         paths = body[:split].split(b"\0")
         if len(paths) != n + 1 or paths[-1]:
             raise ValueError("bad paths")
-        recs = [body[i : i + size] for i in range(split, len(body), size)]
-        raw_map = dict(zip(paths[:-1], recs, strict=True))
-        if len(raw_map) != n:
-            raise ValueError("duplicate paths")
-        return Manifest(mode_tag, raw_map, objects=objects)
+        del paths[-1]
+        keys = body[split : split + n * KEY.size]
+        recs = body[split + n * KEY.size :]
+        return Manifest(mode_tag, paths, keys, recs, bytes.fromhex(meta[1]), sums, objects)
     except (ValueError, UnicodeError) as e:
         _log.warning("image cache %s is corrupt (%s); rebuilding", path, e)
         return Manifest(mode_tag)
 
 
-def save(path: Path, manifest: Manifest, now_ns: int, old: Manifest | None = None) -> None:
-    """Write ``manifest`` (without racily clean records); skipped when equal to ``old``.
-    Records carried over from a saved manifest passed this test when it was saved.
-    ``manifest.objects`` is dropped when a record is left out (its object is then present
-    but unnamed)."""
-    limit = now_ns - RACY_NS
-    racy = {rel for rel, t in manifest.fresh.items() if t >= limit}  # only put records
-    files = {rel: v for rel, v in manifest.raw.items() if rel not in racy} if racy else manifest.raw
-    objects = manifest.objects if len(files) == len(manifest.raw) else None
-    if old is not None and files == old.raw and objects == old.objects and path.exists():
-        return
-    names = b"".join([rel + b"\0" for rel in files])
-    body = names + b"".join(files.values())
-    ostat = " ".join(map(str, objects)) if objects else "-"
-    count = f"records {len(files)} objects {ostat}\n".encode()
-    digest = hashlib.sha256(count + body).hexdigest()
-    head = f"{VERSION}\nmode {manifest.mode_tag}\nboot {boot_id()}\nsha256 {digest}\n"
-    # Not fsynced: the manifest is a hint; a lost or torn one only costs a full re-read.
+def save(path: Path, manifest: Manifest) -> None:
+    """Write ``manifest`` (not fsynced: it is a hint; a lost or torn one only costs a full
+    re-read)."""
+    names = b"".join([p + b"\0" for p in manifest.paths])
+    ostat = " ".join(map(str, manifest.objects)) if manifest.objects else "-"
+    signed = (
+        f"metadata {manifest.metadata_sha.hex()} {' '.join(map(str, manifest.totals))}\n"
+        f"entries {len(manifest.paths)} objects {ostat}\n".encode()
+        + names
+        + manifest.keys
+        + manifest.recs
+    )
+    digest = hashlib.sha256(signed).hexdigest()
+    head = f"{VERSION}\nmode {manifest.mode_tag}\nboot {boot_id()}\nsha256 {digest}\n".encode()
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_bytes(head.encode() + count + body)
+        with open(tmp, "wb") as f:
+            f.write(head)
+            f.write(signed)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

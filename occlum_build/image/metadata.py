@@ -71,14 +71,46 @@ def encode_plain(entries: Sequence[Entry | Node], encrypted: bool) -> bytes:
     return head + b"".join(recs) + bytes(strtab)
 
 
-def encode(entries: Sequence[Entry | Node], key: ImageKey | None) -> bytes:
-    """The metadata file bytes as stored."""
-    plain = encode_plain(entries, key is not None)
+def patch_plain(plain: bytes, changed: Sequence[tuple[int, Entry | Node]]) -> bytes:
+    """``plain`` with the records of entries ``changed`` (index, new entry) replaced.
+
+    Only for files and directories replacing files or directories at the same path: their
+    records name the path by offset and hold no target, so the string table and every
+    other record stay as they are. The caller guarantees this (a symlink on either side,
+    or an added or removed path, needs encode_plain())."""
+    out = bytearray(plain)
+    st = ENTRY.struct
+    for i, e in changed:
+        at = HEADER.size + i * ENTRY.size
+        path_off, path_len, old_type = st.unpack_from(out, at)[:3]
+        if TYPE_SYMLINK in (old_type, e.type) or path_len != len(e.path):
+            raise ValueError(f"entry {i} cannot be patched")
+        fields = (path_off, path_len, e.type, b"\0\0\0", e.mode, 0, e.size, 0, e.root, e.file_id, 0)
+        st.pack_into(out, at, *fields)
+    return bytes(out)
+
+
+def seal(plain: bytes, key: ImageKey | None) -> bytes:
+    """The metadata file bytes of plaintext metadata ``plain``."""
     if key is None:
         return plain
     head16 = ENC_HEADER.pack(magic=MAGIC_ENCRYPTED, version=VERSION)[:ENC_AAD_SIZE]
     nonce, sealed = key.seal_metadata(head16, plain)
     return head16 + nonce + sealed
+
+
+def open_sealed(data: bytes, key: ImageKey | None) -> bytes:
+    """The plaintext of metadata file bytes this writer sealed (no validation: for data
+    whose digest the caller recorded when it wrote them)."""
+    if key is None:
+        return data
+    nonce = data[ENC_AAD_SIZE : ENC_HEADER.size]
+    return key.open_metadata(data[:ENC_AAD_SIZE], nonce, data[ENC_HEADER.size :])
+
+
+def encode(entries: Sequence[Entry | Node], key: ImageKey | None) -> bytes:
+    """The metadata file bytes as stored."""
+    return seal(encode_plain(entries, key is not None), key)
 
 
 def _bad(msg: str, where: str | None) -> ImageError:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
+import sys
 from dataclasses import dataclass
-from operator import attrgetter
 from pathlib import Path
 
 from ..errors import OcclumError
@@ -52,17 +53,47 @@ _SPECIAL = {
 
 
 _S_IFMT = 0o170000
+_S_IFDIR = stat.S_IFDIR
+_FS_ENCODING = sys.getfilesystemencoding()
 
 
-def scan(src: Path) -> list[Node]:
-    """All entries of the tree under ``src``, sorted by path bytes (memcmp order)."""
+# The entry key: what must be unchanged for an entry's metadata and content to be taken
+# from the previous build. Files and symlinks: (dev, ino, size, mtime_ns, ctime_ns, mode) of
+# their lstat; directories: the mode alone (their times and size change with their entries).
+KEY = struct.Struct("<QQQqqQ")
+
+
+def entry_key(st: os.stat_result) -> bytes:
+    m = st.st_mode
+    if m & _S_IFMT == stat.S_IFDIR:
+        return KEY.pack(0, 0, 0, 0, 0, m)
+    return KEY.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, m)
+
+
+@dataclass(slots=True)
+class Walk:
+    """Every entry of a tree, the root (path ``b""``) first and the rest sorted by path
+    bytes (memcmp order), as the metadata lists them: ``paths[i]``, ``keys[i]`` (its
+    entry key) and ``stats[i]`` (its ``lstat``)."""
+
+    paths: list[bytes]
+    keys: list[bytes]
+    stats: list[os.stat_result]
+
+
+def walk(src: Path) -> Walk:
+    """List and ``lstat`` the tree under ``src`` (the hot loop of every rebuild).
+
+    Whether an entry can be stored is decided by node_of(), which the writer calls for
+    new and changed entries only: an unchanged one passed it in the build that recorded
+    it. Only directories are checked here (path length, before descending)."""
     try:
         st = os.stat(src)
     except OSError as e:
         raise SourceError(f"cannot read the source directory: {e.strerror}", where=str(src)) from None
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError("the image source is not a directory", where=str(src))
-    nodes = [Node(b"", TYPE_DIR, stat.S_IMODE(st.st_mode) & 0o777, 0, b"", None)]
+    items: list[tuple[bytes, bytes, os.stat_result]] = []
     base = os.fsencode(src)
     stack = [b""]
     while stack:
@@ -74,7 +105,7 @@ def scan(src: Path) -> list[Node]:
             fd = os.open(full, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 with os.scandir(fd) as it:
-                    items = list(it)
+                    listed = list(it)
             except BaseException:
                 os.close(fd)
                 raise
@@ -83,60 +114,87 @@ def scan(src: Path) -> list[Node]:
                 f"cannot list directory: {e.strerror}; fix its permissions", where=os.fsdecode(full)
             ) from None
         try:
-            _scan_entries(full, fd, rel, items, nodes, stack)
+            _walk_dir(full, rel, listed, items, stack)
         finally:
             os.close(fd)
-        if len(nodes) > MAX_ENTRIES:
+        if len(items) >= MAX_ENTRIES:
             raise SourceError(f"more than {MAX_ENTRIES} entries", where=str(src))
-    nodes.sort(key=attrgetter("path"))
-    return nodes
+    items.sort()  # by path: paths are unique, so the other fields are never compared
+    items.insert(0, (b"", entry_key(st), st))
+    paths, keys, stats = zip(*items, strict=True)
+    return Walk(list(paths), list(keys), list(stats))
 
 
-def _scan_entries(
-    full: bytes, fd: int, rel: bytes, items: list[os.DirEntry[str]], nodes: list[Node], stack: list[bytes]
+def _walk_dir(
+    full: bytes,
+    rel: bytes,
+    listed: list[os.DirEntry[str]],
+    items: list[tuple[bytes, bytes, os.stat_result]],
+    stack: list[bytes],
 ) -> None:
-    """Append the nodes of one directory's entries (``items``, listed from ``fd``) and push
-    its subdirectories on ``stack``."""
-    fsencode = os.fsencode
-    for de in items:
-        name = fsencode(de.name)  # a descriptor's scandir gives str names
-        child = rel + b"/" + name if rel else name
-        # The parent was checked; a readdir name is never empty, ".", ".." or holds "/".
-        if len(child) > MAX_PATH or len(name) > MAX_NAME or b"\0" in name:
-            why = path_problem(child) or "bad file name"
-            raise SourceError(
-                f"{why}: cannot be stored in an image", where=os.fsdecode(os.path.join(full, name))
-            )
+    prefix = rel + b"/" if rel else b""
+    pack = KEY.pack
+    for de in listed:
+        # A descriptor's scandir gives str names: this is os.fsencode (UTF-8 file system
+        # encoding, surrogateescape) without its per-call checks.
+        child = prefix + de.name.encode(_FS_ENCODING, "surrogateescape")
         try:
-            cst = de.stat(follow_symlinks=False)
+            st = de.stat(follow_symlinks=False)
         except OSError as e:
             raise SourceError(
-                f"cannot stat: {e.strerror}", where=os.fsdecode(os.path.join(full, name))
+                f"cannot stat: {e.strerror}", where=os.fsdecode(os.path.join(full, child[len(prefix) :]))
             ) from None
-        m = cst.st_mode
-        fmt = m & _S_IFMT
-        if fmt == stat.S_IFREG:
-            if cst.st_size > MAX_FILE_SIZE:
-                raise SourceError(
-                    "file is larger than the image format allows (2^48 bytes)",
-                    where=os.fsdecode(os.path.join(full, name)),
-                )
-            nodes.append(Node(child, TYPE_FILE, m & 0o777, cst.st_size, b"", cst))
-        elif fmt == stat.S_IFDIR:
-            nodes.append(Node(child, TYPE_DIR, m & 0o777, 0, b"", None))
+        m = st.st_mode
+        if m & _S_IFMT == _S_IFDIR:
+            if len(child) > MAX_PATH:  # checked before descending: the walk may not get far
+                _check_path(child, os.path.join(full, child[len(prefix) :]))
             stack.append(child)
-        elif fmt == stat.S_IFLNK:
-            where = os.fsdecode(os.path.join(full, name))
-            try:
-                target = os.readlink(name, dir_fd=fd)
-            except OSError as e:
-                raise SourceError(f"cannot read symlink: {e.strerror}", where=where) from None
-            if not 1 <= len(target) <= MAX_TARGET or b"\0" in target:
-                raise SourceError(f"symlink target longer than {MAX_TARGET} bytes", where=where)
-            nodes.append(Node(child, TYPE_SYMLINK, SYMLINK_MODE, len(target), target, None))
-        else:
-            what = _SPECIAL.get(fmt, "a special file")
-            raise SourceError(
-                f"{what} cannot be stored in an image; remove it from the source tree",
-                where=os.fsdecode(os.path.join(full, name)),
+            items.append((child, pack(0, 0, 0, 0, 0, m), st))
+        else:  # entry_key(), inline (hot loop)
+            items.append(
+                (child, pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, m), st)
             )
+
+
+def node_of(src: Path, path: bytes, st: os.stat_result) -> Node:
+    """The metadata node of one walked entry; SourceError if it cannot be stored."""
+    where = os.path.join(os.fsencode(src), path) if path else os.fsencode(src)
+    m = st.st_mode
+    fmt = m & _S_IFMT
+    if fmt == stat.S_IFDIR:
+        if path:
+            _check_path(path, where)
+        return Node(path, TYPE_DIR, m & 0o777, 0, b"", None)
+    _check_path(path, where)
+    if fmt == stat.S_IFREG:
+        if st.st_size > MAX_FILE_SIZE:
+            raise SourceError(
+                "file is larger than the image format allows (2^48 bytes)", where=os.fsdecode(where)
+            )
+        return Node(path, TYPE_FILE, m & 0o777, st.st_size, b"", st)
+    if fmt == stat.S_IFLNK:
+        try:
+            target = os.readlink(where)
+        except OSError as e:
+            raise SourceError(f"cannot read symlink: {e.strerror}", where=os.fsdecode(where)) from None
+        if not 1 <= len(target) <= MAX_TARGET or b"\0" in target:
+            raise SourceError(f"symlink target longer than {MAX_TARGET} bytes", where=os.fsdecode(where))
+        return Node(path, TYPE_SYMLINK, SYMLINK_MODE, len(target), target, None)
+    what = _SPECIAL.get(fmt, "a special file")
+    raise SourceError(
+        f"{what} cannot be stored in an image; remove it from the source tree", where=os.fsdecode(where)
+    )
+
+
+def _check_path(path: bytes, where: bytes) -> None:
+    name = path[path.rfind(b"/") + 1 :]
+    # A readdir name is never empty, ".", ".." and holds no "/" or NUL.
+    if len(path) > MAX_PATH or len(name) > MAX_NAME:
+        why = path_problem(path) or "bad file name"
+        raise SourceError(f"{why}: cannot be stored in an image", where=os.fsdecode(where))
+
+
+def scan(src: Path) -> list[Node]:
+    """All entries of the tree under ``src`` as metadata nodes, in metadata order."""
+    w = walk(src)
+    return [node_of(src, path, st) for path, st in zip(w.paths, w.stats, strict=True)]

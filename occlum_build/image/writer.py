@@ -18,18 +18,20 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
 
 from ..errors import OutputError
 from ..keys import format_hex16
 from . import bigfile, cache, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
-from .format import METADATA_FILE, OBJECTS_DIR, TYPE_FILE, object_size
+from .format import METADATA_FILE, OBJECTS_DIR, TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, object_size
 from .objects import CHUNK, TMP_PREFIX, content_sha256, read_small, remove_temp_dirs, store_object
-from .scan import Node, SourceError, scan
+from .scan import KEY, Node, SourceError, Walk, node_of, walk
 
 MANIFEST_NAME = "image"
 Progress = Callable[[int, int], None]
@@ -50,15 +52,19 @@ class ImageResult:
 
 @dataclass
 class _Plan:
-    entries: list[Node]  # the scan nodes, root and file id set: the metadata entries
-    roots: set[bytes]
-    written: int
-    reused: int
-    bytes_read: int
-    files: int
-    with_content: int  # files of at least one byte (each has an object)
-    bytes_in: int
-    stored: int
+    """What a build decided: the new manifest's entry keys and records (``cache.REC``
+    each, in one buffer) and a metadata node for each entry it (re)makes, by number."""
+
+    keys: list[bytes]
+    recs: bytearray
+    nodes: dict[int, Node]
+    aligned: bool  # same paths as the previous manifest, entry for entry
+    todo: list[int]  # entries whose files must be read
+    written: set[bytes] = field(default_factory=set)  # roots of the objects written
+    bytes_read: int = 0
+
+    def set_rec(self, i: int, rec: bytes) -> None:
+        self.recs[i * cache.REC.size : (i + 1) * cache.REC.size] = rec
 
 
 def _mode_tag(key: ImageKey | None) -> str:
@@ -177,95 +183,153 @@ def _small_unit(
     return []
 
 
-def _plan(
+def _decide(
+    w: Walk, prev: cache.Manifest, existing: set[str] | None
+) -> tuple[list[int], dict[int, int] | None]:
+    """(the entries to make again, the previous record number of each other entry).
+
+    When the paths are those of the previous manifest (no entry added or removed: the
+    usual edit-and-rebuild) entry ``i`` is compared with record ``i`` and the numbering
+    returned is None; else records are found by path. A record is reused when its entry
+    key is unchanged and, if ``existing`` lists the objects present, its object is there."""
+    same: dict[int, int] | None = None
+    if w.paths == prev.paths:
+        changed = cache.differing(b"".join(w.keys), prev.keys, KEY.size)
+    else:
+        index, key = prev.index(), prev.key
+        same, changed = {}, []
+        for i, (path, k) in enumerate(zip(w.paths, w.keys, strict=True)):
+            j = index.get(path)
+            if j is not None and key(j) == k:
+                same[i] = j
+            else:
+                changed.append(i)
+    if existing is not None:  # objects listed: reuse only records whose object is there
+        roots = [r[2] for r in cache.REC.iter_unpack(prev.recs)]
+        pairs = enumerate(roots) if same is None else ((i, roots[j]) for i, j in same.items())
+        gone = {i for i, r in pairs if r != cache.NO_ROOT and r.hex() not in existing}
+        if gone:
+            changed = sorted(set(changed) | gone)
+            if same is not None:
+                for i in gone:
+                    del same[i]
+    return changed, same
+
+
+def _plan(src: Path, w: Walk, prev: cache.Manifest, existing: set[str] | None, now_ns: int) -> _Plan:
+    """Decide which entries to make again (``_decide``) and make their nodes: every
+    entry that cannot be stored is reported here, before anything is written. The files
+    among them are read by ``_read``."""
+    changed, same = _decide(w, prev, existing)
+    if same is None:
+        recs = bytearray(prev.recs)
+    else:
+        recs = bytearray(
+            b"".join([prev.rec(same[i]) if i in same else cache.NO_REC for i in range(len(w.paths))])
+        )
+    plan = _Plan(list(w.keys), recs, {}, same is None, [])
+    for i in changed:
+        st = w.stats[i]
+        n = plan.nodes[i] = node_of(src, w.paths[i], st)
+        if n.type == TYPE_FILE and n.size:
+            plan.todo.append(i)
+        else:
+            plan.set_rec(i, cache.REC.pack(n.type, n.size, b"", b""))
+        if n.type != TYPE_DIR and cache.is_racy(st, now_ns):
+            plan.keys[i] = cache.NEVER
+    return plan
+
+
+def _read(
     src: Path,
-    nodes: list[Node],
+    plan: _Plan,
     objects_dir: Path | None,
     key: ImageKey | None,
-    manifest: cache.Manifest,
     progress: Progress | None,
     jobs: int,
-    existing: set[str] | None,
-) -> tuple[_Plan, cache.Manifest]:
-    """Decide per file: reuse (stat key in the manifest and, when writing, its object present
-    in ``existing``) or read; read on worker threads. Sets the root and file id of the file
-    nodes (which then serve as the metadata entries); returns the plan and new manifest."""
-    new_manifest = cache.Manifest(manifest.mode_tag)
+) -> None:
+    """Read the files of ``plan.todo``, store their objects and fill in their records."""
+    nodes = plan.nodes
+    results = _read_files(src, nodes, plan.todo, objects_dir, key, progress, jobs)
+    for i in plan.todo:
+        n = nodes[i]
+        _, root, fid, w = results[i]
+        n.root, n.file_id = root, fid
+        plan.set_rec(i, cache.REC.pack(n.type, n.size, root, fid))
+        plan.bytes_read += n.size
+        if w:
+            plan.written.add(root)
+
+
+def _read_files(
+    src: Path,
+    nodes: dict[int, Node],
+    todo: list[int],
+    objects_dir: Path | None,
+    key: ImageKey | None,
+    progress: Progress | None,
+    jobs: int,
+) -> dict[int, Result]:
+    """Read the files ``todo`` (entry numbers) on worker threads and store their objects."""
     results: dict[int, Result] = {}
-    todo: list[int] = []
-    roots: set[bytes] = set()
-    files = with_content = bytes_in = stored = 0
-    encrypted = key is not None
-    lookup, keep = manifest.lookup, new_manifest.keep
-    for i, n in enumerate(nodes):  # hot loop of every rebuild (P3)
-        if n.type != TYPE_FILE:
-            continue
-        files += 1
-        size = n.size
-        if not size:
-            continue
-        with_content += 1
-        bytes_in += size
-        rel = n.path
-        rec = lookup(rel, n.st)
-        if rec is not None and (existing is None or rec.root.hex() in existing):
-            n.root = root = rec.root
-            n.file_id = rec.file_id
-            keep(rel, manifest)
-            if root not in roots:
-                roots.add(root)
-                stored += object_size(size, encrypted)
-        else:
-            todo.append(i)
     tick = _Ticker(sum(nodes[i].size for i in todo), progress)
     tick.report()
-    if todo:
-        # Largest first keeps every worker busy to the end.
-        todo.sort(key=lambda i: -nodes[i].size)
-        created: list[Path] = []
-        bigs: list[BigFile] = []
-        units: list[Unit] = []
-        for i in todo:
-            path = src / os.fsdecode(nodes[i].path)
-            if nodes[i].size > bigfile.SEGMENT:
-                big = BigFile(
-                    path, nodes[i].size, objects_dir, key, tick, created, partial(results.__setitem__, i)
-                )
-                bigs.append(big)
-                units.extend(big.units())
-            else:
-                units.append(
-                    partial(_small_unit, results, i, nodes[i], path, objects_dir, key, tick, created)
-                )
-        try:
-            _run_units(units, jobs, tick)
-        except BaseException:
-            # Objects this build created are referenced by no metadata yet: remove them.
-            for big in bigs:
-                big.cleanup()
-            for p in created:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            raise
-        finally:
-            if objects_dir is not None:
-                remove_temp_dirs(objects_dir)
-    written: set[bytes] = set()
+    if not todo:
+        return results
+    # Largest first keeps every worker busy to the end.
+    todo = sorted(todo, key=lambda i: -nodes[i].size)
+    created: list[Path] = []
+    bigs: list[BigFile] = []
+    units: list[Unit] = []
     for i in todo:
         n = nodes[i]
-        assert n.st is not None
-        digest, root, fid, w = results[i]
-        n.root, n.file_id = root, fid
-        new_manifest.put(n.path, cache.stat_key(n.st), digest, root, fid)
-        if w:
-            written.add(root)
-        if root not in roots:
-            roots.add(root)
-            stored += object_size(n.size, encrypted)
-    entries = nodes
-    reused = len(roots) - len(written)
-    plan = _Plan(entries, roots, len(written), reused, tick.done, files, with_content, bytes_in, stored)
-    return plan, new_manifest
+        path = src / os.fsdecode(n.path)
+        if n.size > bigfile.SEGMENT:
+            big = BigFile(path, n.size, objects_dir, key, tick, created, partial(results.__setitem__, i))
+            bigs.append(big)
+            units.extend(big.units())
+        else:
+            units.append(partial(_small_unit, results, i, n, path, objects_dir, key, tick, created))
+    try:
+        _run_units(units, jobs, tick)
+    except BaseException:
+        # Objects this build created are referenced by no metadata yet: remove them.
+        for big in bigs:
+            big.cleanup()
+        for p in created:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise
+    finally:
+        if objects_dir is not None:
+            remove_temp_dirs(objects_dir)
+    return results
+
+
+def _metadata(
+    src: Path, w: Walk, plan: _Plan, prev: cache.Manifest, old: bytes | None, key: ImageKey | None
+) -> bytes:
+    """The metadata file bytes: the previous ones (``old``, whose SHA-256 the manifest
+    recorded) patched at the changed entries when that is possible, else encoded from a
+    node per entry."""
+    if old is not None and plan.aligned and hashlib.sha256(old).digest() == prev.metadata_sha:
+        if not plan.nodes:
+            return old
+        changed = sorted(plan.nodes.items())
+        if all(n.type != TYPE_SYMLINK and prev.recs[i * cache.REC.size] != TYPE_SYMLINK for i, n in changed):
+            try:
+                return metadata.seal(metadata.patch_plain(metadata.open_sealed(old, key), changed), key)
+            except (ValueError, InvalidTag):
+                pass  # not what this writer wrote: encode from scratch
+    entries = []
+    for i, (path, st) in enumerate(zip(w.paths, w.stats, strict=True)):
+        n = plan.nodes.get(i)
+        if n is None:
+            n = node_of(src, path, st)
+            r = plan.recs[i * cache.REC.size : (i + 1) * cache.REC.size]
+            n.root, n.file_id = bytes(r[cache.ROOT]), bytes(r[cache.FILE_ID])
+        entries.append(n)
+    return metadata.encode(entries, key)
 
 
 def build_image(
@@ -294,7 +358,14 @@ def build_image(
             raise SourceError(
                 "the image output would be inside its own source tree; choose another place", where=str(p)
             )
-    nodes = scan(src)  # bad input is reported before anything is written
+    w = walk(src)  # bad input is reported before anything is written
+    mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
+    prev = cache.load(mpath, _mode_tag(ikey))
+    # The objects directory unchanged since the manifest was saved holds exactly the objects
+    # its records name: no need to list it (nor to check that a record's object exists).
+    known = prev.objects is not None and prev.objects == cache.objects_stat(objects_dir, now_ns)
+    existing = None if known else _list_objects(objects_dir)
+    plan = _plan(src, w, prev, existing, now_ns)
     try:
         objects_dir.mkdir(parents=True, exist_ok=True)
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -304,34 +375,44 @@ def build_image(
         for stale in path.parent.glob(f".{path.name}.tmp*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
-    mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
-    manifest = cache.load(mpath, _mode_tag(ikey))
-    # The objects directory unchanged since the manifest was saved holds exactly the objects
-    # its records name: no need to list it (nor to check that a record's object exists).
-    known = manifest.objects is not None and manifest.objects == cache.objects_stat(objects_dir, now_ns)
-    existing = None if known else _list_objects(objects_dir)
-    plan, new_manifest = _plan(src, nodes, objects_dir, ikey, manifest, progress, jobs, existing)
-    meta = metadata.encode(plan.entries, ikey)
+    _read(src, plan, objects_dir, ikey, progress, jobs)
+    old = _read_or_none(out_dir / METADATA_FILE) if prev.metadata_sha else None
+    meta = _metadata(src, w, plan, prev, old, ikey)
     mac = image_mac(meta)
     outputs = [(out_dir / METADATA_FILE, meta), (mac_file, format_hex16(mac).encode())]
-    if not all(_same_bytes(p, b) for p, b in outputs):  # a no-op build writes nothing
+    if meta != old or not _same_bytes(mac_file, outputs[1][1]):  # a no-op build writes nothing
         _commit(outputs)
-    if existing is None:  # only the objects of dropped records can have become unreferenced
-        stale = {r.hex() for r in cache.dropped_roots(manifest, new_manifest) - plan.roots}
+    encrypted = ikey is not None
+    if plan.aligned and existing is None:  # only the objects of changed records can be unreferenced
+        changed = sorted(plan.nodes)
+        sums, gone = cache.updated_totals(prev.totals, prev.recs, plan.recs, changed, encrypted)
+        stale = {r.hex() for r in gone}
     else:
-        stale = existing - {r.hex() for r in plan.roots}
+        sums, roots = cache.totals(plan.recs, encrypted)
+        if existing is None:  # only the objects of dropped records can be unreferenced
+            stale = {r.hex() for r in prev.roots() - roots}
+        else:
+            stale = existing - {r.hex() for r in roots}
     pruned = _remove_objects(objects_dir, stale)
-    if pruned and len(new_manifest.raw) == plan.with_content:
-        new_manifest.objects = cache.objects_stat(objects_dir, time.time_ns())
-    cache.save(mpath, new_manifest, now_ns, manifest)
+    meta_sha = hashlib.sha256(meta).digest()
+    new = cache.Manifest(prev.mode_tag, w.paths, b"".join(plan.keys), plan.recs, meta_sha, sums)
+    if pruned:
+        new.objects = cache.objects_stat(objects_dir, time.time_ns())
+    if not (
+        plan.aligned
+        and not plan.nodes
+        and new.metadata_sha == prev.metadata_sha
+        and new.objects == prev.objects
+    ):
+        cache.save(mpath, new)
     return ImageResult(
         mac=mac,
-        entries=len(plan.entries),
-        files=plan.files,
-        bytes_in=plan.bytes_in,
-        bytes_stored=plan.stored,
-        objects_written=plan.written,
-        objects_reused=plan.reused,
+        entries=len(w.paths),
+        files=sums.files,
+        bytes_in=sums.bytes_in,
+        bytes_stored=sums.stored,
+        objects_written=len(plan.written),
+        objects_reused=sums.objects - len(plan.written),
         seconds=time.perf_counter() - t0,
         bytes_read=plan.bytes_read,
     )
@@ -345,9 +426,18 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) 
     """
     ikey = load_key(key)
     tag = _mode_tag(ikey)
-    manifest = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
-    plan, _ = _plan(Path(src), scan(Path(src)), None, ikey, manifest or cache.Manifest(tag), None, 0, None)
-    return image_mac(metadata.encode(plan.entries, ikey))
+    prev = cache.load(cache.manifest_path(Path(cache_dir), MANIFEST_NAME), tag) if cache_dir else None
+    w = walk(Path(src))
+    plan = _plan(Path(src), w, prev or cache.Manifest(tag), None, time.time_ns())
+    _read(Path(src), plan, None, ikey, None, 0)
+    return image_mac(_metadata(Path(src), w, plan, cache.Manifest(tag), None, ikey))
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
@@ -396,7 +486,9 @@ def _commit(files: list[tuple[Path, bytes]]) -> None:
 def _list_objects(objects_dir: Path) -> set[str]:
     """Names of the objects present (one readdir, no stat); temp files of a killed build
     are removed on the way."""
-    names = set()
+    names: set[str] = set()
+    if not objects_dir.is_dir():
+        return names
     with os.scandir(objects_dir) as it:
         for de in it:
             if de.name.startswith(TMP_PREFIX):  # a file or a thread's temp directory
