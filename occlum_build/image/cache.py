@@ -152,6 +152,7 @@ class Manifest:
     # (dev, ino, mtime_ns, ctime_ns) of the objects directory when it held exactly the
     # objects the records name, or None; see objects_stat().
     objects: tuple[int, ...] | None = None
+    names: bytes = b""  # the paths as stored (each followed by NUL), when known
     _index: dict[bytes, int] | None = None
 
     def key(self, i: int) -> bytes:
@@ -236,9 +237,10 @@ def load(path: Path, mode_tag: str) -> Manifest:
         if len(paths) != n + 1 or paths[-1]:
             raise ValueError("bad paths")
         del paths[-1]
+        names = body[:split]
         keys = body[split : split + n * KEY.size]
         recs = body[split + n * KEY.size :]
-        return Manifest(mode_tag, paths, keys, recs, bytes.fromhex(meta[1]), sums, objects)
+        return Manifest(mode_tag, paths, keys, recs, bytes.fromhex(meta[1]), sums, objects, names)
     except (ValueError, UnicodeError) as e:
         _log.warning("image cache %s is corrupt (%s); rebuilding", path, e)
         return Manifest(mode_tag)
@@ -247,7 +249,7 @@ def load(path: Path, mode_tag: str) -> Manifest:
 def save(path: Path, manifest: Manifest) -> None:
     """Write ``manifest`` (not fsynced: it is a hint; a lost or torn one only costs a full
     re-read)."""
-    names = b"".join([p + b"\0" for p in manifest.paths])
+    names = manifest.names or b"".join([p + b"\0" for p in manifest.paths])
     ostat = " ".join(map(str, manifest.objects)) if manifest.objects else "-"
     signed = (
         f"metadata {manifest.metadata_sha.hex()} {' '.join(map(str, manifest.totals))}\n"

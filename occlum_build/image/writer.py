@@ -291,7 +291,11 @@ def _read_files(
         else:
             units.append(partial(_small_unit, results, i, n, path, objects_dir, key, tick, created))
     try:
-        _run_units(units, jobs, tick)
+        if len(todo) == 1 and not bigs:  # one small file (an edit): no worker thread to start
+            units[0]()
+            tick.report()
+        else:
+            _run_units(units, jobs, tick)
     except BaseException:
         # Objects this build created are referenced by no metadata yet: remove them.
         for big in bigs:
@@ -396,6 +400,8 @@ def build_image(
     pruned = _remove_objects(objects_dir, stale)
     meta_sha = hashlib.sha256(meta).digest()
     new = cache.Manifest(prev.mode_tag, w.paths, b"".join(plan.keys), plan.recs, meta_sha, sums)
+    if plan.aligned:
+        new.names = prev.names
     if pruned:
         new.objects = cache.objects_stat(objects_dir, time.time_ns())
     if not (
