@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from .. import log
 from .format import TYPE_FILE, object_size
-from .scan import KEY
+from .scan import KEY, key_times
 
 VERSION = "occlum-build image cache 4"
 RACY_NS = 100_000_000  # > the coarse clock tick of Linux file timestamps (1-10 ms)
@@ -107,8 +107,9 @@ def updated_totals(
     return Totals(files, bytes_in, stored, old.objects + len(fresh) - len(gone)), set(gone)
 
 
-def is_racy(st: os.stat_result, now_ns: int) -> bool:
-    return max(st.st_mtime_ns, st.st_ctime_ns) >= now_ns - RACY_NS
+def is_racy(key: bytes, now_ns: int) -> bool:
+    """Whether the entry with this key changed within ``RACY_NS`` of ``now_ns``."""
+    return max(key_times(key)) >= now_ns - RACY_NS
 
 
 def differing(new: bytes, old: bytes, size: int) -> list[int]:

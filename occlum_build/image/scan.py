@@ -37,7 +37,6 @@ class Node:
     mode: int
     size: int
     target: bytes
-    st: os.stat_result | None  # lstat of regular files (stat key), else None
     # Set by the writer for files with content; with the fields above, what the metadata
     # encoder reads of an entry (the attributes of format.Entry).
     root: bytes = bytes(ROOT_SIZE)
@@ -73,12 +72,11 @@ def entry_key(st: os.stat_result) -> bytes:
 @dataclass(slots=True)
 class Walk:
     """Every entry of a tree, the root (path ``b""``) first and the rest sorted by path
-    bytes (memcmp order), as the metadata lists them: ``paths[i]``, ``keys[i]`` (its
-    entry key) and ``stats[i]`` (its ``lstat``)."""
+    bytes (memcmp order), as the metadata lists them: ``paths[i]`` and ``keys[i]``, its
+    entry key (which holds all node_of() needs of the ``lstat``)."""
 
     paths: list[bytes]
     keys: list[bytes]
-    stats: list[os.stat_result]
 
 
 def walk(src: Path) -> Walk:
@@ -93,7 +91,7 @@ def walk(src: Path) -> Walk:
         raise SourceError(f"cannot read the source directory: {e.strerror}", where=str(src)) from None
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError("the image source is not a directory", where=str(src))
-    items: list[tuple[bytes, bytes, os.stat_result]] = []
+    items: list[tuple[bytes, bytes]] = []
     base = os.fsencode(src)
     stack = [b""]
     while stack:
@@ -120,16 +118,16 @@ def walk(src: Path) -> Walk:
         if len(items) >= MAX_ENTRIES:
             raise SourceError(f"more than {MAX_ENTRIES} entries", where=str(src))
     items.sort()  # by path: paths are unique, so the other fields are never compared
-    items.insert(0, (b"", entry_key(st), st))
-    paths, keys, stats = zip(*items, strict=True)
-    return Walk(list(paths), list(keys), list(stats))
+    items.insert(0, (b"", entry_key(st)))
+    paths, keys = zip(*items, strict=True)
+    return Walk(list(paths), list(keys))
 
 
 def _walk_dir(
     full: bytes,
     rel: bytes,
     listed: list[os.DirEntry[str]],
-    items: list[tuple[bytes, bytes, os.stat_result]],
+    items: list[tuple[bytes, bytes]],
     stack: list[bytes],
 ) -> None:
     prefix = rel + b"/" if rel else b""
@@ -149,29 +147,30 @@ def _walk_dir(
             if len(child) > MAX_PATH:  # checked before descending: the walk may not get far
                 _check_path(child, os.path.join(full, child[len(prefix) :]))
             stack.append(child)
-            items.append((child, pack(0, 0, 0, 0, 0, m), st))
+            items.append((child, pack(0, 0, 0, 0, 0, m)))
         else:  # entry_key(), inline (hot loop)
             items.append(
-                (child, pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, m), st)
+                (child, pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, m))
             )
 
 
-def node_of(src: Path, path: bytes, st: os.stat_result) -> Node:
-    """The metadata node of one walked entry; SourceError if it cannot be stored."""
+def node_of(src: Path, path: bytes, key: bytes) -> Node:
+    """The metadata node of a walked entry (``key``: its entry key); SourceError if it
+    cannot be stored."""
     where = os.path.join(os.fsencode(src), path) if path else os.fsencode(src)
-    m = st.st_mode
+    _, _, size, _, _, m = KEY.unpack(key)
     fmt = m & _S_IFMT
     if fmt == stat.S_IFDIR:
         if path:
             _check_path(path, where)
-        return Node(path, TYPE_DIR, m & 0o777, 0, b"", None)
+        return Node(path, TYPE_DIR, m & 0o777, 0, b"")
     _check_path(path, where)
     if fmt == stat.S_IFREG:
-        if st.st_size > MAX_FILE_SIZE:
+        if size > MAX_FILE_SIZE:
             raise SourceError(
                 "file is larger than the image format allows (2^48 bytes)", where=os.fsdecode(where)
             )
-        return Node(path, TYPE_FILE, m & 0o777, st.st_size, b"", st)
+        return Node(path, TYPE_FILE, m & 0o777, size, b"")
     if fmt == stat.S_IFLNK:
         try:
             target = os.readlink(where)
@@ -179,11 +178,16 @@ def node_of(src: Path, path: bytes, st: os.stat_result) -> Node:
             raise SourceError(f"cannot read symlink: {e.strerror}", where=os.fsdecode(where)) from None
         if not 1 <= len(target) <= MAX_TARGET or b"\0" in target:
             raise SourceError(f"symlink target longer than {MAX_TARGET} bytes", where=os.fsdecode(where))
-        return Node(path, TYPE_SYMLINK, SYMLINK_MODE, len(target), target, None)
+        return Node(path, TYPE_SYMLINK, SYMLINK_MODE, len(target), target)
     what = _SPECIAL.get(fmt, "a special file")
     raise SourceError(
         f"{what} cannot be stored in an image; remove it from the source tree", where=os.fsdecode(where)
     )
+
+
+def key_times(key: bytes) -> tuple[int, int]:
+    """(mtime_ns, ctime_ns) of an entry key (zero for a directory)."""
+    return KEY.unpack(key)[3:5]
 
 
 def _check_path(path: bytes, where: bytes) -> None:
@@ -197,4 +201,4 @@ def _check_path(path: bytes, where: bytes) -> None:
 def scan(src: Path) -> list[Node]:
     """All entries of the tree under ``src`` as metadata nodes, in metadata order."""
     w = walk(src)
-    return [node_of(src, path, st) for path, st in zip(w.paths, w.stats, strict=True)]
+    return [node_of(src, path, key) for path, key in zip(w.paths, w.keys, strict=True)]

@@ -229,13 +229,13 @@ def _plan(src: Path, w: Walk, prev: cache.Manifest, existing: set[str] | None, n
         )
     plan = _Plan(list(w.keys), recs, {}, same is None, [])
     for i in changed:
-        st = w.stats[i]
-        n = plan.nodes[i] = node_of(src, w.paths[i], st)
+        k = w.keys[i]
+        n = plan.nodes[i] = node_of(src, w.paths[i], k)
         if n.type == TYPE_FILE and n.size:
             plan.todo.append(i)
         else:
             plan.set_rec(i, cache.REC.pack(n.type, n.size, b"", b""))
-        if n.type != TYPE_DIR and cache.is_racy(st, now_ns):
+        if n.type != TYPE_DIR and cache.is_racy(k, now_ns):
             plan.keys[i] = cache.NEVER
     return plan
 
@@ -326,10 +326,10 @@ def _metadata(
             except (ValueError, InvalidTag):
                 pass  # not what this writer wrote: encode from scratch
     entries = []
-    for i, (path, st) in enumerate(zip(w.paths, w.stats, strict=True)):
+    for i, (path, k) in enumerate(zip(w.paths, w.keys, strict=True)):
         n = plan.nodes.get(i)
         if n is None:
-            n = node_of(src, path, st)
+            n = node_of(src, path, k)
             r = plan.recs[i * cache.REC.size : (i + 1) * cache.REC.size]
             n.root, n.file_id = bytes(r[cache.ROOT]), bytes(r[cache.FILE_ID])
         entries.append(n)
