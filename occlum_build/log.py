@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO, cast
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -48,6 +49,27 @@ def get(name: str) -> logging.Logger:
 
 def debug_enabled() -> bool:
     return log.isEnabledFor(logging.DEBUG)
+
+
+class _Discard:
+    """A text stream that drops what is written (progress when the level is below info)."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None: ...
+
+    def isatty(self) -> bool:
+        return False
+
+
+def status_stream(out: TextIO | None = None) -> TextIO:
+    """Where progress lines and summaries go: ``out`` (stderr by default) at level info or
+    more verbose, nowhere at OCCLUM_LOG_LEVEL=warn/error/off (machine output such as
+    ``--json`` on stdout is not affected)."""
+    if log.isEnabledFor(logging.INFO):
+        return out if out is not None else sys.stderr
+    return cast(TextIO, _Discard())
 
 
 class _Fmt(logging.Formatter):

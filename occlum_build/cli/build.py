@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import log
 from ..pipeline.context import SGX_MODES
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def cmd_build(args: argparse.Namespace) -> None:
     from ..pipeline.run import run_build
 
     rep = run_build(os.getcwd(), options_from_args(args))
-    print("Built the Occlum image and enclave successfully", file=sys.stderr)
-    print(summary(rep), file=sys.stderr)
+    status = log.status_stream()
+    print("Built the Occlum image and enclave successfully", file=status)
+    print(summary(rep), file=status)
     if args.json:
         print(json.dumps(rep, indent=2, sort_keys=True))

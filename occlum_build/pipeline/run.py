@@ -192,7 +192,7 @@ def _progress_factory(out: TextIO) -> tuple[Callable[[str], Any], list[Progress]
 def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
               targets: Iterable[str] = ("build",), out: TextIO | None = None) -> dict[str, Any]:
     """Build the instance (or the named stages); return the report (empty if not built)."""
-    out = out or sys.stderr
+    out = log.status_stream(out)
     inst = require_instance(instance_dir)
     ctx = BuildContext.create(inst, opts)
     factory, progresses = _progress_factory(out)
@@ -243,7 +243,8 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
             if options.get(k) is not None:
                 options[k] = Path(os.path.abspath(options[k]))
         ctx = BuildContext.create(inst, BuildOptions(**options))
-        ctx.announce = lambda msg: print(msg, file=sys.stderr, flush=True)
+        status = log.status_stream()
+        ctx.announce = lambda msg: print(msg, file=status, flush=True)
         lock = build_lock(inst)
         lock.__enter__()
         _held.append(lock)
@@ -253,7 +254,7 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
         def print_summary(c: BuildContext) -> None:
             finish(c)
             print("Built the Occlum image and enclave successfully\n" + summary(c.report),
-                  file=sys.stderr)
+                  file=status)
 
         made = tasks(ctx, print_summary)
     except OcclumError as e:  # one line, the documented exit code; no doit traceback

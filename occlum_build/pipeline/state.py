@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +157,7 @@ def build_lock(inst: Instance, *, shared: bool = False) -> Iterator[None]:
                 raise
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             print(f"Waiting for another build of {inst.root} (pid {holder}) to finish...",
-                  file=sys.stderr, flush=True)
+                  file=log.status_stream(), flush=True)
             fcntl.flock(fd, mode)
         if not shared:
             os.ftruncate(fd, 0)

@@ -115,3 +115,21 @@ def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
     assert "OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace" in r.stdout
     r = occlum(cwd=tmp_path)
     assert r.returncode == 2 and "usage: occlum" in r.stderr
+
+
+def test_build_output_follows_log_level(tmp_path: Path) -> None:
+    r = occlum("new", "b", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    inst = tmp_path / "b"
+    quiet = occlum("build", "--sgx-mode", "SIM", "--json", cwd=inst, level="off")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # no progress lines, no summary
+    assert '"mrenclave"' in quiet.stdout  # machine output is not a log message
+    (inst / "image" / "new_file").write_text("changed\n")
+    err = occlum("build", "--sgx-mode", "SIM", cwd=inst, level="error")
+    assert err.returncode == 0 and err.stderr == ""
+    info = occlum("build", "--sgx-mode", "SIM", cwd=inst, level="info")
+    assert "Built the Occlum image and enclave successfully" in info.stderr
+    assert "MRENCLAVE" in info.stderr
+    bad = occlum("build", "--sgx-mode", "SIM", "--image-key", "missing.key", cwd=inst, level="off")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1  # errors are still shown
