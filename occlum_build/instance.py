@@ -18,11 +18,10 @@ from pathlib import Path
 from . import log
 from .errors import OcclumError, StateError
 from .fsutil import atomic_write
-from .paths import IMAGE_DIRS, INITFS_DIRS, REPO_DIR, Instance
+from .paths import CONFIG_TEMPLATE, IMAGE_DIRS, INITFS_DIRS, Instance
 
 _log = log.get("instance")
 
-TEMPLATE = REPO_DIR / "Occlum.json.template"
 HOSTS = "127.0.0.1   localhost\n"  # Occlum writes three spaces
 INIT_RA_KINDS = ("grpc_ratls", "aecs")
 
@@ -82,7 +81,7 @@ def render_config(values: TemplateValues = TemplateValues()) -> str:
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
-    text = env.from_string(TEMPLATE.read_text()).render(**values.__dict__)
+    text = env.from_string(CONFIG_TEMPLATE.read_text()).render(**values.__dict__)
     json.loads(text)  # the template must always render to valid JSON
     return text
 

@@ -19,7 +19,10 @@ IMAGE_DIRS = ("bin", "lib", "lib64", "root", "host", "tmp", "dev", "proc", "etc"
 INITFS_DIRS = ("bin", "lib", "dev", "proc", "etc")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Files shipped with the package.  In the source tree, data/ holds links to the top-level
+# Occlum.json.template and bom/; a wheel carries copies of them.
 DATA_DIR = PACKAGE_DIR / "data"
+CONFIG_TEMPLATE = DATA_DIR / "Occlum.json.template"
 REPO_DIR = PACKAGE_DIR.parent
 
 # The native runtime built by `make -C libos` (docs/runtime.md).  OCCLUM_NATIVE_DIR overrides
@@ -41,7 +44,7 @@ IMAGE_KEY_ENV = "OCCLUM_IMAGE_KEY_FILE"
 
 # copy_bom (docs/copy_bom.md): templates shipped to users (base.yaml, the ELF loader config).
 # The template dir is searched for included boms after every --include-dir.
-BOM_TEMPLATE_DIR = REPO_DIR / "bom"
+BOM_TEMPLATE_DIR = DATA_DIR / "bom"  # a link to the top-level bom/ (copied into a wheel)
 ELF_LOADER_CONFIG_ENV = "OCCLUM_ELF_LOADER_CONFIG"
 ELF_LOADER_CONFIG_NAME = "occlum_elf_loader.config"
 

@@ -85,3 +85,12 @@ def test_occlum_ld_links_a_musl_pie(tmp_path: Path):
     )
     assert exe.read_bytes()[16] == 3
     assert subprocess.run([exe], capture_output=True, text=True).stdout == "via ld\n"
+
+
+def test_package_data_is_the_top_level_template_and_boms():
+    """occlum_build/data links to the files a wheel must carry (pip install . copies them)."""
+    from occlum_build import paths
+
+    assert paths.CONFIG_TEMPLATE.read_bytes() == (REPO_DIR / "Occlum.json.template").read_bytes()
+    for f in (REPO_DIR / "bom").iterdir():
+        assert (paths.BOM_TEMPLATE_DIR / f.name).read_bytes() == f.read_bytes()
