@@ -37,7 +37,7 @@ def stage_initfs(src: Path, dst: Path, generated: dict[str, tuple[bytes, int]],
     if not src.is_dir():
         raise OcclumError(f"{src} does not exist; 'occlum init' creates it with the init program")
     dst.mkdir(parents=True, exist_ok=True)
-    os.chmod(dst, os.stat(src).st_mode & 0o777)
+    _chmod_if_needed(dst, os.stat(src).st_mode)
     for rel in exclude:
         if rel not in generated and os.path.lexists(src / rel):
             _log.warning("%s is left out of the init FS (the build adds the image key only with "
@@ -77,7 +77,7 @@ def _sync_dir(src: Path, dst: Path, rel: str, gen_paths: set[str], gen_dirs: set
             if out.is_symlink() or (out.exists() and not out.is_dir()):
                 out.unlink()
             out.mkdir(exist_ok=True)
-            os.chmod(out, st.st_mode & 0o777)
+            _chmod_if_needed(out, st.st_mode)
             _sync_dir(Path(e.path), out, r, gen_paths, gen_dirs)
         elif stat.S_ISLNK(st.st_mode):
             target = os.readlink(e.path)
@@ -102,6 +102,13 @@ def _sync_dir(src: Path, dst: Path, rel: str, gen_paths: set[str], gen_dirs: set
         r = f"{rel}/{name}" if rel else name
         if name not in wanted and r not in gen_paths and r not in gen_dirs:
             _remove(dst / name)
+
+
+def _chmod_if_needed(path: Path, mode: int) -> None:
+    """chmod only on a difference: a chmod changes the ctime even when the mode stays, which
+    would make the mirror's tree stamp differ on every build and re-hash the init FS."""
+    if os.lstat(path).st_mode & 0o777 != mode & 0o777:
+        os.chmod(path, mode & 0o777)
 
 
 def _remove(p: Path) -> None:

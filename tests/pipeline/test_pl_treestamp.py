@@ -65,3 +65,26 @@ def test_stamped_noop_then_edit_with_mtime_reset(inst, occlum, monkeypatch):
     before = (inst / "build/.state/stages/image.json").read_text()
     assert occlum.ran(occlum.build()) == set()
     assert (inst / "build/.state/stages/image.json").read_text() == before
+
+
+@needs_native
+def test_initfs_noop_settles_on_its_stamp(inst, occlum, monkeypatch):
+    """The initfs mirror is staged on every build; staging an unchanged initfs/ must not
+    touch the mirror (a chmod alone moves the ctime), or its stamp never matches and every
+    no-op build re-hashes the init FS."""
+    monkeypatch.setattr(treestamp, "RACY_NS", 0)
+    big = inst / "initfs/lib/big"
+    big.write_bytes(os.urandom(1 << 16))
+    occlum.build()
+    mirror = inst / "build/.state/initfs-src"
+    ctimes = {p: os.lstat(p).st_ctime_ns for p in [mirror, *mirror.rglob("*")]}
+    assert occlum.ran(occlum.build()) == set()
+    rec = (inst / "build/.state/stages/initfs.json").read_text()
+    assert '"tree_stamp": "' in rec
+    assert occlum.ran(occlum.build()) == set()
+    assert (inst / "build/.state/stages/initfs.json").read_text() == rec
+    assert {p: os.lstat(p).st_ctime_ns for p in ctimes} == ctimes
+    os.chmod(inst / "initfs/lib", 0o700)  # a real mode change still reaches the mirror
+    rep = occlum.build()
+    assert "initfs" in occlum.ran(rep)
+    assert os.lstat(mirror / "lib").st_mode & 0o777 == 0o700
