@@ -18,7 +18,7 @@ from pathlib import Path
 from . import log
 from .errors import OcclumError, StateError
 from .fsutil import atomic_write
-from .paths import CONFIG_TEMPLATE, IMAGE_DIRS, INITFS_DIRS, Instance
+from .paths import CONFIG_TEMPLATE, IMAGE_DIRS, INITFS_DIRS, STATUS_INITIALIZED, Instance
 
 _log = log.get("instance")
 
@@ -127,7 +127,7 @@ def init_instance(path: str | os.PathLike[str], init_ra: str | None = None) -> I
     if init_ra:
         atomic_write(inst.init_ra_conf, json.dumps(_RA_CONF[init_ra], indent=4) + "\n")
     atomic_write(inst.config, render_config(), mode=0o644)
-    atomic_write(inst.status_file, "initialized\n")
+    atomic_write(inst.status_file, STATUS_INITIALIZED + "\n")
     return inst
 
 

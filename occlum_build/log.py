@@ -67,7 +67,8 @@ def status_stream(out: TextIO | None = None) -> TextIO:
     """Where progress lines and summaries go: ``out`` (stderr by default) at level info or
     more verbose, nowhere at OCCLUM_LOG_LEVEL=warn/error/off (machine output such as
     ``--json`` on stdout is not affected)."""
-    if log.isEnabledFor(logging.INFO):
+    level = log.level or LEVELS[level_name()]  # NOTSET: setup() not called (a library user)
+    if level <= logging.INFO:
         return out if out is not None else sys.stderr
     return cast(TextIO, _Discard())
 

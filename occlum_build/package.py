@@ -24,7 +24,7 @@ from . import log
 from .config import load_config
 from .errors import OcclumError, StateError
 from .fsutil import atomic_open
-from .paths import Instance
+from .paths import STATUS_BUILT, STATUS_RUNNING, STATUS_UNFINISHED, Instance
 
 _log = log.get("package")
 
@@ -65,7 +65,9 @@ def check_packageable(inst: Instance, *, debug: bool) -> None:
         status = inst.status_file.read_text().strip()
     except FileNotFoundError:
         raise StateError(f"{inst.root} is not an Occlum instance") from None
-    if status not in ("built", "running") or not inst.report.is_file():
+    if status == STATUS_UNFINISHED:
+        raise StateError(f"the last build of {inst.root} did not finish; run 'occlum build' first")
+    if status not in (STATUS_BUILT, STATUS_RUNNING) or not inst.report.is_file():
         raise StateError(f"{inst.root} is not built; run 'occlum build' first")
     if debug:
         return

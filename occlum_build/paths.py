@@ -10,6 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STATUS_FILE = ".__occlum_status"
+# The words the status file holds: Occlum's three, plus ours for a build that replaced some
+# outputs in build/ and then failed or was killed (build/ then mixes two builds).
+STATUS_INITIALIZED = "initialized"
+STATUS_BUILT = "built"
+STATUS_RUNNING = "running"
+STATUS_UNFINISHED = "unfinished"
 SGX_MODE_FILE = ".sgx_mode"
 CONFIG_FILE = "Occlum.json"
 INIT_RA_CONF = "init_ra_conf.json"

@@ -41,6 +41,9 @@ def require_built(inst: paths.Instance) -> None:
     if not inst.status_file.is_file():
         raise StateError(f"{inst.root} is not an Occlum instance (no {inst.status_file.name}); "
                          "run 'occlum init' or 'occlum new <dir>'")
+    if inst.status_file.read_text().strip() == paths.STATUS_UNFINISHED:
+        raise StateError(f"the last build of {inst.root} did not finish (build/ holds outputs of "
+                         "two builds); run 'occlum build'")
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.root} is not built ({inst.libos_signed} is missing); "
                          "run 'occlum build'")

@@ -105,6 +105,8 @@ class BuildContext:
     image_key: bytes | None = None
     progress: Callable[[str], Callable[..., None] | None] = lambda stage: None
     announce: Callable[[str], None] = lambda msg: None
+    status_before: str | None = None  # the status before stages.outputs_changing
+    outputs_replaced: bool = False  # a stage of this build has replaced outputs in build/
     error: BaseException | None = None  # the first stage failure, re-raised by run.py
     doit_errors: list[str] = field(default_factory=list)  # what doit reported besides
     report: dict[str, Any] = field(default_factory=dict)  # set by the final task

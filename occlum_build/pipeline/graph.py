@@ -23,6 +23,7 @@ never depend on a secret: the image stage sees a key *fingerprint*, never the ke
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import time
@@ -57,23 +58,33 @@ def _stage(ctx: BuildContext, name: str, func: Callable[[], dict[str, Any] | Non
 
     def action() -> Any:
         t0 = time.monotonic()
+        replaces = name not in ("prepare", "build")  # this stage replaces outputs in build/
         try:
+            if replaces:
+                st.outputs_changing(ctx)
             stats = func() or {}
         except OcclumError as e:
             ctx.error = ctx.error or e
-            return TaskFailed(str(e))
+            return _failed(str(e))
         except OSError as e:
             err = OutputError(
                 "no space left on device; previous outputs kept" if e.errno == errno.ENOSPC
                 else f"{e.strerror or e}", where=e.filename or f"stage {name}")
             ctx.error = ctx.error or err
-            return TaskFailed(str(err))
+            return _failed(str(err))
         except Exception as e:  # a bug: keep it for run.py, which reports it as internal
             ctx.error = ctx.error or e
-            return TaskFailed(f"{type(e).__name__}: {e}")
+            return _failed(f"{type(e).__name__}: {e}")
+        if replaces:
+            ctx.outputs_replaced = True
         rec = {"run_id": ctx.run_id, "seconds": round(time.monotonic() - t0, 6), "stats": stats}
         ctx.state.write_stage(name, rec)
         return None
+
+    def _failed(msg: str) -> TaskFailed:
+        with contextlib.suppress(OSError, OcclumError):
+            st.outputs_kept(ctx)
+        return TaskFailed(msg)
 
     action.__name__ = f"stage_{name}"
     return action

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from .. import log
+from .. import log, paths
 from ..errors import OcclumError, OutputError
 from ..fsutil import atomic_write
 from ..instance import require_instance
@@ -90,7 +90,7 @@ def finish(ctx: BuildContext) -> None:
         inst.run.unlink()
     for d in (inst.run_upper, inst.run_initfs_upper, inst.build_bin, inst.build_lib):
         d.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(inst.status_file, "built\n")
+    _write_if_changed(inst.status_file, paths.STATUS_BUILT + "\n")
     ctx.cache.save()
     ctx.report = rep
 

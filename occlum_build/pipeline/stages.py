@@ -83,10 +83,39 @@ def prepare(ctx: BuildContext) -> None:
         _config(ctx)
     if opts.force:
         ctx.announce("Forced clean build")
-        clean_outputs(ctx)
     elif clean:
         ctx.announce(f"SGX mode changed from {recorded} to {opts.sgx_mode}: clean build")
+    if clean:
+        outputs_changing(ctx)
+        ctx.outputs_replaced = True
         clean_outputs(ctx)
+
+
+def outputs_changing(ctx: BuildContext) -> None:
+    """Called before a stage may replace outputs in build/: a status of "built" becomes
+    "unfinished" until the build's last task writes "built" again, so that a build that
+    fails or is killed half-way cannot leave a mix of two builds that `occlum run` and
+    `occlum package` would take for a finished one.  See :func:`outputs_kept`."""
+    if ctx.status_before is not None:
+        return
+    try:
+        ctx.status_before = ctx.inst.status_file.read_text().strip()
+    except FileNotFoundError:
+        ctx.status_before = ""
+        return
+    if ctx.status_before in (paths.STATUS_BUILT, paths.STATUS_RUNNING):
+        atomic_write(ctx.inst.status_file, paths.STATUS_UNFINISHED + "\n")
+
+
+def outputs_kept(ctx: BuildContext) -> None:
+    """A stage failed: if no stage of this build had replaced an output (each stage renames
+    its outputs into place only when it succeeds), build/ still holds the previous build,
+    whole, and the status it had is put back (an Occlum.json typo must not make the last good
+    build unusable)."""
+    if ctx.outputs_replaced or not ctx.status_before:
+        return
+    if ctx.status_before in (paths.STATUS_BUILT, paths.STATUS_RUNNING):
+        atomic_write(ctx.inst.status_file, ctx.status_before + "\n")
 
 
 def _config(ctx: BuildContext) -> Any:

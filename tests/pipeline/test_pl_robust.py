@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -66,6 +67,58 @@ def test_disk_full_keeps_previous_outputs(tmp_path, capsys):
         assert rc == 0, err
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def _edit_config(inst) -> None:
+    cfg = json.loads((inst / "Occlum.json").read_text())
+    cfg["env"]["default"].append("ADDED=1")
+    (inst / "Occlum.json").write_text(json.dumps(cfg, indent=4))
+
+
+def test_a_late_stage_failure_marks_the_build_unfinished(inst, capsys, monkeypatch):
+    """enclave_xml, sys_json and protect have replaced their outputs when the LibOS stage
+    fails: build/ now mixes two builds, and run/package must not take it for a finished one."""
+    from occlum_build.pipeline import stages
+
+    oc = Occlum(inst, capsys)
+    oc.build()
+    assert (inst / ".__occlum_status").read_text() == "built\n"
+    _edit_config(inst)
+
+    def full(ctx):
+        raise OSError(errno.ENOSPC, "No space left on device", str(ctx.inst.libos_unsigned))
+
+    monkeypatch.setattr(stages, "patch_libos", full)
+    rc, _, err = oc("build", "--sgx-mode", "SIM")
+    assert rc == EXIT_IO and "no space left" in err
+    assert (inst / ".__occlum_status").read_text() == "unfinished\n"
+    rc, out, _ = oc("status")
+    assert out.strip() == "unfinished"
+    rc, _, err = oc("package", "--debug", str(inst.parent / "p.tar.gz"))
+    assert rc != 0 and "did not finish" in err
+    assert not (inst.parent / "p.tar.gz").exists()
+    rc, _, err = oc("run", "/bin/hello.txt")
+    assert rc != 0 and "did not finish" in err and err.count("\n") == 1
+    monkeypatch.undo()
+    oc.build()
+    assert (inst / ".__occlum_status").read_text() == "built\n"
+    rc, _, err = oc("verify")
+    assert rc == 0, err
+
+
+def test_a_config_error_keeps_the_last_good_build_usable(inst, capsys):
+    """A stage that fails before any stage replaced an output leaves build/ whole: the status
+    stays "built" (an Occlum.json typo must not make the previous build unusable)."""
+    oc = Occlum(inst, capsys)
+    oc.build()
+    before = {p: p.read_bytes() for p in (inst / "build").rglob("*")
+              if p.is_file() and ".state" not in p.parts}
+    (inst / "Occlum.json").write_text((inst / "Occlum.json").read_text().replace('"300MB"', '"300XB"'))
+    rc, _, err = oc("build", "--sgx-mode", "SIM")
+    assert rc == 2 and "300XB" in err
+    assert (inst / ".__occlum_status").read_text() == "built\n"
+    for p, data in before.items():
+        assert p.read_bytes() == data, p
 
 
 @pytest.mark.slow
