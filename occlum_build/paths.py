@@ -9,13 +9,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-STATUS_FILE = ".__occlum_status"
-# The words the status file holds: Occlum's three, plus ours for a build that replaced some
-# outputs in build/ and then failed or was killed (build/ then mixes two builds).
-STATUS_INITIALIZED = "initialized"
-STATUS_BUILT = "built"
-STATUS_RUNNING = "running"
-STATUS_UNFINISHED = "unfinished"
+from .layout import (  # noqa: F401 (re-exported: paths is where callers look)
+    BUILD_BIN,
+    BUILD_DIR,
+    BUILD_LIB,
+    LIBOS_SIGNED,
+    RUN_BIN,
+    STATUS_BUILT,
+    STATUS_FILE,
+    STATUS_INITIALIZED,
+    STATUS_RUNNING,
+    STATUS_UNFINISHED,
+)
+
 SGX_MODE_FILE = ".sgx_mode"
 CONFIG_FILE = "Occlum.json"
 INIT_RA_CONF = "init_ra_conf.json"
@@ -37,7 +43,6 @@ NATIVE_DIR_ENV = "OCCLUM_NATIVE_DIR"
 NATIVE_BUILD_DIR = REPO_DIR / "libos" / "build"
 LIBOS_SO = "libocclum-libos.so"
 PAL_SO = "libocclum-pal.so"
-RUN_BIN = "occlum-run"
 FS_BIN = "occlum-fs"
 
 # Inside the init FS (as Occlum's init reads them).
@@ -103,7 +108,7 @@ class Instance:
     # build outputs (Occlum 0.31 names)
     @property
     def build(self) -> Path:
-        return self.root / "build"
+        return self.root / BUILD_DIR
 
     @property
     def enclave_xml(self) -> Path:
@@ -140,11 +145,11 @@ class Instance:
 
     @property
     def build_lib(self) -> Path:
-        return self.build / "lib"
+        return self.build / BUILD_LIB
 
     @property
     def build_bin(self) -> Path:
-        return self.build / "bin"
+        return self.build / BUILD_BIN
 
     @property
     def libos_unsigned(self) -> Path:
@@ -152,7 +157,7 @@ class Instance:
 
     @property
     def libos_signed(self) -> Path:
-        return self.build_lib / "libocclum-libos.signed.so"
+        return self.build_lib / LIBOS_SIGNED
 
     @property
     def report(self) -> Path:

@@ -36,7 +36,11 @@ if [ ! -x .venv/bin/python ]; then
     "$py" -m venv .venv
 fi
 log "installing occlum-build into .venv (editable)"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "$top[test]"
+# editable_mode=compat: a plain path entry in a .pth file.  The default editable mode installs an
+# import finder that every Python start loads (~8 ms, pathlib included), which `occlum run`
+# pays on every run (docs/benchmarks.md, "Run latency").
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$top[test]" \
+    --config-settings editable_mode=compat
 
 if [ -f libos/Makefile ]; then
     log "building the native runtime (make -C libos)"
