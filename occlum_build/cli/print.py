@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from .. import instance, keys, log
+from .. import instance, keys, log, paths
 from ..errors import KeyFileError
 
 PrintFunc = Callable[[argparse.Namespace], "int | None"]
@@ -98,6 +98,9 @@ def _signed_field(field: str) -> None:
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.libos_signed} does not exist; run 'occlum build' first")
     v = getattr(dump(inst.libos_signed.read_bytes(), str(inst.libos_signed)), field)
+    if inst.status_file.read_text().strip() == paths.STATUS_UNFINISHED:
+        _log.warning("the last build did not finish: this is the %s of the enclave signed by an "
+                     "earlier build; run 'occlum build'", field.upper())
     print(v.hex() if isinstance(v, bytes | bytearray) else str(v).lower())
 
 

@@ -99,6 +99,8 @@ def test_a_late_stage_failure_marks_the_build_unfinished(inst, capsys, monkeypat
     assert not (inst.parent / "p.tar.gz").exists()
     rc, _, err = oc("run", "/bin/hello.txt")
     assert rc != 0 and "did not finish" in err and err.count("\n") == 1
+    rc, out, err = oc("print", "mrenclave")
+    assert rc == 0 and len(out.strip()) == 64 and "did not finish" in err
     monkeypatch.undo()
     oc.build()
     assert (inst / ".__occlum_status").read_text() == "built\n"
