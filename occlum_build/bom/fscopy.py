@@ -173,6 +173,16 @@ def _walk(d: str, rel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[En
             append(Entry(e.path, r, "special", st))
 
 
+
+def same_special(st: os.stat_result, dest: str) -> bool:
+    """``dest`` is already the special file (FIFO, device) of the same type and device
+    number that ``st`` describes."""
+    try:
+        d = os.lstat(dest)
+    except OSError:
+        return False
+    return stat.S_IFMT(d.st_mode) == stat.S_IFMT(st.st_mode) and d.st_rdev == st.st_rdev
+
 class Writer:
     """Writes into the image root, refusing any write that would land outside it."""
 
@@ -305,10 +315,9 @@ class Writer:
 
     def special(self, st: os.stat_result, dest: str) -> bool:
         self.check_parent(dest)
+        if same_special(st, dest):
+            return False
         if os.path.lexists(dest):
-            d = os.lstat(dest)
-            if stat.S_IFMT(d.st_mode) == stat.S_IFMT(st.st_mode) and d.st_rdev == st.st_rdev:
-                return False
             os.unlink(dest)
         try:
             os.mknod(dest, st.st_mode, st.st_rdev)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from .. import log as oclog
 from ..errors import OcclumError
 from .elfcache import ElfCache
 from .elfdeps import Resolver
-from .fscopy import IS_ROOT, Entry, Writer
+from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, same_special
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -105,21 +106,7 @@ class _Exec:
         """Copy one file; ``parent_ok``: its dir was just made/checked by the dir copy."""
         if not parent_ok:
             self.mkdir(os.path.dirname(dest))
-        if self.dry:
-            try:
-                d = os.lstat(dest)
-                same = d.st_size == st.st_size and d.st_mtime_ns == st.st_mtime_ns and os.path.isfile(dest) \
-                    and not os.path.islink(dest)
-            except OSError:
-                same = False
-            if same:
-                self.r.up_to_date += 1
-            else:
-                self.r.files_copied += 1
-                self.r.bytes_copied += st.st_size
-                self.did(f"copy {src} -> {dest}")
-            return
-        what = self.w.file(src, st, dest, parent_ok)
+        what = self._dry_file(st, dest) if self.dry else self.w.file(src, st, dest, parent_ok)
         if what == "copied":
             self.r.files_copied += 1
             self.r.bytes_copied += st.st_size
@@ -129,6 +116,17 @@ class _Exec:
             self.did(f"set mode/owner of {dest} from {src}")
         else:
             self.r.up_to_date += 1
+
+    @staticmethod
+    def _dry_file(st: os.stat_result, dest: str) -> str:
+        """What Writer.file would do, without doing it: 'copied', 'attrs' or 'same'."""
+        try:
+            d = os.lstat(dest)
+        except OSError:
+            return "copied"
+        if not stat.S_ISREG(d.st_mode) or d.st_size != st.st_size or d.st_mtime_ns != st.st_mtime_ns:
+            return "copied"
+        return "attrs" if attrs_differ(d, st) else "same"
 
     def copydir(self, op: Op) -> None:
         log.info("%scopy dir %s%s -> %s", "[dry-run] " if self.dry else "", op.src,
@@ -170,11 +168,17 @@ class _Exec:
                 assert e.link is not None
                 self.link(e.link, dest, e.st)
             elif self.dry:
-                self.did(f"mknod {dest}")
+                if not same_special(e.st, dest):
+                    self.did(f"mknod {dest}")
             elif self.w.special(e.st, dest):
                 self.did(f"mknod {dest}")
         self.r.up_to_date += same
-        if not self.dry:
+        if self.dry:  # what dir_attrs would change in the dirs that exist
+            for dest, e, d in reversed(dirs):
+                if d is not None and attrs_differ(d, e.st):
+                    self.r.attrs_updated += 1
+                    self.did(f"set mode/owner of {dest} from {e.src}")
+        else:
             # nothing written by this copy: the lstat of each existing dir is still current
             fresh = len(self.r.operations) != n_ops
             for dest, e, d in reversed(dirs):  # rsync sets dir times after filling them

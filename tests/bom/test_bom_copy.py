@@ -335,6 +335,27 @@ def test_dry_run_predicts_the_real_run(tmp_path):
     assert dry.libraries == real.libraries and len(real.libraries) >= 2
 
 
+def test_dry_run_predicts_attribute_updates_and_leaves_specials_alone(tmp_path):
+    """After a first run: a file's and a dir's mode changed in the source, an existing FIFO.
+    The dry run lists exactly what the real run then does (and no mknod of the FIFO)."""
+    app = _src_tree(tmp_path)
+    os.mkfifo(app / "conf" / "pipe")
+    bom = _bom(tmp_path, DIR_BOM)
+    root = tmp_path / "inst" / "image"
+    copy_bom(bom, root)
+    assert stat.S_ISFIFO((root / "opt/app/conf/pipe").lstat().st_mode)
+    (app / "conf" / "a.conf").chmod(0o640)
+    (app / "conf" / "deep").chmod(0o700)
+    dry = copy_bom(bom, root, dry_run=True)
+    assert stat.S_IMODE((root / "opt/app/conf/a.conf").stat().st_mode) != 0o640  # untouched
+    real = copy_bom(bom, root)
+    assert real.attrs_updated == 2 and dry.attrs_updated == 2
+    assert dry.operations == real.operations
+    assert not [op for op in dry.operations if "mknod" in op]
+    again = copy_bom(bom, root, dry_run=True)
+    assert not again.changed and again.operations == []
+
+
 def test_root_inside_copied_dir_is_not_copied_into_itself(tmp_path):
     """`from: .` without dirs/files copies the whole instance dir, which holds the root."""
     inst = tmp_path / "inst"
