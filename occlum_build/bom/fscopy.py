@@ -191,8 +191,9 @@ class Writer:
         self.root_real = os.path.realpath(self.root)
         self._checked: set[str] = set()
 
-    def check_parent(self, dest: str) -> None:
-        """Refuse ``dest`` if a symlink on its way (in the root) leads outside the root."""
+    def check_parent(self, dest: str, shown: str | None = None) -> None:
+        """Refuse ``dest`` if a symlink on its way (in the root) leads outside the root;
+        ``shown``: the path the message names instead of ``dest``."""
         if dest == self.root or self.root.startswith(dest + os.sep):
             return  # the root itself (or a dir above it): created as given
         parent = os.path.dirname(dest)
@@ -217,7 +218,7 @@ class Writer:
                 if os.path.islink(cur):
                     culprit = f"{cur} -> {os.readlink(cur)}"
                     break
-            raise BomError(f"refusing to write {dest}: the symlink {culprit} leads outside the root "
+            raise BomError(f"refusing to write {shown or dest}: the symlink {culprit} leads outside the root "
                            f"{self.root}; remove it or change the bom")
         self._checked.add(parent)
 

@@ -75,7 +75,7 @@ class _Exec:
             return
         self._dirs.add(dest)
         if os.path.isdir(dest):
-            self.w.check_parent(os.path.join(dest, "x"))
+            self.w.check_parent(os.path.join(dest, "x"), shown=dest)  # dest's own path
             return
         if self.dry:
             if os.path.isdir(os.path.dirname(dest)):
