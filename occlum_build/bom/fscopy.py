@@ -173,7 +173,6 @@ def _walk(d: str, rel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[En
             append(Entry(e.path, r, "special", st))
 
 
-
 def same_special(st: os.stat_result, dest: str) -> bool:
     """``dest`` is already the special file (FIFO, device) of the same type and device
     number that ``st`` describes."""
@@ -182,6 +181,16 @@ def same_special(st: os.stat_result, dest: str) -> bool:
     except OSError:
         return False
     return stat.S_IFMT(d.st_mode) == stat.S_IFMT(st.st_mode) and d.st_rdev == st.st_rdev
+
+
+def quick_check(d: os.stat_result | None, st: os.stat_result) -> str:
+    """rsync's quick check of a destination file (lstat ``d``, None if absent) against its
+    source ``st``: 'copied' (to be copied), 'attrs' (only mode/owner to set) or 'same'."""
+    if d is None or not stat.S_ISREG(d.st_mode) or d.st_size != st.st_size \
+            or d.st_mtime_ns != st.st_mtime_ns:
+        return "copied"
+    return "attrs" if attrs_differ(d, st) else "same"
+
 
 class Writer:
     """Writes into the image root, refusing any write that would land outside it."""
@@ -291,12 +300,11 @@ class Writer:
             d = None
         except OSError as e:
             raise OutputError(f"cannot stat: {e.strerror or e}", where=dest) from None
-        if d is not None and stat.S_ISREG(d.st_mode) and d.st_size == st.st_size \
-                and d.st_mtime_ns == st.st_mtime_ns:
-            if attrs_differ(d, st):
-                _set_attrs(dest, st)
-                return "attrs"
-            return "same"
+        what = quick_check(d, st)
+        if what == "attrs":
+            _set_attrs(dest, st)
+        if what != "copied":
+            return what
         if d is not None and stat.S_ISDIR(d.st_mode):
             raise BomError(f"cannot copy {src} to {dest}: a directory is in the way")
         tmp = _tmp_name(dest)

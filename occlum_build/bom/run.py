@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from .. import log as oclog
 from ..errors import OcclumError
 from .elfcache import ElfCache
 from .elfdeps import Resolver
-from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, same_special
+from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, quick_check, same_special
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -121,12 +120,9 @@ class _Exec:
     def _dry_file(st: os.stat_result, dest: str) -> str:
         """What Writer.file would do, without doing it: 'copied', 'attrs' or 'same'."""
         try:
-            d = os.lstat(dest)
+            return quick_check(os.lstat(dest), st)
         except OSError:
             return "copied"
-        if not stat.S_ISREG(d.st_mode) or d.st_size != st.st_size or d.st_mtime_ns != st.st_mtime_ns:
-            return "copied"
-        return "attrs" if attrs_differ(d, st) else "same"
 
     def copydir(self, op: Op) -> None:
         log.info("%scopy dir %s%s -> %s", "[dry-run] " if self.dry else "", op.src,
