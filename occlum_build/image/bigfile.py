@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from . import directio
 from .crypto import ImageKey, leaves_of, root_of, seal_parts
 from .format import BLOCK_SIZE, LEAF_SIZE, TAG_SIZE, block_count
 from .objects import (
@@ -55,6 +56,8 @@ class BigFile:
         self.lock = threading.Lock()
         self.src_fd = -1
         self.out_fd = -1
+        self.direct = False  # out_fd has O_DIRECT (integrity-only): see directio.py
+        self.tail = b""  # the last block's partial tail, written with the leaves
         self.tmp: Path | None = None
         self.digest = b""
         self.file_id = bytes(16)
@@ -77,8 +80,14 @@ class BigFile:
                 raise _read_error(self.path, e) from None
             if self.objects_dir is not None:
                 try:
-                    self.tmp = Path(temp_path(os.fspath(self.objects_dir)))
-                    self.out_fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                    odir = os.fspath(self.objects_dir)
+                    self.tmp = Path(temp_path(odir))
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                    if self.key is None:
+                        self.out_fd, self.direct = directio.open_object(os.fspath(self.tmp), odir,
+                                                                        self.size, flags)
+                    else:
+                        self.out_fd = os.open(self.tmp, flags, 0o644)
                 except OSError as e:
                     self.cleanup()
                     raise write_error(self.objects_dir, e) from None
@@ -118,7 +127,11 @@ class BigFile:
                 else:
                     stored, lv = seal_parts(self.cipher, mv, pos // BLOCK_SIZE, self.size)
                     parts.append(lv)
-                if self.out_fd >= 0:
+                if self.direct and want % directio.ALIGN:  # the file's last chunk
+                    whole = directio.split(want)
+                    self.tail = bytes(mv[whole:])
+                    stored = [mv[:whole]] if whole else []
+                if self.out_fd >= 0 and stored:
                     try:
                         write_all(self.out_fd, stored, out_off)
                     except OSError as e:
@@ -149,7 +162,10 @@ class BigFile:
                 sb = BLOCK_SIZE + (TAG_SIZE if self.cipher else 0)
                 final = self.objects_dir / root.hex()
                 try:
-                    write_all(self.out_fd, [leaves], self.size + block_count(self.size) * (sb - BLOCK_SIZE))
+                    if self.direct:
+                        directio.buffered(self.out_fd)
+                    end = self.size + block_count(self.size) * (sb - BLOCK_SIZE)
+                    write_all(self.out_fd, [self.tail, leaves], end - len(self.tail))
                     os.fchmod(self.out_fd, 0o644)
                     fd, self.out_fd = self.out_fd, -1
                     os.close(fd)

@@ -29,9 +29,24 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt or None, info=info).derive(ikm)
 
 
+NATIVE_MIN_BLOCKS = 16  # fewer: hashlib is cheaper than the ctypes call (~5 us)
+_NATIVE_UNSET = object()
+_native: object = _NATIVE_UNSET  # native.leaves_function(), looked up on first use
+
+
 def leaves_of(stored: bytes | memoryview, block: int) -> bytes:
-    """Concatenated leaf hashes of consecutive stored blocks of ``block`` bytes each."""
+    """Concatenated leaf hashes of consecutive stored blocks of ``block`` bytes each.
+    A writable buffer of several blocks is hashed by the native library when it is there
+    (native.py: the interpreter lock is dropped once per call, not once per block)."""
+    global _native
     mv = memoryview(stored)
+    if len(mv) >= NATIVE_MIN_BLOCKS * block and not mv.readonly:
+        if _native is _NATIVE_UNSET:
+            from .native import leaves_function
+
+            _native = leaves_function()
+        if _native is not None:
+            return _native(mv, block)  # type: ignore[operator]
     h = _sha256
     return b"".join([h(mv[i : i + block]).digest() for i in range(0, len(mv), block)])
 

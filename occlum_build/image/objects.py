@@ -1,10 +1,11 @@
 """Writing and reading content objects (docs/formats/image.md section 4).
 
 Cost model (docs/benchmarks.md, "Image builds"): the format hashes each 4 KiB block on its
-own, so the per-block ``hashlib`` call is the floor; everything else here is kept to a
-fixed handful of syscalls per file and no per-chunk allocation: each thread reads into one
-reused buffer with ``preadv``, a file of one chunk is written with a single ``writev``
-(blocks and leaves), and paths are plain strings.
+own (natively when libocclum-leaves.so is there: native.py); everything else here is kept
+to a fixed handful of syscalls per file and no per-chunk allocation: each thread reads into
+one reused, page-aligned buffer with ``preadv``; the blocks of an integrity-only object of
+1 MiB or more go from that buffer to the device with O_DIRECT (directio.py), a smaller
+file is written with a single ``writev`` (blocks and leaves); paths are plain strings.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import OcclumError, OutputError
+from . import directio
 from .crypto import ImageKey, leaves_of, root_of, seal_parts
 from .format import BLOCK_SIZE, object_size
 
@@ -77,8 +79,8 @@ def buffer() -> memoryview:
     """This thread's read buffer (CHUNK + 1 bytes: one more than a chunk shows a file that
     grew). Reused, so reading costs no allocation and no page faults after the first."""
     buf = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = memoryview(bytearray(CHUNK + 1))
+    if buf is None:  # page-aligned: its blocks can be written with O_DIRECT (directio.py)
+        buf = _local.buf = directio.aligned_buffer(CHUNK + directio.ALIGN)[: CHUNK + 1]
     return buf
 
 
@@ -104,7 +106,8 @@ def write_all(fd: int, parts: list, offset: int | None = None) -> None:
     n = os.writev(fd, parts) if offset is None else os.pwritev(fd, parts, offset)
     if n == total:
         return
-    rest = memoryview(b"".join(parts))[n:]  # a short write (rare): finish it plainly
+    directio.buffered(fd)  # a short write (rare): finish it plainly, unaligned
+    rest = memoryview(b"".join(parts))[n:]
     while rest:
         k = os.write(fd, rest) if offset is None else os.pwrite(fd, rest, offset + n)
         rest = rest[k:]
@@ -173,16 +176,21 @@ def store_object(
     odir = os.fspath(objects_dir) if objects_dir is not None else None
     tmp: str | None = None
     src = out = -1
+    direct = False
     leaves: list[bytes] = []
     try:
         if odir is not None:
             tmp = temp_path(odir)
         if data is None:
             src = open_source(path)
-        if tmp is not None:
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        if tmp is not None and odir is not None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            if cipher is None and data is None:  # blocks written from the aligned buffer()
+                out, direct = directio.open_object(tmp, odir, size, flags)
+            else:  # stored blocks of 4112 bytes, or caller's bytes: never aligned
+                out = os.open(tmp, flags, 0o644)
         buf = buffer()
-        pending: list = []  # written with the leaves when the file is one chunk
+        pending: list = []  # written with the leaves: a one-chunk file, or the last block's tail
         off = 0
         while off < size:
             want = min(CHUNK, size - off)
@@ -203,7 +211,13 @@ def store_object(
                 leaves.append(lv)
             off += want
             if out >= 0:
-                if want == size:
+                if direct:  # whole blocks straight from the buffer; a tail comes last
+                    whole = directio.split(want)
+                    if whole:
+                        write_all(out, [mv[:whole]])
+                    if whole < want:
+                        pending = [mv[whole:]]
+                elif want == size:
                     pending = parts  # one chunk: one writev below, with the leaves
                 else:
                     write_all(out, parts)
@@ -222,6 +236,8 @@ def store_object(
                 created.append(Path(final))
         # Always replace: a fresh object heals one torn by a power failure (objects are not
         # fsynced one by one; see cache.py on boot ids).
+        if direct:
+            directio.buffered(out)
         write_all(out, [*pending, all_leaves])
         os.fchmod(out, 0o644)
         fd, out = out, -1  # never closed twice: a failing close still releases the number

@@ -112,8 +112,9 @@ def _file_job(
 
 
 def default_jobs() -> int:
-    """Worker threads when ``jobs`` is 0: one per CPU, at most 8 (every 4 KiB hash call
-    releases and retakes the GIL, so more threads mostly add contention)."""
+    """Worker threads when ``jobs`` is 0: one per CPU, at most 8. Leaves hashed natively
+    (native.py) and O_DIRECT writes hold no GIL; without the native library every 4 KiB
+    hash call releases and retakes it, and more threads mostly add contention."""
     return max(1, min(8, os.cpu_count() or 1))
 
 

@@ -3,6 +3,7 @@
 #ifndef OFS_CRYPTO_H
 #define OFS_CRYPTO_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,16 @@ void ofs_sha256(const void *data, size_t len, uint8_t out[32]);
 /* SHA-256 of the concatenation of up to three buffers (NULL/0 ones are skipped). */
 void ofs_sha256_3(const void *a, size_t alen, const void *b, size_t blen, const void *c,
                   size_t clen, uint8_t out[32]);
+/* Leaf hashing (docs/formats/image.md section 4): a SHA-256 context set up once per thread
+ * or call (ofs_leaf_ctx_new, NULL on failure; free with EVP_MD_CTX_free), then one digest
+ * per stored block (ofs_leaf_hash: -1 and all 0xff bytes if OpenSSL fails). */
+EVP_MD_CTX *ofs_leaf_ctx_new(void);
+int ofs_leaf_hash(EVP_MD_CTX *ctx, const uint8_t *s, size_t len, uint8_t out[32]);
+/* The leaves of consecutive blocks of `block` bytes (the last one may be shorter) of
+ * data[0..len): 32 bytes per block into out.  Exported by libocclum-leaves.so, which the
+ * Python image writer calls (occlum_build/image/native.py) so that hashing a chunk's blocks
+ * holds no interpreter lock.  Returns 0, or -1 when OpenSSL fails. */
+int ofs_leaves(const void *data, size_t len, size_t block, uint8_t *out);
 void ofs_hmac_sha256(const void *key, size_t klen, const void *data, size_t len, uint8_t out[32]);
 /* RFC 5869 HKDF-SHA256. */
 int ofs_hkdf(const void *ikm, size_t ikmlen, const void *salt, size_t saltlen, const void *info,

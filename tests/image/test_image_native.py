@@ -1,0 +1,101 @@
+"""Native leaf hashing (libocclum-leaves.so) and O_DIRECT object writes: the same bytes as
+hashlib and buffered writes, and a clean fallback when either is unavailable."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+
+import pytest
+from image_helpers import age, make_tree, snapshot
+
+from occlum_build import paths
+from occlum_build.image import bigfile, crypto, directio, native, verify_image
+
+BLOCK = 4096
+
+
+def _hashlib_leaves(data: bytes, block: int) -> bytes:
+    return b"".join(hashlib.sha256(data[i : i + block]).digest() for i in range(0, len(data), block))
+
+
+@pytest.fixture
+def native_leaves():
+    fn = native.leaves_function()
+    assert fn is not None, f"{native.LIB_NAME} not found in {paths.native_dir()}: run `make -C libos`"
+    return fn
+
+
+@pytest.mark.parametrize("block", [BLOCK, BLOCK + 16])
+@pytest.mark.parametrize("size", [1, BLOCK - 1, BLOCK, BLOCK + 1, 16 * BLOCK, 16 * BLOCK + 5, (1 << 20) + 1])
+def test_native_leaves_equal_hashlib(native_leaves, size, block):
+    data = os.urandom(size)
+    buf = memoryview(bytearray(data))
+    assert native_leaves(buf, block) == _hashlib_leaves(data, block)
+    assert crypto.leaves_of(buf, block) == _hashlib_leaves(data, block)  # whichever path it takes
+
+
+def test_native_library_absent_falls_back_to_hashlib(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.NATIVE_DIR_ENV, str(tmp_path))  # no library there
+    monkeypatch.setattr(native, "_loaded", False)
+    monkeypatch.setattr(native, "_fn", None)
+    assert native.leaves_function() is None
+    monkeypatch.setattr(crypto, "_native", None)
+    data = os.urandom(40 * BLOCK + 3)
+    assert crypto.leaves_of(memoryview(bytearray(data)), BLOCK) == _hashlib_leaves(data, BLOCK)
+
+
+def _tree_with_large_files(tmp_path):
+    src = make_tree(tmp_path / "src")
+    sizes = {
+        "m1": directio.MIN_SIZE,  # exactly the threshold: every block whole
+        "m1p1": directio.MIN_SIZE + 1,  # a one-byte tail after the direct part
+        "m2": 2 * directio.MIN_SIZE + BLOCK - 1,
+        "seg": 3 * (1 << 20) + 77,  # split in segments below; tail in the last one
+        "small": directio.MIN_SIZE - 1,  # buffered
+    }
+    for name, n in sizes.items():
+        (src / name).write_bytes(os.urandom(n))
+    age(src)
+    return src
+
+
+def test_direct_writes_give_the_bytes_of_buffered_ones(tmp_path, build, monkeypatch):
+    monkeypatch.setattr(bigfile, "SEGMENT", 1 << 20)
+    src = _tree_with_large_files(tmp_path)
+    opened = []
+    real = directio.open_object
+
+    def spy(*a):
+        fd, direct = real(*a)
+        opened.append(direct)
+        return fd, direct
+
+    monkeypatch.setattr(directio, "open_object", spy)
+    fast, of, _ = build(src, "direct", cache="c1", jobs=3)
+    assert any(opened), "no object was opened with O_DIRECT on this file system"
+    monkeypatch.setattr(directio, "_FLAG", 0)  # buffered writes only
+    monkeypatch.setattr(crypto, "_native", None)  # and hashlib leaves
+    slow, os_, _ = build(src, "buffered", cache="c2", jobs=1)
+    assert fast.mac == slow.mac and snapshot(of) == snapshot(os_)
+    verify_image(of, fast.mac)
+
+
+def test_file_system_refusing_direct_io_gets_buffered_writes(tmp_path, build, monkeypatch):
+    src = _tree_with_large_files(tmp_path)
+    normal, on, _ = build(src, "normal", cache="c1")
+    real_open = os.open
+    refused = []
+
+    def no_direct(path, flags, *a, **kw):
+        if flags & directio._FLAG:
+            refused.append(path)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *a, **kw)
+
+    monkeypatch.setattr(directio, "_refused", set())
+    monkeypatch.setattr(directio.os, "open", no_direct)
+    r, o, _ = build(src, "fallback", cache="c2", jobs=1)
+    assert r.mac == normal.mac and snapshot(o) == snapshot(on)
+    assert len(refused) == 1  # the directory is remembered: asked once
