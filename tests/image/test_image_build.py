@@ -222,6 +222,35 @@ def test_many_jobs_and_one_job_agree(tmp_path, build):
     assert a.mac == b.mac and snapshot(oa) == snapshot(ob)
 
 
+def test_small_files_go_to_one_worker_while_others_take_large_ones(tmp_path, build, monkeypatch):
+    """Small files are run by one worker only (writer._run_units: two threads trading the
+    GIL at every syscall are slower than one); large files run on every worker."""
+    import threading
+
+    from occlum_build.image import writer
+
+    src = make_tree(tmp_path / "src")
+    for i in range(30):
+        (src / "lib" / f"s{i}").write_bytes(os.urandom(100 + i))
+    for i in range(6):
+        (src / f"L{i}").write_bytes(os.urandom(writer.SMALL_FILE + i))
+    age(src)
+    threads: dict[str, set[str]] = {"small": set(), "large": set()}
+    real = writer._file_job
+
+    def spy(node, *a):
+        kind = "small" if node.size < writer.SMALL_FILE else "large"
+        threads[kind].add(threading.current_thread().name)
+        return real(node, *a)
+
+    monkeypatch.setattr(writer, "_file_job", spy)
+    r, o, _ = build(src, "many", cache="c1", jobs=3)
+    assert len(threads["small"]) == 1 and threads["large"]
+    monkeypatch.setattr(writer, "_file_job", real)
+    one, o1, _ = build(src, "one", cache="c2", jobs=1)
+    assert r.mac == one.mac and snapshot(o) == snapshot(o1)
+
+
 def test_manifest_holds_no_key_and_mode_tag(tmp_path, build):
     src = make_tree(tmp_path / "src")
     build(src, key=KEY)
