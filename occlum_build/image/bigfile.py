@@ -47,6 +47,7 @@ class BigFile:
         tick: Callable[[int], None],
         created: list[Path],
         done: Callable[[Result], None],
+        direct: bool = False,
     ):
         self.path, self.size, self.objects_dir, self.key = path, size, objects_dir, key
         self.tick, self.created, self.done = tick, created, done
@@ -56,6 +57,7 @@ class BigFile:
         self.lock = threading.Lock()
         self.src_fd = -1
         self.out_fd = -1
+        self.direct_ok = direct
         self.direct = False  # out_fd has O_DIRECT (integrity-only): see directio.py
         self.tail = b""  # the last block's partial tail, written with the leaves
         self.tmp: Path | None = None
@@ -83,7 +85,7 @@ class BigFile:
                     odir = os.fspath(self.objects_dir)
                     self.tmp = Path(temp_path(odir))
                     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                    if self.key is None:
+                    if self.key is None and self.direct_ok:
                         self.out_fd, self.direct = directio.open_object(os.fspath(self.tmp), odir,
                                                                         self.size, flags)
                     else:

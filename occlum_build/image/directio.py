@@ -11,9 +11,10 @@ so nothing is lost by keeping it out of the cache.
 
 Only what O_DIRECT can take goes that way: whole 4 KiB blocks at 4 KiB offsets from a
 page-aligned buffer. The tail of the last block and the leaves are written through the page
-cache after :func:`buffered` clears the flag. A file system that refuses O_DIRECT (EINVAL
-on open) gets buffered writes, and is remembered per directory. Output bytes are the same
-either way.
+cache after :func:`buffered` clears the flag. Builds that read less than MIN_BUILD bytes
+in all (a rebuild after an edit) do not use it: they wait on latency, not on copying. A
+file system that refuses O_DIRECT (EINVAL on open) gets buffered writes, and is remembered
+per directory. Output bytes are the same either way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import threading
 
 ALIGN = 4096  # offset, length and buffer address of every direct write
 MIN_SIZE = 1 << 20  # smaller objects: buffered (a direct write waits for the device)
+# A build reading less than this in all writes through the page cache: a rebuild after an
+# edit is bound by latency (each direct write waits for the device), not by copying.
+MIN_BUILD = 64 << 20
 _FLAG = getattr(os, "O_DIRECT", 0)
 _refused: set[str] = set()
 _lock = threading.Lock()

@@ -166,9 +166,10 @@ def store_object(
     tick: Callable[[int], None] | None = None,
     created: list[Path] | None = None,
     data: bytes | memoryview | None = None,
+    direct: bool = False,
 ) -> tuple[bytes, bool]:
     """Read ``path`` once (or take its content ``data`` already read) and build its object,
-    written under ``objects_dir`` if given.
+    written under ``objects_dir`` if given (``direct``: with O_DIRECT where it applies).
     Returns (root, new): ``new`` is False when an object of the right size was already there
     (it is replaced all the same, which heals a torn one). Objects that did not exist at all
     are appended to ``created`` (so a failed build can remove them)."""
@@ -176,7 +177,7 @@ def store_object(
     odir = os.fspath(objects_dir) if objects_dir is not None else None
     tmp: str | None = None
     src = out = -1
-    direct = False
+    odirect = False  # out has O_DIRECT
     leaves: list[bytes] = []
     try:
         if odir is not None:
@@ -185,8 +186,8 @@ def store_object(
             src = open_source(path)
         if tmp is not None and odir is not None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            if cipher is None and data is None:  # blocks written from the aligned buffer()
-                out, direct = directio.open_object(tmp, odir, size, flags)
+            if direct and cipher is None and data is None:  # blocks from the aligned buffer()
+                out, odirect = directio.open_object(tmp, odir, size, flags)
             else:  # stored blocks of 4112 bytes, or caller's bytes: never aligned
                 out = os.open(tmp, flags, 0o644)
         buf = buffer()
@@ -211,7 +212,7 @@ def store_object(
                 leaves.append(lv)
             off += want
             if out >= 0:
-                if direct:  # whole blocks straight from the buffer; a tail comes last
+                if odirect:  # whole blocks straight from the buffer; a tail comes last
                     whole = directio.split(want)
                     if whole:
                         write_all(out, [mv[:whole]])
@@ -236,7 +237,7 @@ def store_object(
                 created.append(Path(final))
         # Always replace: a fresh object heals one torn by a power failure (objects are not
         # fsynced one by one; see cache.py on boot ids).
-        if direct:
+        if odirect:
             directio.buffered(out)
         write_all(out, [*pending, all_leaves])
         os.fchmod(out, 0o644)

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidTag
 
 from ..errors import OutputError
 from ..keys import format_hex16
-from . import bigfile, cache, metadata
+from . import bigfile, cache, directio, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, object_size
@@ -96,10 +96,12 @@ def _file_job(
     key: ImageKey | None,
     tick: _Ticker,
     created: list[Path],
+    direct: bool = False,
 ) -> tuple[bytes, bytes, bytes, bool]:
     """(content digest, root, file_id, written) of one file that must be read."""
     if key is None:
-        root, written = store_object(abs_path, node.size, objects_dir, None, None, tick, created)
+        root, written = store_object(abs_path, node.size, objects_dir, None, None, tick, created,
+                                     direct=direct)
         return root, root, bytes(16), written
     if node.size <= CHUNK:  # read once (into this thread's buffer): hash, then seal from memory
         data = read_small(abs_path, node.size)
@@ -191,8 +193,9 @@ def _small_unit(
     key: ImageKey | None,
     tick: _Ticker,
     created: list[Path],
+    direct: bool,
 ) -> list[Unit]:
-    results[i] = _file_job(node, path, objects_dir, key, tick, created)
+    results[i] = _file_job(node, path, objects_dir, key, tick, created, direct)
     return []
 
 
@@ -292,6 +295,7 @@ def _read_files(
     # Largest first keeps every worker busy to the end.
     todo = sorted(todo, key=lambda i: -nodes[i].size)
     created: list[Path] = []
+    direct = tick.total >= directio.MIN_BUILD
     bigs: list[BigFile] = []
     units: list[Unit] = []
     small: list[Unit] = []
@@ -299,11 +303,12 @@ def _read_files(
         n = nodes[i]
         path = src / os.fsdecode(n.path)
         if n.size > bigfile.SEGMENT:
-            big = BigFile(path, n.size, objects_dir, key, tick, created, partial(results.__setitem__, i))
+            big = BigFile(path, n.size, objects_dir, key, tick, created, partial(results.__setitem__, i),
+                          direct)
             bigs.append(big)
             units.extend(big.units())
         else:
-            unit = partial(_small_unit, results, i, n, path, objects_dir, key, tick, created)
+            unit = partial(_small_unit, results, i, n, path, objects_dir, key, tick, created, direct)
             (small if n.size < SMALL_FILE else units).append(unit)
     try:
         if len(todo) == 1 and not bigs:  # one file (an edit): no worker thread to start
