@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import KeyFileError
+from . import native
 from .format import BLOCK_SIZE, FILE_ID_SIZE, LEAF_SIZE, MAC_SIZE
 
 _sha256 = hashlib.sha256
@@ -30,23 +31,17 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
 
 
 NATIVE_MIN_BLOCKS = 16  # fewer: hashlib is cheaper than the ctypes call (~5 us)
-_NATIVE_UNSET = object()
-_native: object = _NATIVE_UNSET  # native.leaves_function(), looked up on first use
 
 
 def leaves_of(stored: bytes | memoryview, block: int) -> bytes:
     """Concatenated leaf hashes of consecutive stored blocks of ``block`` bytes each.
-    A writable buffer of several blocks is hashed by the native library when it is there
-    (native.py: the interpreter lock is dropped once per call, not once per block)."""
-    global _native
+    A writable buffer of several blocks is hashed by the native library once a build has
+    loaded it (native.py: the interpreter lock is dropped once per call, not per block)."""
     mv = memoryview(stored)
     if len(mv) >= NATIVE_MIN_BLOCKS * block and not mv.readonly:
-        if _native is _NATIVE_UNSET:
-            from .native import leaves_function
-
-            _native = leaves_function()
-        if _native is not None:
-            return _native(mv, block)  # type: ignore[operator]
+        fast = native.current()
+        if fast is not None:
+            return fast(mv, block)
     h = _sha256
     return b"".join([h(mv[i : i + block]).digest() for i in range(0, len(mv), block)])
 

@@ -22,7 +22,7 @@ def _hashlib_leaves(data: bytes, block: int) -> bytes:
 
 @pytest.fixture
 def native_leaves():
-    fn = native.leaves_function()
+    fn = native.load()
     assert fn is not None, f"{native.LIB_NAME} not found in {paths.native_dir()}: run `make -C libos`"
     return fn
 
@@ -33,15 +33,15 @@ def test_native_leaves_equal_hashlib(native_leaves, size, block):
     data = os.urandom(size)
     buf = memoryview(bytearray(data))
     assert native_leaves(buf, block) == _hashlib_leaves(data, block)
-    assert crypto.leaves_of(buf, block) == _hashlib_leaves(data, block)  # whichever path it takes
+    assert native.current() is native_leaves  # loaded: leaves_of takes it for >= 16 blocks
+    assert crypto.leaves_of(buf, block) == _hashlib_leaves(data, block)
 
 
 def test_native_library_absent_falls_back_to_hashlib(tmp_path, monkeypatch):
     monkeypatch.setenv(paths.NATIVE_DIR_ENV, str(tmp_path))  # no library there
     monkeypatch.setattr(native, "_loaded", False)
     monkeypatch.setattr(native, "_fn", None)
-    assert native.leaves_function() is None
-    monkeypatch.setattr(crypto, "_native", None)
+    assert native.load() is None and native.current() is None
     data = os.urandom(40 * BLOCK + 3)
     assert crypto.leaves_of(memoryview(bytearray(data)), BLOCK) == _hashlib_leaves(data, BLOCK)
 
@@ -79,7 +79,8 @@ def test_direct_writes_give_the_bytes_of_buffered_ones(tmp_path, build, monkeypa
     # m1 is one segment (store_object), the others are split (BigFile): both write directly
     assert directio.MIN_SIZE in opened and 3 * (1 << 20) + 77 in opened, opened
     monkeypatch.setattr(directio, "_FLAG", 0)  # buffered writes only
-    monkeypatch.setattr(crypto, "_native", None)  # and hashlib leaves
+    monkeypatch.setattr(native, "_fn", None)  # and hashlib leaves
+    monkeypatch.setattr(native, "_loaded", True)
     slow, os_, _ = build(src, "buffered", cache="c2", jobs=1)
     assert fast.mac == slow.mac and snapshot(of) == snapshot(os_)
     verify_image(of, fast.mac)
