@@ -134,6 +134,9 @@ def run(size_mb: int, jobs: int, root: Path) -> dict:
     cache): the machine's load drifts, so a ratio compares adjacent runs."""
     src = root / "src"
     one_mb = make_tree(src, size_mb << 20, b"bench")
+    # The tree was just written: let its write-back finish now rather than during the timed
+    # runs (an image/ tree is normally written well before it is built).
+    os.sync()
     res: dict = {"size_mb": size_mb}
 
     def pair(name: str, what: str, dst: Path | None = None) -> None:
