@@ -15,6 +15,11 @@ from typing import BinaryIO
 
 from .errors import OutputError
 
+# A file changed less than this before a stat may change again within the same timestamp
+# tick without its stat changing: caches keyed by stat do not trust such entries (as git's
+# "racily clean" rule). Above the coarse clock tick of Linux file timestamps (1-10 ms).
+RACY_NS = 100_000_000
+
 
 def _fsync_dir(d: Path) -> None:
     try:

@@ -139,6 +139,11 @@ class Resolver:
         self._stat[path] = st
         return st
 
+    def probed(self) -> list[tuple[str, os.stat_result | None]]:
+        """Every path looked up so far with what stat() gave (None: absent): what the
+        resolutions depended on (besides the files' contents, which the stats identify)."""
+        return list(self._stat.items())
+
     def _cands(self, dirs: Iterable[str], name: str) -> Iterator[str]:
         for d in dirs:
             p = f"{d}/{name}"

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import paths
 from ..errors import BomError
 from .schema import BomSpec, Text, load_bom
+
+if TYPE_CHECKING:
+    from .stamp import Watch
 
 _VAR = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -53,14 +58,21 @@ def search_dirs(bom: Path, include_dirs: Sequence[str | os.PathLike[str]]) -> li
 
 
 def find_include(name: Text, including: Path, include_dirs: Sequence[str | os.PathLike[str]],
-                 env: Mapping[str, str] | None = None) -> Path:
+                 env: Mapping[str, str] | None = None, seen: Watch | None = None) -> Path:
+    """The bom file an ``includes`` entry names; ``seen`` gets every candidate probed."""
     rel = expand(name, env)
     if os.path.isabs(rel):
         candidates = [Path(rel)]
     else:
         candidates = [d / rel for d in search_dirs(including, include_dirs)]
     for c in candidates:
-        if c.is_file():
+        try:
+            st: os.stat_result | None = os.stat(c)
+        except OSError:
+            st = None
+        if seen is not None:
+            seen.add(str(c), st)
+        if st is not None and stat.S_ISREG(st.st_mode):
             return Path(os.path.abspath(c))
     looked = ", ".join(str(c.parent) for c in candidates)
     raise BomError(f"included bom '{rel}' not found (looked in {looked}); pass --include-dir DIR",
@@ -68,16 +80,19 @@ def find_include(name: Text, including: Path, include_dirs: Sequence[str | os.Pa
 
 
 def collect_boms(top: str | os.PathLike[str], include_dirs: Sequence[str | os.PathLike[str]] = (),
-                 env: Mapping[str, str] | None = None) -> list[BomSpec]:
-    """The top bom and everything it includes, in Occlum's processing order."""
+                 env: Mapping[str, str] | None = None, seen: Watch | None = None) -> list[BomSpec]:
+    """The top bom and everything it includes, in Occlum's processing order (``seen``: gets
+    every bom file and include candidate, for the run stamp)."""
     top_path = Path(os.path.abspath(top))
+    if seen is not None:
+        seen.add_now([str(top_path)])
     loaded: dict[Path, BomSpec] = {}
     edges: dict[Path, list[tuple[Path, Text]]] = {}
 
     def load(p: Path) -> BomSpec:
         if p not in loaded:
             loaded[p] = load_bom(p)
-            edges[p] = [(find_include(inc, p, include_dirs, env), inc) for inc in loaded[p].includes]
+            edges[p] = [(find_include(inc, p, include_dirs, env, seen), inc) for inc in loaded[p].includes]
         return loaded[p]
 
     # Cycle check first (depth first, with the chain), so the BFS below terminates.

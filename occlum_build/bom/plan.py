@@ -21,6 +21,7 @@ from .fscopy import Entry, walk_tree
 from .includes import expand
 from .loaders import Loader
 from .schema import BomSpec, FileSpec, Text
+from .stamp import Watch
 
 
 @dataclass
@@ -109,8 +110,9 @@ def file_sha256(path: str) -> str:
 
 class Planner:
     def __init__(self, root: str, resolver: Resolver, env: Mapping[str, str] | None,
-                 warn: Callable[[str], None]):
+                 warn: Callable[[str], None], watch: Watch | None = None):
         self.root = os.path.abspath(root)
+        self.watch = watch  # gets every source stat-ed while planning (the run stamp)
         self.workspace = os.path.dirname(self.root)
         self.resolver = resolver
         self.env = env
@@ -138,11 +140,11 @@ class Planner:
                 fromdir = self.workspace
                 if c.from_ is not None:
                     fromdir = os.path.normpath(os.path.join(self.workspace, self.x(c.from_)))
-                    _stat_source(fromdir, c.from_, True)
+                    self._seen(fromdir, _stat_source(fromdir, c.from_, True))
                 for d in c.dirs or ():
                     rel = self.x(d)
                     src = os.path.normpath(os.path.join(fromdir, rel))
-                    _stat_source(src, d, True)
+                    self._seen(src, _stat_source(src, d, True))
                     ops.copydirs.append(Op("copydir", tdest, os.path.normpath(src), d.where,
                                            contents=rel.endswith("/"), excludes=excludes))
                 for f in c.files or ():
@@ -161,13 +163,22 @@ class Planner:
             root_key = None
         for op in ops.copydirs:
             op.entries = walk_tree(op.src, op.contents, op.excludes, self.warn, root_key)
+            if self.watch is not None:
+                add = self.watch.add
+                for e in op.entries:
+                    add(e.src, e.st, e.kind != "link")  # links: their own lstat
         ops.libs = self._autodep_files(autodep)
         return ops
+
+    def _seen(self, path: str, st: os.stat_result) -> None:
+        if self.watch is not None:
+            self.watch.add(path, st)
 
     def _file_op(self, f: FileSpec, fromdir: str, tdest: str) -> Op:
         name = self.x(f.name)
         src = os.path.normpath(os.path.join(fromdir, name))
         st = _stat_source(src, f.name, False)
+        self._seen(src, st)
         if not stat.S_ISREG(st.st_mode):
             raise BomError(f"{src} is not a regular file", where=f.name.where)
         if f.hash is not None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import log as oclog
+from .. import paths
 from ..errors import OcclumError
+from . import stamp
 from .elfcache import ElfCache
 from .elfdeps import Resolver
 from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, quick_check, same_special
@@ -212,6 +215,18 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
     write failures raise OutputError (5).  Nothing is ever deleted from ``root``.
     """
     report = CopyReport(Path(os.path.abspath(root)), dry_run)
+    started_ns = time.time_ns()
+    real_env = os.environ if env is None else env
+    # The no-change fast path (stamp.py), for the plain invocation (the CLI's): with a
+    # caller's loader config or resolver the run's inputs are not all known here.
+    spath = None
+    if loader_config is None and resolver is None:
+        spath = stamp.stamp_path(str(report.root), os.fspath(bom_file), [os.fspath(d) for d in include_dirs],
+                                 str(paths.elf_loader_config()))
+    if spath is not None:
+        rec = stamp.load(spath, real_env)
+        if rec is not None:
+            return _recorded(report, rec)
 
     def warn(msg: str) -> None:
         report.warnings.append(msg)
@@ -221,10 +236,14 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
         report.conflicts.append(msg)
         log.info("%s", msg)
 
-    boms = collect_boms(bom_file, include_dirs, env)
+    watch = stamp.Watch() if spath is not None and not dry_run else None
+    rec_env = stamp.RecordingEnv(real_env)
+    if watch is not None:  # what the loaders' search paths are read from, before they are
+        watch.add_now([str(paths.elf_loader_config()), *stamp.loader_files()])
+    boms = collect_boms(bom_file, include_dirs, rec_env, watch)
     report.boms = [b.path for b in boms]
     resolver = resolver or Resolver(loader_config, ElfCache.default())
-    planner = Planner(str(report.root), resolver, env, warn)
+    planner = Planner(str(report.root), resolver, rec_env, warn, watch)
     plan = Plan(planner.root, [planner.bom_ops(b) for b in boms])
     planner.dir_autodep(plan)
     dedupe(plan, note)
@@ -246,5 +265,40 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
         raise
     if resolver.cache is not None and not dry_run:
         resolver.cache.save()
+    if watch is not None and spath is not None and not report.warnings and not planner.missing:
+        for p, st in resolver.probed():
+            watch.add(p, st)
+        stamp.save(spath, watch, _dests(plan), rec_env.used, _record(report), started_ns)
+    log.info("%s", report.summary())
+    return report
+
+
+def _dests(plan: Plan) -> list[str]:
+    """Every path the plan writes or checks in the root."""
+    out: list[str] = []
+    for bo in plan.boms:
+        out.extend(op.dest for op in bo.mkdirs + bo.links + bo.copyfiles + bo.libs)
+        for op in bo.copydirs:
+            out.append(op.dest)
+            out.extend(op.dest + "/" + e.rel for e in op.entries or ())
+    out.extend(op.dest for op in plan.dir_libs)
+    return out
+
+
+def _record(r: CopyReport) -> dict:
+    """What a later no-change run reports (stamp.py): every file is then up to date."""
+    return {"boms": [str(b) for b in r.boms], "files": r.files_copied + r.attrs_updated + r.up_to_date,
+            "libraries": [list(x) for x in r.libraries], "conflicts": r.conflicts}
+
+
+def _recorded(report: CopyReport, rec: dict) -> CopyReport:
+    """The report of a run the stamp shows to have nothing to do."""
+    report.boms = [Path(b) for b in rec["boms"]]
+    report.up_to_date = rec["files"]
+    report.libraries = [(a, b) for a, b in rec["libraries"]]
+    report.conflicts = list(rec["conflicts"])
+    for msg in report.conflicts:
+        log.info("%s", msg)
+    log.debug("copy_bom: every input and destination is as the last run left it (stamp)")
     log.info("%s", report.summary())
     return report

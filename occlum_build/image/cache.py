@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from .. import log
+from .. import fsutil, log
 from .format import TYPE_FILE, object_size
 from .scan import KEY, key_times
 
 VERSION = "occlum-build image cache 4"
-RACY_NS = 100_000_000  # > the coarse clock tick of Linux file timestamps (1-10 ms)
+RACY_NS = fsutil.RACY_NS
 
 _log = log.get("image.cache")
 
