@@ -40,6 +40,7 @@ import struct
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from .. import __version__
 from .. import log as oclog
 from ..errors import OutputError
 from ..fsutil import RACY_NS, atomic_write
@@ -77,7 +78,7 @@ def stamp_path(root: str, bom: str, include_dirs: Iterable[str], loader_config: 
     if cache is None:
         return None
     ident = "\0".join([os.path.abspath(root), os.path.abspath(bom), loader_config,
-                       *(os.path.abspath(d) for d in include_dirs), str(os.geteuid())])
+                       *(os.path.abspath(d) for d in include_dirs), str(os.geteuid()), __version__])
     return cache.parent / "copy_bom-runs" / (hashlib.sha256(ident.encode()).hexdigest()[:32] + ".stamp")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import occlum_build
 from occlum_build import paths
 from occlum_build.bom import copy_bom, elfcache, run, stamp
 from occlum_build.fsutil import RACY_NS
@@ -247,7 +248,8 @@ def test_stamp_file_layout_matches_the_spec(ws):
     tmp, bom, root = ws
     run_bom(bom, root)
     sp = stamp.stamp_path(str(root), str(bom), [], str(paths.elf_loader_config()))
-    ident = "\0".join([str(root), str(bom), str(paths.elf_loader_config()), str(os.geteuid())])
+    ident = "\0".join([str(root), str(bom), str(paths.elf_loader_config()), str(os.geteuid()),
+                       occlum_build.__version__])
     assert sp.name == hashlib.sha256(ident.encode()).hexdigest()[:32] + ".stamp"
     assert sp.stat().st_mode & 0o777 == 0o600
     raw = sp.read_bytes()
