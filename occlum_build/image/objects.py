@@ -1,7 +1,7 @@
 """Writing and reading content objects (docs/formats/image.md section 4).
 
 Cost model (docs/benchmarks.md, "Image builds"): the format hashes each 4 KiB block on its
-own (natively when libocclum-leaves.so is there: native.py); everything else here is kept
+own (natively when libocclum-build.so is there: native.py); everything else here is kept
 to a fixed handful of syscalls per file and no per-chunk allocation: each thread reads into
 one reused, page-aligned buffer with ``preadv``; the blocks of an integrity-only object of
 1 MiB or more go from that buffer to the device with O_DIRECT (directio.py), a smaller

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OcclumError
+from . import native
 from .format import (
     FILE_ID_SIZE,
     MAX_ENTRIES,
@@ -60,6 +61,7 @@ _FS_ENCODING = sys.getfilesystemencoding()
 # from the previous build. Files and symlinks: (dev, ino, size, mtime_ns, ctime_ns, mode) of
 # their lstat; directories: the mode alone (their times and size change with their entries).
 KEY = struct.Struct("<QQQqqQ")
+assert KEY.size == native.WALK_KEY_SIZE
 
 
 def entry_key(st: os.stat_result) -> bytes:
@@ -91,8 +93,15 @@ def walk(src: Path) -> Walk:
         raise SourceError(f"cannot read the source directory: {e.strerror}", where=str(src)) from None
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError("the image source is not a directory", where=str(src))
-    items: list[tuple[bytes, bytes]] = []
     base = os.fsencode(src)
+    fast = native.walker()
+    if fast is not None:  # the same walk in C (native.py); None on any error: walk again here
+        got = fast(base, MAX_ENTRIES, MAX_PATH)
+        if got is not None:
+            paths, kb = got
+            n = KEY.size
+            return Walk([b"", *paths], [entry_key(st), *[kb[i : i + n] for i in range(0, len(kb), n)]])
+    items: list[tuple[bytes, bytes]] = []
     stack = [b""]
     while stack:
         rel = stack.pop()

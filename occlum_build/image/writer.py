@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidTag
 
 from ..errors import OutputError
 from ..keys import format_hex16
-from . import bigfile, cache, directio, metadata, native
+from . import bigfile, cache, directio, metadata
 from .bigfile import BigFile, Result, Unit
 from .crypto import ImageKey, image_mac, load_key
 from .format import METADATA_FILE, OBJECTS_DIR, TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, object_size
@@ -120,7 +120,6 @@ def default_jobs() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-NATIVE_MIN_BUILD = 8 << 20  # less to hash: not worth loading the native library (native.py)
 SMALL_FILE = 256 << 10  # files below this go to one worker only (see _run_units)
 
 
@@ -297,8 +296,6 @@ def _read_files(
     todo = sorted(todo, key=lambda i: -nodes[i].size)
     created: list[Path] = []
     direct = tick.total >= directio.MIN_BUILD
-    if tick.total >= NATIVE_MIN_BUILD:
-        native.load()
     bigs: list[BigFile] = []
     units: list[Unit] = []
     small: list[Unit] = []

@@ -1,4 +1,4 @@
-"""Native leaf hashing (libocclum-leaves.so) and O_DIRECT object writes: the same bytes as
+"""Native leaf hashing and tree walk (libocclum-build.so) and O_DIRECT object writes: the same bytes as
 hashlib and buffered writes, and a clean fallback when either is unavailable."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from image_helpers import age, make_tree, snapshot
 
 from occlum_build import paths
-from occlum_build.image import bigfile, crypto, directio, native, verify_image
+from occlum_build.image import bigfile, crypto, directio, native, scan, verify_image
 
 BLOCK = 4096
 
@@ -116,3 +116,46 @@ def test_small_builds_write_through_the_page_cache(tmp_path, build, monkeypatch)
     r, o, _ = build(src, "small", cache="c1", jobs=2)
     assert not calls and r.objects_written >= 5
     verify_image(o, r.mac)
+
+
+def _py_walk(src, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(native, "_walk", None)
+        m.setattr(native, "_loaded", True)
+        return scan.walk(src)
+
+
+def test_native_walk_equals_the_python_walk(tmp_path, monkeypatch):
+    assert native.walker() is not None, f"{native.LIB_NAME} not built: run `make -C libos`"
+    src = make_tree(tmp_path / "src")
+    odd = [b"caf\xc3\xa9", b"not-utf8-\xff\xfe", b"with space", b"new\nline", b"a.b", b"a-b", b"a"]
+    for name in odd:
+        d = os.path.join(os.fsencode(src), b"odd", name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, b"f"), "wb") as f:
+            f.write(name)
+    deep = src / "d1"
+    for i in range(30):
+        deep = deep / f"level{i}"
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_text("x")
+    (src / "empty").mkdir()
+    os.symlink("lib", src / "dirlink")  # a symlink to a dir: an entry, never descended
+    os.mkfifo(src / "fifo")
+    fast = scan.walk(src)
+    slow = _py_walk(src, monkeypatch)
+    assert fast.paths == slow.paths and fast.keys == slow.keys
+    assert fast.paths == sorted(fast.paths) and b"fifo" in fast.paths and b"dirlink/x" not in fast.paths
+
+
+def test_native_walk_errors_are_reported_by_the_python_walk(tmp_path, monkeypatch):
+    """On any error the native walk gives up and the Python walk names it (the path over
+    the format's limit: test_image_bad_input.py::test_path_over_the_format_limit)."""
+    from occlum_build.image.scan import SourceError
+
+    few = tmp_path / "few"
+    for i in range(5):
+        (few / str(i)).mkdir(parents=True)
+    monkeypatch.setattr(scan, "MAX_ENTRIES", 3)
+    with pytest.raises(SourceError, match="more than 3 entries"):
+        scan.walk(few)

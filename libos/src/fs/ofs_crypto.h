@@ -20,7 +20,7 @@ void ofs_sha256_3(const void *a, size_t alen, const void *b, size_t blen, const 
 EVP_MD_CTX *ofs_leaf_ctx_new(void);
 int ofs_leaf_hash(EVP_MD_CTX *ctx, const uint8_t *s, size_t len, uint8_t out[32]);
 /* The leaves of consecutive blocks of `block` bytes (the last one may be shorter) of
- * data[0..len): 32 bytes per block into out.  Exported by libocclum-leaves.so, which the
+ * data[0..len): 32 bytes per block into out.  Exported by libocclum-build.so, which the
  * Python image writer calls (occlum_build/image/native.py) so that hashing a chunk's blocks
  * holds no interpreter lock.  Returns 0, or -1 when OpenSSL fails. */
 int ofs_leaves(const void *data, size_t len, size_t block, uint8_t *out);
