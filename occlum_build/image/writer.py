@@ -382,12 +382,23 @@ def build_image(
             raise SourceError(
                 "the image output would be inside its own source tree; choose another place", where=str(p)
             )
-    w = walk(src)  # bad input is reported before anything is written
     mpath = cache.manifest_path(cache_dir, MANIFEST_NAME)
-    prev = cache.load(mpath, _mode_tag(ikey))
-    # The objects directory unchanged since the manifest was saved holds exactly the objects
-    # its records name: no need to list it (nor to check that a record's object exists).
-    known = prev.objects is not None and prev.objects == cache.objects_stat(objects_dir, now_ns)
+    # The walk (bad input is reported before anything is written) runs in C without the GIL
+    # (native.py): load the manifest meanwhile.
+    walked: list[Walk | BaseException] = []
+    walker = threading.Thread(target=_walk_into, args=(src, walked), name="image-walk")
+    walker.start()
+    try:
+        prev = cache.load(mpath, _mode_tag(ikey))
+        # The objects directory unchanged since the manifest was saved holds exactly the
+        # objects its records name: no need to list it (nor to check that a record's object
+        # exists).
+        known = prev.objects is not None and prev.objects == cache.objects_stat(objects_dir, now_ns)
+    finally:
+        walker.join()
+    if isinstance(walked[0], BaseException):
+        raise walked[0]
+    w = walked[0]
     existing = None if known else _list_objects(objects_dir)
     plan = _plan(src, w, prev, existing, now_ns)
     try:
@@ -442,6 +453,13 @@ def build_image(
         seconds=time.perf_counter() - t0,
         bytes_read=plan.bytes_read,
     )
+
+
+def _walk_into(src: Path, out: list[Walk | BaseException]) -> None:
+    try:
+        out.append(walk(src))
+    except BaseException as e:  # noqa: BLE001 - re-raised by the caller
+        out.append(e)
 
 
 def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) -> bytes:
