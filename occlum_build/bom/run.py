@@ -273,15 +273,22 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
     return report
 
 
-def _dests(plan: Plan) -> list[str]:
-    """Every path the plan writes or checks in the root."""
-    out: list[str] = []
+def _dests(plan: Plan) -> set[str]:
+    """Every path the plan writes or checks in the root, and every dir between them and the
+    root (a dir swapped for a symlink is a change: the full run refuses to write through it)."""
+    out: set[str] = set()
     for bo in plan.boms:
-        out.extend(op.dest for op in bo.mkdirs + bo.links + bo.copyfiles + bo.libs)
+        out.update(op.dest for op in bo.mkdirs + bo.links + bo.copyfiles + bo.libs)
         for op in bo.copydirs:
-            out.append(op.dest)
-            out.extend(op.dest + "/" + e.rel for e in op.entries or ())
-    out.extend(op.dest for op in plan.dir_libs)
+            out.add(op.dest)
+            out.update(op.dest + "/" + e.rel for e in op.entries or ())
+    out.update(op.dest for op in plan.dir_libs)
+    root = plan.root.rstrip("/")
+    for p in list(out):
+        d = os.path.dirname(p)
+        while d.startswith(root) and len(d) > len(root) and d not in out:
+            out.add(d)
+            d = os.path.dirname(d)
     return out
 
 

@@ -60,6 +60,10 @@ def split(n: int) -> int:
     return n - n % ALIGN
 
 
+def is_direct(fd: int) -> bool:
+    return bool(_FLAG and fcntl.fcntl(fd, fcntl.F_GETFL) & _FLAG)
+
+
 def buffered(fd: int) -> None:
     """Clear O_DIRECT on ``fd``: what follows (a block tail, the leaves) is unaligned."""
     fl = fcntl.fcntl(fd, fcntl.F_GETFL)

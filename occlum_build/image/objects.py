@@ -103,7 +103,13 @@ def write_all(fd: int, parts: list, offset: int | None = None) -> None:
     """Write ``parts`` (bytes-like) in order, with ``writev``/``pwritev``, at ``offset`` or
     at the file position."""
     total = sum(len(p) for p in parts)
-    n = os.writev(fd, parts) if offset is None else os.pwritev(fd, parts, offset)
+    try:
+        n = os.writev(fd, parts) if offset is None else os.pwritev(fd, parts, offset)
+    except OSError as e:
+        if e.errno != errno.EINVAL or not directio.is_direct(fd):
+            raise
+        directio.buffered(fd)  # a device wanting a larger alignment than ALIGN: plainly
+        n = os.writev(fd, parts) if offset is None else os.pwritev(fd, parts, offset)
     if n == total:
         return
     directio.buffered(fd)  # a short write (rare): finish it plainly, unaligned

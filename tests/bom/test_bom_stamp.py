@@ -278,3 +278,26 @@ def test_stamp_file_layout_matches_the_spec(ws):
     assert by_path[str(root / "app" / "tree" / "a.txt")] is False  # destinations: lstat
     # a.txt, b.txt, true, and true's loader and libc
     assert head["report"]["files"] == 5 and len(head["report"]["libraries"]) == 2
+
+
+def test_dir_in_the_root_swapped_for_a_symlink_is_a_change(ws, monkeypatch, tmp_path):
+    """root/opt and root/opt/x are made implicitly (target /opt/x/app): x moved out and
+    replaced by a symlink to where it went keeps every file below it as it was (and the
+    root's mtime), but the full run refuses to write through the symlink."""
+    from occlum_build.errors import OcclumError
+
+    tmp, _, root = ws
+    bom = tmp / "nested.yaml"
+    bom.write_text("targets:\n  - target: /opt/x/app\n    copy:\n      - dirs: [src/tree]\n")
+    settle()
+    run_bom(bom, root)
+    calls = planned(monkeypatch)
+    run_bom(bom, root)
+    assert not calls
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.rename(root / "opt" / "x", outside / "x")
+    os.symlink(outside / "x", root / "opt" / "x")
+    with pytest.raises(OcclumError, match="outside"):
+        run_bom(bom, root)
+    assert calls

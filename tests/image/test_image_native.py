@@ -159,3 +159,29 @@ def test_native_walk_errors_are_reported_by_the_python_walk(tmp_path, monkeypatc
     monkeypatch.setattr(scan, "MAX_ENTRIES", 3)
     with pytest.raises(SourceError, match="more than 3 entries"):
         scan.walk(few)
+
+
+def test_device_refusing_an_aligned_direct_write_gets_it_buffered(tmp_path, build, monkeypatch):
+    """A device wanting more than 4 KiB alignment refuses the direct write (EINVAL): that
+    object is written through the page cache instead, same bytes."""
+    from occlum_build.image import objects
+
+    monkeypatch.setattr(directio, "MIN_BUILD", 0)
+    src = _tree_with_large_files(tmp_path)
+    normal, on, _ = build(src, "normal", cache="c1")
+    real_writev, real_pwritev = os.writev, os.pwritev
+    refused = []
+
+    def picky(real):
+        def f(fd, parts, *a):
+            if directio.is_direct(fd):
+                refused.append(fd)
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real(fd, parts, *a)
+        return f
+
+    monkeypatch.setattr(objects.os, "writev", picky(real_writev))
+    monkeypatch.setattr(objects.os, "pwritev", picky(real_pwritev))
+    r, o, _ = build(src, "picky", cache="c2", jobs=2)
+    monkeypatch.undo()
+    assert refused and r.mac == normal.mac and snapshot(o) == snapshot(on)
