@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import directio
+from . import directio, native
 from .crypto import ImageKey, leaves_of, root_of, seal_parts
 from .format import BLOCK_SIZE, LEAF_SIZE, TAG_SIZE, block_count
 from .objects import (
@@ -85,7 +85,7 @@ class BigFile:
                     odir = os.fspath(self.objects_dir)
                     self.tmp = Path(temp_path(odir))
                     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                    if self.key is None and self.direct_ok:
+                    if self.direct_ok and (self.key is None or native.sealer()):  # aligned output
                         self.out_fd, self.direct = directio.open_object(os.fspath(self.tmp), odir,
                                                                         self.size, flags)
                     else:
@@ -129,10 +129,14 @@ class BigFile:
                 else:
                     stored, lv = seal_parts(self.cipher, mv, pos // BLOCK_SIZE, self.size)
                     parts.append(lv)
-                if self.direct and want % directio.ALIGN:  # the file's last chunk
-                    whole = directio.split(want)
-                    self.tail = bytes(mv[whole:])
-                    stored = [mv[:whole]] if whole else []
+                if self.direct and len(stored) != 1:  # sealed in Python: unaligned from here on
+                    directio.buffered(self.out_fd)  # (other segments then write buffered too)
+                    self.direct = False
+                if self.direct and len(stored[0]) % directio.ALIGN:  # the file's last chunk
+                    one = memoryview(stored[0])
+                    whole = directio.split(len(one))
+                    self.tail = bytes(one[whole:])
+                    stored = [one[:whole]] if whole else []
                 if self.out_fd >= 0 and stored:
                     try:
                         write_all(self.out_fd, stored, out_off)

@@ -55,6 +55,20 @@ def image_mac(metadata: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
+class FileCipher:
+    """A file's key (section 5) and its AES-128-GCM; the raw key is for the native sealer."""
+
+    key: bytes
+    aead: AESGCM
+
+    def encrypt(self, nonce: bytes, data: bytes | memoryview, aad: bytes) -> bytes:
+        return self.aead.encrypt(nonce, data, aad)
+
+    def decrypt(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        return self.aead.decrypt(nonce, data, aad)
+
+
+@dataclass(frozen=True)
 class ImageKey:
     """The image key and the keys derived from it once (section 5)."""
 
@@ -81,8 +95,9 @@ class ImageKey:
     def file_id(self, content_sha256: bytes) -> bytes:
         return hmac.new(self.k_id, content_sha256, "sha256").digest()[:FILE_ID_SIZE]
 
-    def file_cipher(self, file_id: bytes) -> AESGCM:
-        return AESGCM(hkdf(self.key, file_id, INFO_FILE, 16))
+    def file_cipher(self, file_id: bytes) -> FileCipher:
+        k = hkdf(self.key, file_id, INFO_FILE, 16)
+        return FileCipher(k, AESGCM(k))
 
     def seal_metadata(self, header16: bytes, plain: bytes) -> tuple[bytes, bytes]:
         nonce = hmac.new(self.k_nonce, plain, "sha256").digest()[:12]
@@ -110,10 +125,17 @@ def block_aad(i: int, size: int) -> bytes:
     return _AAD.pack(i, size)
 
 
-def seal_parts(cipher: AESGCM, plain: bytes | memoryview, first: int, size: int) -> tuple[list[bytes], bytes]:
+def seal_parts(cipher: FileCipher, plain: bytes | memoryview, first: int,
+               size: int) -> tuple[list[bytes | memoryview], bytes]:
     """Encrypt consecutive plain blocks starting at block index ``first``: the stored blocks
-    (to be written as they are, with ``writev``) and their concatenated leaves."""
+    (to be written as they are, with ``writev``; from the native sealer, one buffer valid
+    until this thread seals again) and their concatenated leaves."""
     mv = memoryview(plain)
+    if len(mv) >= NATIVE_MIN_BLOCKS * BLOCK_SIZE and not mv.readonly:
+        fast = native.sealer()
+        if fast is not None:
+            stored, leaves = fast(cipher.key, mv, first, size)
+            return [stored], leaves
     enc = cipher.encrypt
     h = _sha256
     idx = _IDX.pack

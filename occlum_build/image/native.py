@@ -1,5 +1,7 @@
 """The image writer's native helpers, ``libocclum-build.so`` (libos/src/buildhelp, loaded
-with ctypes): leaf hashing (``ofs_leaves``) and the tree walk (``ocb_walk``).
+with ctypes): leaf hashing (``ofs_leaves``), sealing of encrypted blocks with their leaves
+(``ofs_seal_blocks``: AES-GCM and SHA-256 per block, one call per chunk, for the same
+reason as the leaves) and the tree walk (``ocb_walk``).
 
 Leaves. Why: the format hashes every 4 KiB block on its own. With ``hashlib`` that is one call per
 block, and each call takes and drops the interpreter lock, so two worker threads hand the
@@ -24,9 +26,11 @@ import threading
 from collections.abc import Callable
 
 from .. import paths
-from .format import LEAF_SIZE
+from .directio import aligned_buffer
+from .format import BLOCK_SIZE, LEAF_SIZE, TAG_SIZE
 
 WALK_KEY_SIZE = 48  # scan.KEY.size (checked in scan.py)
+SEAL_BUFFER = 256 * (BLOCK_SIZE + TAG_SIZE)  # one 1 MiB chunk, sealed
 
 LIB_NAME = "libocclum-build.so"
 log = logging.getLogger("occlum.image")
@@ -34,6 +38,7 @@ _lock = threading.Lock()
 _loaded = False
 _fn: Callable[[memoryview, int], bytes] | None = None
 _walk: Callable[[bytes, int, int], tuple[list[bytes], bytes] | None] | None = None
+_seal: Callable[[bytes, memoryview, int, int], tuple[memoryview, bytes]] | None = None
 
 
 def _load() -> Callable[[memoryview, int], bytes] | None:
@@ -81,6 +86,28 @@ def _load() -> Callable[[memoryview, int], bytes] | None:
         paths.pop()  # after the last NUL
         return paths, keys
 
+    seal_c = lib.ofs_seal_blocks
+    seal_c.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_uint64,
+                       ctypes.c_void_p, ctypes.c_char_p]
+    seal_c.restype = ctypes.c_int
+    local = threading.local()
+
+    def seal(fkey: bytes, mv: memoryview, first: int, size: int) -> tuple[memoryview, bytes]:
+        n = len(mv)
+        nblocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
+        stored = n + nblocks * TAG_SIZE
+        # Reused (a fresh 1 MiB buffer per chunk faults in) and page-aligned (O_DIRECT)
+        out = getattr(local, "out", None)
+        if out is None or len(out) < stored:
+            out = local.out = aligned_buffer(max(stored, SEAL_BUFFER))
+        lv = ctypes.create_string_buffer(nblocks * LEAF_SIZE)
+        if seal_c(fkey, addr((ctypes.c_char * n).from_buffer(mv)), n, first, size,
+                  addr((ctypes.c_char * len(out)).from_buffer(out)), lv) != 0:
+            raise MemoryError("ofs_seal_blocks failed (OpenSSL)")
+        return out[:stored], lv.raw
+
+    global _seal
+    _seal = seal
     _walk = walk
     return leaves
 
@@ -100,6 +127,12 @@ def load() -> Callable[[memoryview, int], bytes] | None:
 def current() -> Callable[[memoryview, int], bytes] | None:
     """What :func:`load` returned, if it was called; never loads anything."""
     return _fn
+
+
+def sealer() -> Callable[[bytes, memoryview, int, int], tuple[memoryview, bytes]] | None:
+    """``seal(file_key, plain_buffer, first_block, file_size)`` -> (stored blocks, leaves),
+    valid until this thread's next call; None unless a walk or load() loaded the library."""
+    return _seal
 
 
 def walker() -> Callable[[bytes, int, int], tuple[list[bytes], bytes] | None] | None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import OcclumError, OutputError
-from . import directio
+from . import directio, native
 from .crypto import ImageKey, leaves_of, root_of, seal_parts
 from .format import BLOCK_SIZE, object_size
 
@@ -192,9 +192,11 @@ def store_object(
             src = open_source(path)
         if tmp is not None and odir is not None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            if direct and cipher is None and data is None:  # blocks from the aligned buffer()
+            # Aligned output: integrity-only blocks from the aligned buffer(), or blocks sealed
+            # natively into its aligned buffer (256 stored blocks of 4112 bytes are 257 pages).
+            if direct and ((cipher is None and data is None) or (cipher is not None and native.sealer())):
                 out, odirect = directio.open_object(tmp, odir, size, flags)
-            else:  # stored blocks of 4112 bytes, or caller's bytes: never aligned
+            else:
                 out = os.open(tmp, flags, 0o644)
         buf = buffer()
         pending: list = []  # written with the leaves: a one-chunk file, or the last block's tail
@@ -217,13 +219,17 @@ def store_object(
                 parts, lv = seal_parts(cipher, mv, off // BLOCK_SIZE, size)
                 leaves.append(lv)
             off += want
+            if odirect and len(parts) != 1:  # sealed in Python (a short last chunk): unaligned
+                directio.buffered(out)
+                odirect = False
             if out >= 0:
-                if odirect:  # whole blocks straight from the buffer; a tail comes last
-                    whole = directio.split(want)
+                if odirect:  # whole pages straight from the buffer; a tail comes last
+                    one = memoryview(parts[0])
+                    whole = directio.split(len(one))
                     if whole:
-                        write_all(out, [mv[:whole]])
-                    if whole < want:
-                        pending = [mv[whole:]]
+                        write_all(out, [one[:whole]])
+                    if whole < len(one):
+                        pending = [one[whole:]]
                 elif want == size:
                     pending = parts  # one chunk: one writev below, with the leaves
                 else:

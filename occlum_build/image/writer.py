@@ -109,7 +109,7 @@ def _file_job(
     else:
         data, digest = None, content_sha256(abs_path, node.size)
     fid = key.file_id(digest)
-    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick, created, data)
+    root, written = store_object(abs_path, node.size, objects_dir, key, fid, tick, created, data, direct)
     return digest, root, fid, written
 
 

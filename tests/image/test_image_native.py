@@ -185,3 +185,52 @@ def test_device_refusing_an_aligned_direct_write_gets_it_buffered(tmp_path, buil
     r, o, _ = build(src, "picky", cache="c2", jobs=2)
     monkeypatch.undo()
     assert refused and r.mac == normal.mac and snapshot(o) == snapshot(on)
+
+
+@pytest.mark.parametrize("size", [16 * BLOCK, 16 * BLOCK + 1, (1 << 20), (1 << 20) - 7])
+def test_native_sealing_equals_the_python_sealing(native_leaves, size, monkeypatch):
+    key = crypto.ImageKey.from_key(bytes(range(16)))
+    fc = key.file_cipher(bytes(16))
+    data = os.urandom(size)
+    first, total = 3, size + 3 * BLOCK + 11
+    fast_parts, fast_leaves = crypto.seal_parts(fc, memoryview(bytearray(data)), first, total)
+    assert native.sealer() is not None and len(fast_parts) == 1
+    fast = bytes(fast_parts[0])
+    monkeypatch.setattr(native, "_seal", None)
+    slow_parts, slow_leaves = crypto.seal_parts(fc, memoryview(bytearray(data)), first, total)
+    assert fast == b"".join(slow_parts) and fast_leaves == slow_leaves
+    # and each block opens with the reader's nonce and AAD
+    sb = BLOCK + 16
+    last = (len(fast) - 1) // sb
+    blk = fast[last * sb :]
+    assert fc.decrypt(crypto.block_nonce(first + last), blk, crypto.block_aad(first + last, total)) == \
+        data[last * BLOCK :]
+
+
+@pytest.mark.parametrize("segment", [1 << 20, bigfile.SEGMENT], ids=["split", "whole"])
+def test_encrypted_build_with_and_without_the_native_sealer(tmp_path, build, monkeypatch, segment):
+    """Natively sealed blocks are also written with O_DIRECT (a chunk of 256 stored blocks is
+    257 pages); the Python sealer's blocks never are. Same bytes either way, with the files
+    split in segments (BigFile) or not (store_object)."""
+    monkeypatch.setattr(bigfile, "SEGMENT", segment)
+    monkeypatch.setattr(directio, "MIN_BUILD", 0)
+    src = _tree_with_large_files(tmp_path)
+    key = bytes(range(16))
+    opened = []
+    real = directio.open_object
+
+    def spy(*a):
+        fd, direct = real(*a)
+        opened.append((a[2], direct))
+        return fd, direct
+
+    monkeypatch.setattr(directio, "open_object", spy)
+    fast, of, _ = build(src, "native", key=key, cache="c1", jobs=3)
+    assert (directio.MIN_SIZE, True) in opened and (3 * (1 << 20) + 77, True) in opened, opened
+    opened.clear()
+    monkeypatch.setattr(native, "_seal", None)
+    monkeypatch.setattr(native, "_fn", None)
+    slow, os_, _ = build(src, "python", key=key, cache="c2", jobs=1)
+    assert not opened  # no native sealer: never opened for O_DIRECT
+    assert fast.mac == slow.mac and snapshot(of) == snapshot(os_)
+    verify_image(of, fast.mac, key=key)

@@ -11,7 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define OFS_BLOCK 4096
+#include "ofs_crypto.h" /* OFS_BLOCK */
+
 #define OFS_T_FILE 1
 #define OFS_T_DIR 2
 #define OFS_T_SYMLINK 3

@@ -65,6 +65,34 @@ int ofs_leaves(const void *data, size_t len, size_t block, uint8_t *out) {
     return rc;
 }
 
+int ofs_seal_blocks(const uint8_t key[16], const void *plain, size_t len, uint64_t first,
+                    uint64_t size, uint8_t *out, uint8_t *leaves) {
+    EVP_CIPHER_CTX *cc = EVP_CIPHER_CTX_new();
+    EVP_MD_CTX *md = ofs_leaf_ctx_new();
+    int rc = -1;
+    if (!cc || !md || !EVP_EncryptInit_ex(cc, EVP_aes_128_gcm(), NULL, key, NULL)) goto out;
+    const uint8_t *p = plain;
+    for (size_t off = 0, k = 0; off < len; off += OFS_BLOCK, k++) {
+        size_t n = len - off < OFS_BLOCK ? len - off : OFS_BLOCK;
+        uint8_t nonce[12], aad[16], *dst = out + k * (OFS_BLOCK + OFS_GCM_TAG);
+        int outl = 0;
+        ofs_put_u64(nonce, first + k);
+        ofs_put_u32(nonce + 8, 0);
+        ofs_put_u64(aad, first + k);
+        ofs_put_u64(aad + 8, size);
+        if (!EVP_EncryptInit_ex(cc, NULL, NULL, NULL, nonce) || !EVP_EncryptUpdate(cc, NULL, &outl, aad, 16) ||
+            !EVP_EncryptUpdate(cc, dst, &outl, p + off, (int)n) || !EVP_EncryptFinal_ex(cc, dst + n, &outl) ||
+            !EVP_CIPHER_CTX_ctrl(cc, EVP_CTRL_GCM_GET_TAG, OFS_GCM_TAG, dst + n) ||
+            ofs_leaf_hash(md, dst, n + OFS_GCM_TAG, leaves + 32 * k) != 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    EVP_CIPHER_CTX_free(cc);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
 void ofs_hmac_sha256(const void *key, size_t klen, const void *data, size_t len, uint8_t out[32]) {
     unsigned int n = 32;
     if (!HMAC(EVP_sha256(), key, (int)klen, data, len, out, &n)) memset(out, 0xff, 32);
