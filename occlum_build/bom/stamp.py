@@ -61,6 +61,7 @@ def key(st: os.stat_result | None) -> bytes:
 
 
 def _keys(paths: Iterable[bytes], follow: bool) -> Iterator[bytes]:
+    """key() of each path, stat-ed now (the hot loop of a no-change run: inlined)."""
     f = os.stat if follow else os.lstat
     pack = KEY.pack
     for p in paths:
@@ -146,6 +147,8 @@ def load(path: Path, env: Mapping[str, str]) -> dict | None:
         if magic != VERSION or digest.decode() != hashlib.sha256(head + b"\n" + body).hexdigest():
             return None
         h = json.loads(head)
+        if not _valid_head(h):
+            return None
         for name, value in h["env"].items():
             if env.get(name) != value:
                 log.debug("copy_bom stamp: $%s changed; full run", name)
@@ -163,6 +166,22 @@ def load(path: Path, env: Mapping[str, str]) -> dict | None:
         log.debug("copy_bom stamp: %s changed; full run", _first_change(paths, now, keys, n_stat))
         return None
     return h["report"]
+
+
+def _valid_head(h: object) -> bool:
+    """The header's shape (docs/formats/copy_bom-stamp.md); anything else voids the stamp."""
+    if not isinstance(h, dict) or not isinstance(h.get("env"), dict):
+        return False
+    if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in h["env"].items()):
+        return False
+    if not all(type(h.get(k)) is int and h[k] >= 0 for k in ("stat", "lstat")):
+        return False
+    r = h.get("report")
+    return (isinstance(r, dict) and type(r.get("files")) is int
+            and all(isinstance(r.get(k), list) for k in ("boms", "libraries", "conflicts"))
+            and all(isinstance(b, str) for b in r["boms"] + r["conflicts"])
+            and all(isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) for y in x)
+                    for x in r["libraries"]))
 
 
 def _first_change(paths: list[bytes], now: bytes, old: bytes, n_stat: int) -> str:

@@ -211,7 +211,7 @@ def test_no_stamp_after_warnings_or_just_changed_sources(ws, monkeypatch):
     assert run_bom(bom, root).warnings and not sp.exists()
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "foreign-shape"])
 def test_damaged_stamp_means_a_full_run(ws, monkeypatch, damage):
     tmp, bom, root = ws
     run_bom(bom, root)
@@ -221,8 +221,15 @@ def test_damaged_stamp_means_a_full_run(ws, monkeypatch, damage):
         sp.write_bytes(raw[: len(raw) // 2])
     elif damage == "garbage":
         sp.write_bytes(b"\x00garbage\n" * 10)
-    else:
+    elif damage == "flip":
         sp.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    else:  # a valid digest over a header of another shape
+        import hashlib
+
+        magic, _, head, body = raw.split(b"\n", 3)
+        head = head.replace(b'"files":', b'"files":"many","x":')
+        sp.write_bytes(magic + b"\n" + hashlib.sha256(head + b"\n" + body).hexdigest().encode()
+                       + b"\n" + head + b"\n" + body)
     calls = planned(monkeypatch)
     rep = run_bom(bom, root)
     assert calls and not rep.changed
