@@ -147,11 +147,14 @@ def _small_tmpfs(path: Path, size: str):
 
 @root_only
 @pytest.mark.parametrize("segment", [None, 1 << 20], ids=["whole-files", "segmented"])
-def test_disk_full_keeps_the_previous_image(tmp_path, monkeypatch, segment):
-    from occlum_build.image import bigfile
+@pytest.mark.parametrize("direct", [False, True], ids=["buffered", "o-direct"])
+def test_disk_full_keeps_the_previous_image(tmp_path, monkeypatch, segment, direct):
+    from occlum_build.image import bigfile, directio
 
     if segment:
         monkeypatch.setattr(bigfile, "SEGMENT", segment)
+    if direct:  # this small build writes its large object with O_DIRECT (tmpfs takes it)
+        monkeypatch.setattr(directio, "MIN_BUILD", 0)
     src = make_tree(tmp_path / "src")
     with _small_tmpfs(tmp_path / "fs", "2m") as fs:
         out, macf, cache = fs / "mount" / "__ROOT", fs / "mount" / ".ROOT_MAC", fs / "state"
