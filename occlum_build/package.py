@@ -31,13 +31,11 @@ _log = log.get("package")
 GZIP_LEVEL = 9
 
 
-def contents(inst: Instance, *, signed: bool = True) -> list[Path]:
+def contents(inst: Instance) -> list[Path]:
     """The top-level paths that go into the package (files or directories), in order."""
     b = inst.build
     items = [inst.config, b / "bin", b / "initfs", b / "mount", inst.sys_json_protected,
-             inst.initfs, inst.run, inst.status_file, inst.sgx_mode_file]
-    if signed:
-        items.append(inst.libos_signed)
+             inst.initfs, inst.run, inst.status_file, inst.sgx_mode_file, inst.libos_signed]
     lib = inst.build_lib
     if lib.is_dir():
         items += sorted(p for p in lib.iterdir() if p.name.startswith("libocclum-pal"))
@@ -97,13 +95,7 @@ def package_path(inst: Instance, name: str | None) -> tuple[Path, str]:
 
 def make_package(inst: Instance, dest: Path, folder: str) -> int:
     """Write the package to ``dest`` atomically; return its size."""
-    from .pipeline.graph import signing_available
-
-    signed = signing_available()
-    if not signed:
-        _log.warning("the signing stage is not available in this build: the package has no "
-                     "signed LibOS")
-    items = contents(inst, signed=signed)
+    items = contents(inst)
     missing = [p for p in items if not os.path.lexists(p)]
     if missing:
         raise StateError(f"{missing[0]} is missing; rebuild the instance ('occlum build')")

@@ -89,12 +89,9 @@ def _read_mac(path: os.PathLike[str]) -> str:
 
 def _signed_field(field: str) -> None:
     from ..errors import StateError
-    from ..pipeline.graph import dump_function
+    from ..sgx.dump import dump_enclave as dump
 
     inst = instance.require_instance(os.getcwd())
-    dump = dump_function()
-    if dump is None:
-        raise StateError("reading a SIGSTRUCT is not available in this build of occlum-build")
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.libos_signed} does not exist; run 'occlum build' first")
     v = getattr(dump(inst.libos_signed.read_bytes(), str(inst.libos_signed)), field)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import os
 import secrets
 import time
@@ -27,38 +25,6 @@ _log = log.get("pipeline")
 SGX_MODES = ("HW", "SIM")
 IMAGE_METADATA = "metadata"  # the file of an image directory that its MAC covers (formats/image.md)
 BUILTIN_CONFIG_SECTION = ".builtin_config"
-
-
-# What the signing stage uses from occlum_build.sgx: (module, name).
-SGX_API = (("sign", "sign_enclave"), ("elf", "patch_section"), ("signer", "PemSigner"),
-           ("signer", "ToolSigner"), ("signer", "generate_signing_key"))
-
-
-def signing_available() -> bool:
-    """Whether occlum_build.sgx offers the signing API.  Stages land independently; until it
-    does, the libos and sign stages are absent from the graph (never faked).
-
-    Checks that the modules exist without importing them (they bring in pyelftools and
-    cryptography, ~60 ms that an up-to-date build does not need); the names are imported
-    by the stages that run, and a missing one fails the build there."""
-    try:
-        return all(importlib.util.find_spec(f"occlum_build.sgx.{mod}") is not None
-                   for mod in dict(SGX_API))
-    except ImportError:
-        return False
-
-
-def dump_function() -> Callable[..., Any] | None:
-    """occlum_build.sgx's ``dump_enclave(data, where)`` (SIGSTRUCT fields, signature and
-    measurement replay), or None while that part of the signer is not there."""
-    for mod in ("occlum_build.sgx.dump", "occlum_build.sgx"):
-        try:
-            f = getattr(importlib.import_module(mod), "dump_enclave", None)
-        except ImportError:
-            continue
-        if f is not None:
-            return f
-    return None
 
 
 @dataclass(frozen=True)

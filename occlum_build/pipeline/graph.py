@@ -43,10 +43,8 @@ from .context import (
     SGX_MODES,
     BuildContext,
     BuildOptions,
-    dump_function,
     key_fingerprint,
     sign_date,
-    signing_available,
 )
 from .stages import builtin_config_bytes, conf_mac_of
 
@@ -166,12 +164,9 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
 
 
 def stage_names(ctx: BuildContext) -> list[str]:
-    """The stages in this build, in order (signing only once occlum_build.sgx exists)."""
-    names = ["enclave_xml", "image_config", "image", "initfs", "sys_json", "protect"]
-    if signing_available():
-        names += ["libos", "sign"]
-    names += ["runtime"]
-    return names
+    """The stages in this build, in order."""
+    return ["enclave_xml", "image_config", "image", "initfs", "sys_json", "protect", "libos",
+            "sign", "runtime"]
 
 
 def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dict[str, Any]]:
@@ -214,31 +209,29 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append(_small_task(
         ctx, "protect", "build/.Occlum_sys.json.protected (conf MAC)", lambda: st.write_protected(ctx),
         file_dep=[inst.sys_json], targets=[inst.sys_json_protected]))
-    names = stage_names(ctx)
-    if "sign" in names:
-        libos_src = ctx.native(paths.LIBOS_SO)
-        out.append(_small_task(
-            ctx, "libos", "LibOS with the conf MAC in .builtin_config", lambda: st.patch_libos(ctx),
-            file_dep=[libos_src, inst.sys_json_protected], targets=[inst.libos_unsigned]))
-        sign_state: dict[str, Any] = {}
+    libos_src = ctx.native(paths.LIBOS_SO)
+    out.append(_small_task(
+        ctx, "libos", "LibOS with the conf MAC in .builtin_config", lambda: st.patch_libos(ctx),
+        file_dep=[libos_src, inst.sys_json_protected], targets=[inst.libos_unsigned]))
+    sign_state: dict[str, Any] = {}
 
-        def do_sign() -> dict[str, Any]:
-            signer, _ = sign_state["signer"]
-            stats = st.sign(ctx, signer)
-            stats.update(st.record_outputs(ctx, [inst.libos_signed]))
-            return stats
+    def do_sign() -> dict[str, Any]:
+        signer, _ = sign_state["signer"]
+        stats = st.sign(ctx, signer)
+        stats.update(st.record_outputs(ctx, [inst.libos_signed]))
+        return stats
 
-        # The signer (and a missing development key) is resolved when the graph is made: its
-        # description is part of the sign stage's up-to-date check.
-        sign_state["signer"] = st.signer_for(ctx)
-        desc = {"signer": sign_state["signer"][1], "date": sign_date()}
-        out.append({"basename": "sign", "doc": "sign -> build/lib/libocclum-libos.signed.so",
-                    "actions": [_stage(ctx, "sign", do_sign)],
-                    "file_dep": [str(inst.libos_unsigned), str(inst.enclave_xml)],
-                    "targets": [str(inst.libos_signed)],
-                    "uptodate": [_targets_intact(ctx, "sign", [inst.libos_signed]),
-                                 config_changed(json.dumps(desc, sort_keys=True))],
-                    "task_dep": ["prepare"], "verbosity": 2})
+    # The signer (and a missing development key) is resolved when the graph is made: its
+    # description is part of the sign stage's up-to-date check.
+    sign_state["signer"] = st.signer_for(ctx)
+    desc = {"signer": sign_state["signer"][1], "date": sign_date()}
+    out.append({"basename": "sign", "doc": "sign -> build/lib/libocclum-libos.signed.so",
+                "actions": [_stage(ctx, "sign", do_sign)],
+                "file_dep": [str(inst.libos_unsigned), str(inst.enclave_xml)],
+                "targets": [str(inst.libos_signed)],
+                "uptodate": [_targets_intact(ctx, "sign", [inst.libos_signed]),
+                             config_changed(json.dumps(desc, sort_keys=True))],
+                "task_dep": ["prepare"], "verbosity": 2})
     rt = st.runtime_files(ctx)
     out.append(_small_task(ctx, "runtime", "PAL and occlum-run -> build/lib, build/bin",
                            lambda: st.copy_runtime(ctx, rt), file_dep=[s for s, _ in rt],
@@ -246,6 +239,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     # Stages run in the order of `names` (doit would otherwise order independent tasks by
     # set iteration): Occlum.json is validated before any image is hashed, and the output
     # reads the same on every build.
+    names = stage_names(ctx)
     by_name = {t["basename"]: t for t in out}
     for prev, name in zip(names, names[1:], strict=False):
         deps = by_name[name].setdefault("task_dep", [])
@@ -258,4 +252,4 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
 
 
 __all__ = ["BUILTIN_CONFIG_SECTION", "SGX_MODES", "BuildContext", "BuildOptions", "builtin_config_bytes",
-           "conf_mac_of", "dump_function", "signing_available", "stage_names", "tasks"]
+           "conf_mac_of", "stage_names", "tasks"]

@@ -8,7 +8,7 @@ naming the artifact and, for images, the first path that differs:
 2. build/initfs/__ROOT: the same, from initfs/ plus the generated etc/ files;
 3. build/Enclave.xml, build/.Occlum_sys.json and .protected regenerated from Occlum.json and
    the MACs; the conf MAC;
-4. the signed LibOS (when signing exists): .builtin_config holds the conf MAC and the
+4. the signed LibOS: .builtin_config holds the conf MAC and the
    SIGSTRUCT's MRENCLAVE/MRSIGNER are the ones in build/report.json.
 """
 
@@ -25,8 +25,9 @@ from typing import Any
 from .. import keys, paths
 from ..errors import KeyFileError, StateError, VerifyError
 from ..paths import Instance
-from .graph import BUILTIN_CONFIG_SECTION, builtin_config_bytes, dump_function, signing_available
+from .context import BUILTIN_CONFIG_SECTION
 from .report import read_report
+from .stages import builtin_config_bytes
 
 
 def _src_entries(src: Path) -> dict[str, tuple[str, int, int, bytes]]:
@@ -174,29 +175,23 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
             raise VerifyError(f"{field} {rep.get(field)} differs from the recomputed {val.hex()}",
                               where=str(inst.report))
 
-    if signing_available() and inst.libos_signed.exists():
+    from ..sgx.dump import verify_signed_enclave
+
+    try:
         data = inst.libos_signed.read_bytes()
-        if _section(data, BUILTIN_CONFIG_SECTION) != builtin_config_bytes(cmac):
-            raise VerifyError(f"{BUILTIN_CONFIG_SECTION} does not hold the conf MAC {cmac.hex()}",
-                              where=str(inst.libos_signed))
-        dump = dump_function()
-        if dump is None:
-            say("  --  enclave .builtin_config ok; SIGSTRUCT check not available in this build")
-            return rep
-        d = dump(data, str(inst.libos_signed))
-        if not getattr(d, "signature_valid", True):
-            raise VerifyError(f"the SIGSTRUCT signature does not verify ({d.signature_error})",
-                              where=str(inst.libos_signed))
-        replayed = getattr(d, "replayed_mrenclave", "")
-        if replayed and replayed != d.mrenclave:
-            raise VerifyError(f"the measured content gives MRENCLAVE {replayed}, the SIGSTRUCT "
-                              f"says {d.mrenclave}", where=str(inst.libos_signed))
-        for field in ("mrenclave", "mrsigner"):
-            got = _hexval(getattr(d, field))
-            if rep.get(field) != got:
-                raise VerifyError(f"{field.upper()} {got} differs from build/report.json "
-                                  f"({rep.get(field)})", where=str(inst.libos_signed))
-        say(f"  ok  enclave .builtin_config, signature, MRENCLAVE {rep.get('mrenclave')}")
+    except FileNotFoundError:
+        raise VerifyError("missing; rebuild", where=str(inst.libos_signed)) from None
+    if _section(data, BUILTIN_CONFIG_SECTION) != builtin_config_bytes(cmac):
+        raise VerifyError(f"{BUILTIN_CONFIG_SECTION} does not hold the conf MAC {cmac.hex()}",
+                          where=str(inst.libos_signed))
+    # Signature and measurement replay, strictly: a failure of either raises.
+    d = verify_signed_enclave(data, str(inst.libos_signed))
+    for field in ("mrenclave", "mrsigner"):
+        got = _hexval(getattr(d, field))
+        if rep.get(field) != got:
+            raise VerifyError(f"{field.upper()} {got} differs from build/report.json "
+                              f"({rep.get(field)})", where=str(inst.libos_signed))
+    say(f"  ok  enclave .builtin_config, signature, MRENCLAVE {rep.get('mrenclave')}")
     return rep
 
 

@@ -72,3 +72,55 @@ def test_encrypted_image_needs_the_right_key(inst, occlum, tmp_path):
     assert rc != 0 and "--image-key" in err
     rc, _, err = occlum("verify", "--image-key", str(k2))
     assert rc == EXIT_VERIFY
+
+
+def _css_offset(data: bytes) -> int:
+    """File offset of the SIGSTRUCT in the signed LibOS (it starts with a fixed header)."""
+    off = data.find(bytes.fromhex("06000000e10000000000010000000000"))
+    assert off > 0
+    return off
+
+
+def _rewrite(path, data: bytes) -> None:
+    os.chmod(path, 0o644)
+    path.write_bytes(data)
+
+
+def test_tampered_signed_libos_fails_verify(inst, occlum):
+    """The enclave check of `occlum verify` is strict: a bad signature, a measured byte
+    changed, and a report naming another MRENCLAVE are each refused (exit 3)."""
+    from occlum_build.sgx.sigstruct import SIGSTRUCT
+
+    occlum.build()
+    signed = inst / "build/lib/libocclum-libos.signed.so"
+    good = signed.read_bytes()
+    sig = _css_offset(good) + SIGSTRUCT.offset("signature")
+    bad = bytearray(good)
+    bad[sig + 7] ^= 1
+    _rewrite(signed, bytes(bad))
+    rc, _, err = occlum("verify")
+    assert rc == EXIT_VERIFY and "SIGSTRUCT does not verify" in err and "libocclum-libos.signed.so" in err
+
+    # A measured byte: the first byte of the .text section (loaded, EEXTENDed).
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    text = ELFFile(io.BytesIO(good)).get_section_by_name(".text")["sh_offset"]
+    bad = bytearray(good)
+    bad[text] ^= 0x80
+    _rewrite(signed, bytes(bad))
+    rc, _, err = occlum("verify")
+    assert rc == EXIT_VERIFY and "measurement of the file does not match" in err
+
+    _rewrite(signed, good)
+    rc, _, err = occlum("verify")
+    assert rc == 0, err
+    report = inst / "build/report.json"
+    rep = report.read_text()
+    import json
+
+    mre = json.loads(rep)["mrenclave"]
+    report.write_text(rep.replace(mre, "0" * 64))
+    rc, _, err = occlum("verify")
+    assert rc == EXIT_VERIFY and "MRENCLAVE" in err
