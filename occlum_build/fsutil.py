@@ -75,3 +75,29 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
         data = data.encode()
     with atomic_open(path, mode, durable=durable) as f:
         f.write(data)
+
+
+def makedirs(path: str | os.PathLike[str], mode: int = 0o755) -> None:
+    """``mkdir -p`` whose new directories get exactly ``mode``, whatever the umask (an
+    existing directory is left as it is)."""
+    p = Path(path)
+    if p.is_dir():
+        return
+    if not p.parent.is_dir():
+        makedirs(p.parent, mode)
+    try:
+        os.mkdir(p, mode)
+    except FileExistsError:
+        if not p.is_dir():
+            raise
+        return
+    os.chmod(p, mode)
+
+
+def boot_id() -> str:
+    """The kernel's boot id: caches of files written without fsync record it, and a cache
+    from another boot (perhaps after a power failure) is not trusted."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"

@@ -269,6 +269,45 @@ def _pwrite_all(fd: int, mv: memoryview, off: int) -> None:
         mv, off = mv[n:], off + n
 
 
+def read_meta_node(node0: bytes, name: str, key: bytes | None = None,
+                   where: str | None = None) -> tuple[Body, bytes]:
+    """Check a metadata node (mode, MAC, clean name) and return (its Body, the file MAC).
+    ``name`` is the basename the file is opened under; ``key`` None: integrity-only."""
+    def fail(msg: str) -> PfsError:
+        return PfsError(msg, where=where or name)
+
+    if len(node0) != NODE:
+        raise fail("truncated at node 0")
+    p = PLAIN.unpack(node0)
+    if p["file_id"] != FILE_ID or p["major_version"] != MAJOR:
+        raise fail("not a Protected FS file (bad file id or version)")
+    integrity = key is None
+    if p["use_user_kdk_key"] != 1 or p["integrity_only"] != (1 if integrity else 0):
+        mode = "integrity-only" if p["integrity_only"] else "user-key"
+        raise fail(f"is a {mode} file, opened as {'integrity-only' if integrity else 'user-key'}")
+    stored = node0[ENC_OFF:ENC_OFF + ENCRYPTED.size]
+    mac = bytes(p["meta_data_gmac"])  # type: ignore[arg-type]
+    if key is None:
+        if gmac0(stored) != mac:
+            raise fail("metadata node: MAC mismatch")
+        enc = stored
+    else:
+        mk = metadata_key(key, bytes(p["meta_data_key_id"]))  # type: ignore[arg-type]
+        try:
+            enc = AESGCM(mk).decrypt(IV, stored + mac, None)
+        except InvalidTag:
+            raise fail("metadata node: MAC mismatch (wrong key or tampered)") from None
+    e = ENCRYPTED.unpack(enc)
+    clean = bytes(e["clean_filename"]).split(b"\0", 1)[0]  # type: ignore[arg-type]
+    if clean != os.fsencode(name):
+        raise fail(f"file name mismatch: the file was written as {clean.decode(errors='replace')!r}")
+    size = int(e["size"])  # type: ignore[arg-type]
+    if size > MAX_SIZE:
+        raise fail(f"size {size} out of range")
+    head = bytes(e["data"])[:min(size, META_DATA)]  # type: ignore[index]
+    return Body(size, head, bytes(e["mht_key"]), bytes(e["mht_gmac"])), mac  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------ reader
 class PfsReader:
     """An open protected file: node 0 checked at open, each node against its parent when read.
@@ -283,37 +322,10 @@ class PfsReader:
         self._data = data_or_fd if isinstance(data_or_fd, bytes) else None
         self.key = key
         self._mht: dict[int, bytes] = {}
-        node0 = self._node(0)
-        p = PLAIN.unpack(node0)
-        if p["file_id"] != FILE_ID or p["major_version"] != MAJOR:
-            self._fail("not a Protected FS file (bad file id or version)")
-        integrity = key is None
-        if p["use_user_kdk_key"] != 1 or p["integrity_only"] != (1 if integrity else 0):
-            mode = "integrity-only" if p["integrity_only"] else "user-key"
-            self._fail(f"is a {mode} file, opened as "
-                       f"{'integrity-only' if integrity else 'user-key'}")
-        stored = node0[ENC_OFF:ENC_OFF + ENCRYPTED.size]
-        mac = bytes(p["meta_data_gmac"])  # type: ignore[arg-type]
-        if integrity:
-            if gmac0(stored) != mac:
-                self._fail("metadata node: MAC mismatch")
-            enc = stored
-        else:
-            mk = metadata_key(key, bytes(p["meta_data_key_id"]))  # type: ignore[arg-type]
-            try:
-                enc = AESGCM(mk).decrypt(IV, stored + mac, None)
-            except InvalidTag:
-                self._fail("metadata node: MAC mismatch (wrong key or tampered)")
-        e = ENCRYPTED.unpack(enc)
-        clean = bytes(e["clean_filename"]).split(b"\0", 1)[0]  # type: ignore[arg-type]
-        if clean != os.fsencode(name):
-            self._fail(f"file name mismatch: the file was written as {clean.decode(errors='replace')!r}")
-        self.mac = mac
-        self.size = int(e["size"])  # type: ignore[arg-type]
-        if self.size > MAX_SIZE:
-            self._fail(f"size {self.size} out of range")
-        self._head = bytes(e["data"])[:min(self.size, META_DATA)]  # type: ignore[index]
-        self._root = (bytes(e["mht_key"]), bytes(e["mht_gmac"]))  # type: ignore[arg-type]
+        body, self.mac = read_meta_node(self._node(0), name, key, self.where)
+        self.size = body.size
+        self._head = body.head
+        self._root = (body.mht_key, body.mht_gmac)
         if self._length() < file_size(self.size):
             self._fail(f"truncated: {self._length()} bytes, a {self.size}-byte file needs "
                        f"{file_size(self.size)}")
