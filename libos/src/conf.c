@@ -2,8 +2,14 @@
  * digest), then its conf MAC = SHA-256(file)[0:16] is compared with the MAC from the verified
  * LibOS, then the JSON is parsed with jansson into struct ocb_config. */
 #include "conf.h"
+#include "fs/pfs.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -239,30 +245,11 @@ out:
     return rc;
 }
 
-int ocb_conf_load_buf(const char *name, const uint8_t *data, size_t size, const uint8_t mac[16],
-                      struct ocb_config *out, struct ocb_err *e)
+int ocb_conf_parse_json(const char *name, const uint8_t *json, size_t len, struct ocb_config *out,
+                        struct ocb_err *e)
 {
     memset(out, 0, sizeof *out);
-    uint8_t digest[32];
-    if (size < 48 || memcmp(data, "OCBCONF1", 8) != 0)
-        return ocb_fail(e, "%s: not a protected config (bad magic)", name);
-    if (ocb_le32(data + 8) != 1)
-        return ocb_fail(e, "%s: unsupported protected config version %u", name, ocb_le32(data + 8));
-    uint32_t len = ocb_le32(data + 12);
-    if ((uint64_t)len + 48 != size)
-        return ocb_fail(e, "%s: size %zu does not match payload length %u", name, size, len);
-    SHA256(data, 16 + (size_t)len, digest);
-    if (CRYPTO_memcmp(digest, data + 16 + len, 32) != 0)
-        return ocb_fail(e, "%s: digest mismatch (the file is corrupted)", name);
-    SHA256(data, size, digest);
-    if (CRYPTO_memcmp(digest, mac, 16) != 0) {
-        char got[48], want[48];
-        ocb_format_key16(digest, got);
-        ocb_format_key16(mac, want);
-        return ocb_fail(e, "%s: conf MAC %s does not match the MAC %s built into the signed LibOS",
-                        name, got, want);
-    }
-    if (parse_json(data + 16, len, out, e) != 0) {
+    if (parse_json(json, len, out, e) != 0) {
         char tmp[sizeof e->msg];
         memcpy(tmp, e->msg, sizeof tmp);
         ocb_config_free(out);
@@ -271,16 +258,76 @@ int ocb_conf_load_buf(const char *name, const uint8_t *data, size_t size, const 
     return 0;
 }
 
+/* The protected config is a Protected FS integrity-only file (docs/formats/protected-fs.md)
+ * whose clean name is its basename: its MAC (node 0) is checked against the conf MAC before
+ * any of its content is read, then every node as it is read. */
+static int load_fd(const char *path, int fd, const uint8_t mac[16], struct ocb_config *out,
+                   struct ocb_err *e)
+{
+    memset(out, 0, sizeof *out);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    struct pfs_file pf;
+    char err[sizeof e->msg];
+    if (pfs_open_fd(&pf, fd, base, NULL, path, err, sizeof err) != 0)
+        return ocb_fail(e, "%s", err);
+    if (CRYPTO_memcmp(pf.m.mac, mac, 16) != 0) {
+        char got[48], want[48];
+        ocb_format_key16(pf.m.mac, got);
+        ocb_format_key16(mac, want);
+        pfs_close(&pf);
+        return ocb_fail(e, "%s: conf MAC %s does not match the MAC %s built into the signed LibOS",
+                        path, got, want);
+    }
+    if (pf.m.size > MAX_CONF_SIZE) {
+        pfs_close(&pf);
+        return ocb_fail(e, "%s: %llu bytes is over the %u-byte limit", path,
+                        (unsigned long long)pf.m.size, MAX_CONF_SIZE);
+    }
+    uint8_t *json = malloc(pf.m.size ? pf.m.size : 1);
+    ssize_t got = json ? pfs_read(&pf, json, pf.m.size, 0, err, sizeof err) : -1;
+    pfs_close(&pf);
+    if (got != (ssize_t)pf.m.size) {
+        free(json);
+        return json ? ocb_fail(e, "%s", err) : ocb_fail(e, "%s: out of memory", path);
+    }
+    int rc = ocb_conf_parse_json(path, json, pf.m.size, out, e);
+    free(json);
+    return rc;
+}
+
+int ocb_conf_load_buf(const char *name, const uint8_t *data, size_t size, const uint8_t mac[16],
+                      struct ocb_config *out, struct ocb_err *e)
+{
+    memset(out, 0, sizeof *out);
+    int fd = memfd_create("conf", MFD_CLOEXEC);
+    if (fd < 0)
+        return ocb_fail(e, "%s: memfd_create: %s", name, strerror(errno));
+    size_t done = 0;
+    while (done < size) {
+        ssize_t w = write(fd, data + done, size - done);
+        if (w <= 0) {
+            close(fd);
+            return ocb_fail(e, "%s: write: %s", name, strerror(errno));
+        }
+        done += (size_t)w;
+    }
+    return load_fd(name, fd, mac, out, e); /* pfs_close closes fd */
+}
+
 int ocb_conf_load(const char *path, const uint8_t mac[16], struct ocb_config *out,
                   struct ocb_err *e)
 {
-    uint8_t *data;
-    size_t size;
-    if (ocb_read_file(path, MAX_CONF_SIZE, &data, &size, e) != 0)
-        return -1;
-    int rc = ocb_conf_load_buf(path, data, size, mac, out, e);
-    free(data);
-    return rc;
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return ocb_fail(e, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ocb_fail(e, "%s: not a regular file", path);
+    }
+    return load_fd(path, fd, mac, out, e);
 }
 
 static void free_list(char **l, size_t n)

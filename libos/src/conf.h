@@ -34,13 +34,17 @@ struct ocb_config {
     const struct ocb_mount *init_lower, *init_upper, *root_lower, *root_upper;
 };
 
-/* Check the container and the conf MAC, then parse the JSON payload.  `name` is used in
- * messages.  The config is owned by the caller (ocb_config_free). */
+/* Open the protected config (a Protected FS integrity-only file whose clean name is the
+ * basename of `name`), check its MAC against the conf MAC, then read and parse the JSON.
+ * `name` is used in messages.  The config is owned by the caller (ocb_config_free). */
 int ocb_conf_load_buf(const char *name, const uint8_t *data, size_t size, const uint8_t mac[16],
                       struct ocb_config *out, struct ocb_err *e);
 int ocb_conf_load(const char *path, const uint8_t mac[16], struct ocb_config *out,
                   struct ocb_err *e);
 void ocb_config_free(struct ocb_config *c);
+/* Parse .Occlum_sys.json content (no container; for the fuzzer and the loader). */
+int ocb_conf_parse_json(const char *name, const uint8_t *json, size_t len, struct ocb_config *out,
+                        struct ocb_err *e);
 
 /* Occlum size strings: "<n>KB|MB|GB|TB|B" (1024-based, case-sensitive); 0 on success. */
 int ocb_parse_size(const char *text, uint64_t *out);

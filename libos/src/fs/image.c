@@ -1,6 +1,4 @@
-/* Image reader, metadata: docs/formats/image.md sections 3 and 5 (verify and decrypt the
- * metadata, parse the entry table, look paths up).  The objects (section 4) are read by
- * image_file.c. */
+/* SEFS image reader: docs/formats/sefs.md (records), docs/formats/protected-fs.md (files). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -8,397 +6,370 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ofs_crypto.h"
 #include "ofs_err.h"
 
-#define HDR 64
-#define ENT 96
-#define EHDR 28               /* encrypted metadata header: magic, version, zero, nonce */
-#define MAX_META (1ull << 34) /* refuse absurd metadata sizes before allocating */
+#define BLOCK 128
+#define GROUP 1024
+#define MAGIC 0x2F8DBE2Au
+#define ROOT_ID 2
+#define INODE_SIZE 112
+#define ENTRY_SIZE 264
+#define MAX_META (1ULL << 30) /* 8 Mi inodes */
 
-static int is_zero(const uint8_t *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (p[i]) return 0;
-    return 1;
+static int is_freemap(uint64_t b) { return b % GROUP == 1; }
+
+static void disk_name(uint32_t id, char out[33]) {
+    uint8_t b[16] = {0};
+    ofs_put_u32(b, id);
+    ofs_hex(b, 16, out);
 }
 
-static int derive(const uint8_t key[16], const char *info, void *out, size_t outlen) {
-    return ofs_hkdf(key, 16, "", 0, info, strlen(info), out, outlen);
-}
-
-/* Check a path's components: none empty, "." or "..", no NUL, each at most 255 bytes. */
-static const char *bad_path(const char *p, size_t len) {
-    size_t start = 0;
-    if (len > OFS_PATH_MAX) return "path longer than 4095 bytes";
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && p[i] == 0) return "NUL byte in path";
-        if (i == len || p[i] == '/') {
-            size_t c = i - start;
-            if (c == 0) return "empty path component";
-            if (c > OFS_NAME_MAX) return "path component longer than 255 bytes";
-            if ((c == 1 && p[start] == '.') || (c == 2 && p[start] == '.' && p[start + 1] == '.'))
-                return "'.' or '..' path component";
-            start = i + 1;
-        }
-    }
-    return NULL;
-}
-
-static int cmp_path(const char *a, size_t al, const char *b, size_t bl) {
-    int c = memcmp(a, b, al < bl ? al : bl);
-    if (c) return c;
-    return al < bl ? -1 : al > bl;
-}
-
-/* Binary search among entries [0, n). */
-static const struct ofs_entry *search(const struct ofs_entry *es, uint32_t n, const char *p,
-                                      size_t len) {
-    uint32_t lo = 0, hi = n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        int c = cmp_path(es[mid].path, es[mid].path_len, p, len);
-        if (c == 0) return &es[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-/* Decrypt encrypted stored metadata (section 5) into a fresh buffer. */
-static int decrypt_meta(const struct ofs_image *img, const uint8_t *s, size_t len,
-                        const uint8_t *key, uint8_t **plain, size_t *plen, char *err,
-                        size_t errlen) {
+int ofs_image_parse(struct ofs_image *img, const uint8_t *meta, size_t len, char *err, size_t errlen) {
     const char *d = img->dir;
-    if (!key)
-        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: the image is encrypted but no image key was "
-                    "given (--image-key)",
-                    d);
-    if (len < EHDR + OFS_GCM_TAG + HDR)
-        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: encrypted metadata too short", d);
-    if (ofs_get_u32(s + 8) != 1)
-        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: unknown version %u", d, ofs_get_u32(s + 8));
-    if (!is_zero(s + 12, 4))
-        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: non-zero reserved bytes", d);
-    uint8_t kmeta[16], knonce[32], nonce[32];
-    size_t n = len - EHDR - OFS_GCM_TAG;
-    uint8_t *p = malloc(n ? n : 1);
-    if (!p)
-        return ofs_fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory", d);
-    if (derive(key, "occlum-build image v1 metadata", kmeta, 16) ||
-        derive(key, "occlum-build image v1 metadata-nonce", knonce, 32) ||
-        ofs_gcm_decrypt(kmeta, s + 16, s, 16, s + EHDR, n, p, s + len - OFS_GCM_TAG)) {
-        free(p);
-        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-decrypt: the metadata does not decrypt: wrong image key",
-                    d);
+    if (len < 2 * BLOCK) return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: too short", d);
+    uint32_t groups = ofs_get_u32(meta + 12);
+    if (ofs_get_u32(meta) != MAGIC || groups == 0 || groups > (1u << 22) ||
+        ofs_get_u32(meta + 4) != GROUP * groups)
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: bad superblock", d);
+    uint64_t blocks = (uint64_t)GROUP * groups;
+    if ((uint64_t)(GROUP * (uint64_t)(groups - 1) + 2) * BLOCK > len)
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: free map of group %u is missing", d,
+                        groups - 1);
+    uint64_t max_id = 0, used = 0;
+    for (uint64_t b = 2; b < blocks; b++) {
+        const uint8_t *fm = meta + (b / GROUP * GROUP + 1) * BLOCK;
+        uint64_t bit = b % GROUP;
+        if (is_freemap(b) || (fm[bit / 8] >> (bit % 8) & 1)) continue;
+        if ((b + 1) * BLOCK - (BLOCK - INODE_SIZE) > len || b > UINT32_MAX - 1)
+            return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: inode %llu is past the end", d,
+                            (unsigned long long)b);
+        max_id = b;
+        used++;
     }
-    ofs_hmac_sha256(knonce, 32, p, n, nonce);
-    if (ofs_memneq(nonce, s + 16, 12)) {
-        free(p);
+    if (ofs_get_u32(meta + 8) != blocks - groups - 1 - used)
         return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: metadata nonce is not the one derived from "
-                    "its content",
-                    d);
+                        "%s: metadata: the superblock's free count does not match the free map", d);
+    if (max_id < ROOT_ID) return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: no root directory", d);
+    free(img->inodes);
+    img->inodes = calloc(max_id + 1, sizeof *img->inodes);
+    if (!img->inodes) return ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", d);
+    img->max_id = (uint32_t)max_id;
+    for (uint64_t b = 2; b <= max_id; b++) {
+        const uint8_t *fm = meta + (b / GROUP * GROUP + 1) * BLOCK;
+        uint64_t bit = b % GROUP;
+        if (is_freemap(b) || (fm[bit / 8] >> (bit % 8) & 1)) continue;
+        const uint8_t *r = meta + b * BLOCK;
+        struct ofs_inode *in = &img->inodes[b];
+        uint8_t want[16] = {0};
+        ofs_put_u32(want, (uint32_t)b);
+        in->size = ofs_get_u64(r);
+        in->type = ofs_get_u32(r + 8);
+        in->mode = ofs_get_u16(r + 12);
+        in->nlinks = ofs_get_u16(r + 14);
+        in->blocks = ofs_get_u32(r + 16);
+        memcpy(in->mac, r + 96, 16);
+        if (memcmp(r + 80, want, 16) != 0 || in->type < OFS_T_FILE || in->type > OFS_T_SYMLINK ||
+            in->mode > 0777 || (in->type == OFS_T_DIR && in->blocks < 2))
+            return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: inode %llu is malformed", d,
+                            (unsigned long long)b);
     }
-    *plain = p;
-    *plen = n;
+    if (img->inodes[ROOT_ID].type != OFS_T_DIR)
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: no root directory", d);
     return OFS_OK;
 }
 
-void ofs_image_clear(struct ofs_image *img) {
-    free(img->meta);
-    free(img->entries);
-    free(img->children);
-    img->meta = NULL;
-    img->entries = NULL;
-    img->children = NULL;
-    img->count = 0;
-}
-
-int ofs_image_parse(struct ofs_image *img, const uint8_t *s, size_t len, const uint8_t *key,
-                    char *err, size_t errlen) {
-    const char *d = img->dir;
-    char sb[256];
-    int rc, enc;
-    uint8_t *p = NULL;
-    size_t plen = 0;
-
-    if (len >= 8 && memcmp(s, "OCBIMGE1", 8) == 0) {
-        enc = 1;
-        rc = decrypt_meta(img, s, len, key, &p, &plen, err, errlen);
+int ofs_sefs_dir_parse(const uint8_t *data, size_t len, uint32_t id, uint32_t parent,
+                       int (*each)(void *ctx, const char *name, size_t nl, uint32_t id, uint32_t type),
+                       void *ctx, const char *where, char *err, size_t errlen) {
+    if (len % ENTRY_SIZE || len < 2 * ENTRY_SIZE)
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: directory content of %zu bytes", where, len);
+    for (size_t k = 0; k < len / ENTRY_SIZE; k++) {
+        const uint8_t *r = data + k * ENTRY_SIZE;
+        const char *name = (const char *)r + 4;
+        size_t nl = strnlen(name, 256);
+        uint32_t cid = ofs_get_u32(r), type = ofs_get_u32(r + 260);
+        if (k < 2) {
+            int ok = nl == k + 1 && memcmp(name, "..", nl) == 0 && type == OFS_T_DIR &&
+                     cid == (k == 0 ? id : parent);
+            if (!ok) return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: malformed '.' or '..' entry", where);
+            continue;
+        }
+        if (nl == 0 || nl > OFS_NAME_MAX || memchr(name, '/', nl) || (nl == 1 && name[0] == '.') ||
+            (nl == 2 && name[0] == '.' && name[1] == '.'))
+            return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: entry %zu has a bad name", where, k);
+        int rc = each(ctx, name, nl, cid, type);
         if (rc) return rc;
-    } else if (len >= 8 && memcmp(s, "OCBIMG01", 8) == 0) {
-        enc = 0;
-        if (key)
-            return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                        "%s/metadata: metadata-malformed: an image key was given but the image is "
-                        "integrity-only",
-                        d);
-        p = malloc(len ? len : 1);
-        if (!p)
-            return ofs_fail(err, errlen, OFS_ERR_IO, "%s/metadata: metadata-malformed: out of memory",
-                        d);
-        memcpy(p, s, len);
-        plen = len;
-    } else {
-        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
-                    "%s/metadata: metadata-malformed: bad magic (not an image)", d);
-    }
-    img->meta = p;
-    img->meta_len = plen;
-    img->encrypted = enc;
-    if (key) memcpy(img->key, key, 16);
-
-#define REJECT(...)                                                                                \
-    do {                                                                                           \
-        rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, __VA_ARGS__);                                       \
-        goto bad;                                                                                  \
-    } while (0)
-
-    if (plen < HDR)
-        REJECT("%s/metadata: metadata-malformed: metadata too short (%zu bytes)", d, plen);
-    if (memcmp(p, "OCBIMG01", 8) != 0)
-        REJECT("%s/metadata: metadata-malformed: bad magic in the metadata", d);
-    if (ofs_get_u32(p + 8) != 1)
-        REJECT("%s/metadata: metadata-malformed: unknown version %u", d, ofs_get_u32(p + 8));
-    uint32_t flags = ofs_get_u32(p + 12);
-    if (flags & ~1u) REJECT("%s/metadata: metadata-malformed: unknown flag bits 0x%x", d, flags);
-    if ((flags & 1u) != (uint32_t)enc)
-        REJECT("%s/metadata: metadata-malformed: encrypted flag does not match the metadata form",
-               d);
-    if (ofs_get_u32(p + 16) != OFS_BLOCK)
-        REJECT("%s/metadata: metadata-malformed: unsupported block size %u", d,
-               ofs_get_u32(p + 16));
-    uint32_t count = ofs_get_u32(p + 20);
-    uint64_t strsz = ofs_get_u64(p + 24);
-    if (!is_zero(p + 32, 32))
-        REJECT("%s/metadata: metadata-malformed: non-zero reserved bytes in the header", d);
-    if (count == 0) REJECT("%s/metadata: metadata-malformed: no root entry", d);
-    uint64_t ents = (uint64_t)count * ENT;
-    if (ents > plen - HDR || strsz != plen - HDR - ents)
-        REJECT("%s/metadata: metadata-malformed: size %zu does not match %u entries and a "
-               "%llu-byte string table",
-               d, plen, count, (unsigned long long)strsz);
-    const char *strtab = (const char *)p + HDR + ents;
-
-    img->entries = calloc(count, sizeof *img->entries);
-    img->children = calloc(count, sizeof *img->children);
-    if (!img->entries || !img->children)
-        REJECT("%s/metadata: metadata-malformed: out of memory", d);
-    img->count = count;
-
-    uint64_t cursor = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        const uint8_t *r = p + HDR + (uint64_t)i * ENT;
-        struct ofs_entry *e = &img->entries[i];
-        uint64_t poff = ofs_get_u64(r), toff = ofs_get_u64(r + 32);
-        uint32_t plen_ = ofs_get_u32(r + 8);
-        e->type = r[12];
-        e->mode = ofs_get_u32(r + 16);
-        e->size = ofs_get_u64(r + 24);
-        e->root = r + 40;
-        e->file_id = r + 72;
-        if (poff > strsz || plen_ > strsz - poff)
-            REJECT("%s/metadata: metadata-malformed: entry %u: path offset/length outside the "
-                   "string table",
-                   d, i);
-        e->path = strtab + poff;
-        e->path_len = plen_;
-        const char *shown = ofs_show_path(e->path, plen_, sb);
-        if (!is_zero(r + 13, 3) || !is_zero(r + 20, 4) || !is_zero(r + 88, 8))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): non-zero reserved bytes", d,
-                   i, shown);
-        if (e->type < OFS_T_FILE || e->type > OFS_T_SYMLINK)
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): unknown type %u", d, i, shown,
-                   e->type);
-        if ((e->mode & ~0777u) || (e->type == OFS_T_SYMLINK && e->mode != 0777))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): invalid mode 0%o", d, i,
-                   shown, e->mode);
-        if (poff != cursor)
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): string table is not in entry "
-                   "order",
-                   d, i, shown);
-        cursor += plen_;
-        if (i == 0) {
-            if (plen_ != 0)
-                REJECT("%s/metadata: metadata-malformed: entry 0 is not the root (empty path)", d);
-            if (e->type != OFS_T_DIR)
-                REJECT("%s/metadata: metadata-malformed: the root is not a directory", d);
-        } else {
-            const char *why = bad_path(e->path, plen_);
-            if (why)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): %s", d, i, shown, why);
-            const struct ofs_entry *prev = &img->entries[i - 1];
-            int c = cmp_path(prev->path, prev->path_len, e->path, plen_);
-            if (c == 0)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): duplicated path", d, i,
-                       shown);
-            if (c > 0)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): entries out of order", d,
-                       i, shown);
-        }
-        if (e->type == OFS_T_SYMLINK) {
-            if (toff > strsz || e->size > strsz - toff)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): link target outside the "
-                       "string table",
-                       d, i, shown);
-            if (toff != cursor)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): string table is not in "
-                       "entry order",
-                       d, i, shown);
-            if (e->size == 0 || e->size > OFS_PATH_MAX)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): link target not 1 to "
-                       "4095 bytes",
-                       d, i, shown);
-            e->target = strtab + toff;
-            if (memchr(e->target, 0, e->size))
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): NUL byte in link target",
-                       d, i, shown);
-            cursor += e->size;
-        } else if (toff != 0) {
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): target offset set on a "
-                   "non-symlink",
-                   d, i, shown);
-        }
-        int has_obj = e->type == OFS_T_FILE && e->size > 0;
-        if (e->type == OFS_T_DIR && e->size != 0)
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): directory with non-zero size",
-                   d, i, shown);
-        if (e->type == OFS_T_FILE && e->size >= (1ull << 48))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): file size too large", d, i,
-                   shown);
-        if (has_obj && is_zero(e->root, 32))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): file without an object root",
-                   d, i, shown);
-        if (!has_obj && !is_zero(e->root, 32))
-            REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): object root set on an entry "
-                   "without content",
-                   d, i, shown);
-        if ((!has_obj || !enc) && !is_zero(e->file_id, 16))
-            REJECT(
-                "%s/metadata: metadata-malformed: entry %u ('%s'): file id set where none belongs",
-                d, i, shown);
-        /* The parent precedes the entry (it is a prefix); it must exist and be a directory. */
-        if (i > 0) {
-            const char *slash = memrchr(e->path, '/', plen_);
-            size_t pl = slash ? (size_t)(slash - e->path) : 0;
-            const struct ofs_entry *par = search(img->entries, i, e->path, pl);
-            if (!par)
-                REJECT("%s/metadata: metadata-malformed: entry %u ('%s'): missing parent directory",
-                       d, i, shown);
-            if (par->type != OFS_T_DIR)
-                REJECT(
-                    "%s/metadata: metadata-malformed: entry %u ('%s'): parent is not a directory",
-                    d, i, shown);
-            e->parent = (uint32_t)(par - img->entries);
-            img->entries[e->parent].child_count++;
-        }
-    }
-    if (cursor != strsz)
-        REJECT("%s/metadata: metadata-malformed: string table has %llu unused bytes", d,
-               (unsigned long long)(strsz - cursor));
-    /* Group children by parent, in entry (= name) order. */
-    uint32_t next = 0;
-    for (uint32_t i = 0; i < count; i++) {
-        img->entries[i].first_child = next;
-        next += img->entries[i].child_count;
-        img->entries[i].child_count = 0;
-    }
-    for (uint32_t i = 1; i < count; i++) {
-        struct ofs_entry *par = &img->entries[img->entries[i].parent];
-        img->children[par->first_child + par->child_count++] = i;
     }
     return OFS_OK;
-bad:
-    ofs_image_clear(img);
-    return rc;
-#undef REJECT
 }
 
-static int read_all(int fd, uint8_t **out, size_t *len, size_t max) {
-    struct stat st;
-    if (fstat(fd, &st) < 0) return -1;
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-        errno = EINVAL;
-        return -1;
+/* ------------------------------------------------------------------ loading the tree */
+struct load {
+    struct ofs_image *img;
+    struct ofs_entry *es; /* DFS order while loading; path/target are offsets into str */
+    size_t n, cap;
+    char *str;
+    size_t slen, scap;
+    uint8_t *seen; /* by id */
+    uint32_t cur;  /* index of the directory being read */
+    char *err;
+    size_t errlen;
+};
+
+static int push_str(struct load *L, const char *s, size_t n, size_t *off) {
+    if (L->slen + n + 1 > L->scap) {
+        size_t c = (L->scap ? L->scap * 2 : 4096) + n;
+        char *p = realloc(L->str, c);
+        if (!p) return -1;
+        L->str = p;
+        L->scap = c;
     }
-    size_t n = (size_t)st.st_size, got = 0;
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) return -1;
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            free(b);
-            if (r == 0) errno = EIO;
-            return -1;
-        }
-        got += (size_t)r;
-    }
-    *out = b;
-    *len = n;
+    memcpy(L->str + L->slen, s, n);
+    *off = L->slen;
+    L->slen += n;
+    L->str[L->slen++] = 0;
     return 0;
 }
 
+static int add_entry(struct load *L, const char *name, size_t nl, uint32_t id, uint32_t type) {
+    const struct ofs_image *img = L->img;
+    char sb[256];
+    struct ofs_entry *par = &L->es[L->cur];
+    /* the child's path: parent path + "/" + name */
+    size_t plen = par->path_len, total = plen ? plen + 1 + nl : nl;
+    if (total > OFS_PATH_MAX)
+        return ofs_fail(L->err, L->errlen, OFS_ERR_VERIFY, "%s: /%s: path longer than %d bytes", img->dir,
+                        ofs_show_path(L->str + (size_t)par->path, plen, sb), OFS_PATH_MAX);
+    char path[OFS_PATH_MAX + 1];
+    memcpy(path, L->str + (size_t)par->path, plen);
+    if (plen) path[plen] = '/';
+    memcpy(path + (plen ? plen + 1 : 0), name, nl);
+    if (id < ROOT_ID || id > img->max_id || img->inodes[id].type == 0 || img->inodes[id].type != type)
+        return ofs_fail(L->err, L->errlen, OFS_ERR_VERIFY, "%s: /%s: names inode %u, which is %s", img->dir,
+                        ofs_show_path(path, total, sb), id,
+                        (id >= ROOT_ID && id <= img->max_id && img->inodes[id].type) ? "of another type"
+                                                                                      : "not in use");
+    if (L->seen[id])
+        return ofs_fail(L->err, L->errlen, OFS_ERR_VERIFY, "%s: /%s: inode %u is reachable twice", img->dir,
+                        ofs_show_path(path, total, sb), id);
+    L->seen[id] = 1;
+    if (L->n == L->cap) {
+        size_t c = L->cap ? L->cap * 2 : 256;
+        struct ofs_entry *p = realloc(L->es, c * sizeof *p);
+        if (!p) return ofs_fail(L->err, L->errlen, OFS_ERR_IO, "%s: out of memory", img->dir);
+        L->es = p;
+        L->cap = c;
+        par = &L->es[L->cur];
+    }
+    size_t off;
+    if (push_str(L, path, total, &off))
+        return ofs_fail(L->err, L->errlen, OFS_ERR_IO, "%s: out of memory", img->dir);
+    const struct ofs_inode *in = &img->inodes[id];
+    struct ofs_entry *e = &L->es[L->n++];
+    memset(e, 0, sizeof *e);
+    e->path = (const char *)(uintptr_t)off;
+    e->path_len = (uint32_t)total;
+    e->mode = in->mode;
+    e->type = (uint8_t)type;
+    e->size = type == OFS_T_DIR ? 0 : in->size;
+    e->id = id;
+    memcpy(e->mac, in->mac, 16);
+    e->parent = L->cur;
+    return 0;
+}
+
+/* The verified content of entry i (dirs and symlinks; bounded by the caller). */
+static int read_content(struct load *L, size_t i, uint64_t want, uint8_t **out) {
+    struct ofs_ifile f;
+    struct ofs_entry e = L->es[i];
+    e.path = L->str + (size_t)e.path;
+    uint8_t *buf = malloc(want ? want : 1);
+    if (!buf) return ofs_fail(L->err, L->errlen, OFS_ERR_IO, "%s: out of memory", L->img->dir);
+    int rc = ofs_ifile_open(L->img, &e, &f, L->err, L->errlen);
+    if (rc == OFS_OK && f.pf.m.size != want)
+        rc = ofs_fail(L->err, L->errlen, OFS_ERR_VERIFY, "%s: content is %llu bytes, the inode says %llu",
+                      f.where, (unsigned long long)f.pf.m.size, (unsigned long long)want);
+    if (rc == OFS_OK && want) {
+        ssize_t got = ofs_ifile_read(&f, buf, want, 0, L->err, L->errlen);
+        if (got != (ssize_t)want) rc = OFS_ERR_VERIFY;
+    }
+    ofs_ifile_close(&f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return OFS_OK;
+}
+
+static int each_child(void *ctx, const char *name, size_t nl, uint32_t id, uint32_t type) {
+    return add_entry(ctx, name, nl, id, type);
+}
+
+static int cmp_idx(const void *a, const void *b) {
+    const struct ofs_entry *x = (const struct ofs_entry *)a, *y = (const struct ofs_entry *)b;
+    size_t xl = x->path_len, yl = y->path_len;
+    int c = memcmp(x->path, y->path, xl < yl ? xl : yl);
+    if (c) return c;
+    return xl < yl ? -1 : xl > yl;
+}
+
+static int load_tree(struct ofs_image *img, char *err, size_t errlen) {
+    struct load L = {.img = img, .err = err, .errlen = errlen};
+    int rc = OFS_OK;
+    L.seen = calloc((size_t)img->max_id + 1, 1);
+    L.es = calloc(256, sizeof *L.es);
+    L.cap = 256;
+    size_t off;
+    if (!L.seen || !L.es || push_str(&L, "", 0, &off)) {
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", img->dir);
+        goto out;
+    }
+    L.n = 1;
+    L.es[0] = (struct ofs_entry){.path = (const char *)(uintptr_t)off, .mode = img->inodes[ROOT_ID].mode,
+                                 .type = OFS_T_DIR, .id = ROOT_ID};
+    memcpy(L.es[0].mac, img->inodes[ROOT_ID].mac, 16);
+    L.seen[ROOT_ID] = 1;
+    for (size_t i = 0; i < L.n && rc == OFS_OK; i++) {
+        const struct ofs_inode *in = &img->inodes[L.es[i].id];
+        uint8_t *data = NULL;
+        if (L.es[i].type == OFS_T_DIR) {
+            uint64_t want = (uint64_t)ENTRY_SIZE * in->blocks;
+            if (want > (1u << 30)) {
+                rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: inode %u: directory too large", img->dir,
+                              L.es[i].id);
+                break;
+            }
+            if ((rc = read_content(&L, i, want, &data))) break;
+            char where[OFS_PATH_MAX + 64], sb[256];
+            snprintf(where, sizeof where, "%s: /%s", img->dir,
+                     ofs_show_path(L.str + (size_t)L.es[i].path, L.es[i].path_len, sb));
+            L.cur = (uint32_t)i;
+            uint32_t parent = i == 0 ? ROOT_ID : L.es[L.es[i].parent].id;
+            rc = ofs_sefs_dir_parse(data, want, L.es[i].id, parent, each_child, &L, where, err, errlen);
+        } else if (L.es[i].type == OFS_T_SYMLINK) {
+            if (in->size == 0 || in->size > OFS_PATH_MAX) {
+                rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: inode %u: bad symlink size", img->dir, L.es[i].id);
+                break;
+            }
+            if ((rc = read_content(&L, i, in->size, &data))) break;
+            if (push_str(&L, (const char *)data, in->size, &off))
+                rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", img->dir);
+            else
+                L.es[i].target = (const char *)(uintptr_t)off;
+        }
+        free(data);
+    }
+    if (rc) goto out;
+    if (L.n > UINT32_MAX) {
+        rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: too many entries", img->dir);
+        goto out;
+    }
+    /* Resolve offsets, sort by path, remap parents, group children. */
+    for (size_t i = 0; i < L.n; i++) {
+        L.es[i].path = L.str + (size_t)L.es[i].path;
+        if (L.es[i].type == OFS_T_SYMLINK) L.es[i].target = L.str + (size_t)L.es[i].target;
+        L.es[i].first_child = (uint32_t)i; /* the DFS index, kept through the sort */
+    }
+    qsort(L.es, L.n, sizeof *L.es, cmp_idx);
+    uint32_t *pos = malloc(L.n * sizeof *pos);
+    img->children = calloc(L.n ? L.n : 1, sizeof *img->children);
+    if (!pos || !img->children) {
+        free(pos);
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", img->dir);
+        goto out;
+    }
+    for (size_t i = 0; i < L.n; i++) pos[L.es[i].first_child] = (uint32_t)i;
+    for (size_t i = 0; i < L.n; i++) {
+        L.es[i].parent = pos[L.es[i].parent];
+        L.es[i].first_child = L.es[i].child_count = 0;
+    }
+    for (size_t i = 1; i < L.n; i++) L.es[L.es[i].parent].child_count++;
+    uint32_t acc = 0;
+    for (size_t i = 0; i < L.n; i++) {
+        L.es[i].first_child = acc;
+        acc += L.es[i].child_count;
+        L.es[i].child_count = 0;
+    }
+    for (size_t i = 1; i < L.n; i++) {
+        struct ofs_entry *p = &L.es[L.es[i].parent];
+        img->children[p->first_child + p->child_count++] = (uint32_t)i;
+    }
+    free(pos);
+    img->entries = L.es;
+    img->count = (uint32_t)L.n;
+    img->strings = L.str;
+    L.es = NULL;
+    L.str = NULL;
+out:
+    free(L.es);
+    free(L.str);
+    free(L.seen);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ open / close */
 int ofs_image_open(const char *dir, const uint8_t mac[16], const uint8_t *key,
                    struct ofs_image **out, char *err, size_t errlen) {
     struct ofs_image *img = calloc(1, sizeof *img);
-    uint8_t *stored = NULL, h[32];
-    size_t len = 0;
-    int rc, dfd = -1, fd = -1;
+    uint8_t *meta = NULL;
+    int rc;
+    *out = NULL;
     if (!img || !(img->dir = strdup(dir))) {
         free(img);
         return ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
     }
-    img->objects_fd = -1;
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        rc = ofs_fail(err, errlen, OFS_ERR_INPUT, "%s: cannot open image directory: %s", dir,
-                  strerror(errno));
+    img->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (img->dir_fd < 0) {
+        rc = ofs_fail(err, errlen, OFS_ERR_INPUT, "%s: cannot open image directory: %s", dir, strerror(errno));
         goto out;
     }
-    fd = openat(dfd, "metadata", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read_all(fd, &stored, &len, MAX_META) < 0) {
-        rc = ofs_fail(err, errlen, errno == ENOENT ? OFS_ERR_INPUT : OFS_ERR_IO,
-                  "%s/metadata: mac-mismatch: cannot read the image metadata: %s", dir,
-                  strerror(errno));
-        goto out;
+    if (key) {
+        img->encrypted = 1;
+        memcpy(img->key, key, 16);
     }
-    ofs_sha256(stored, len, h);
-    if (ofs_memneq(h, mac, 16)) {
+    char where[OFS_PATH_MAX + 64];
+    snprintf(where, sizeof where, "%s: metadata", dir);
+    struct pfs_file pf;
+    if ((rc = pfs_open(&pf, img->dir_fd, "metadata", key, where, err, errlen))) goto out;
+    if (ofs_memneq(pf.m.mac, mac, 16)) {
         char want[48], got[48];
         ofs_format_hex16(mac, want);
-        ofs_format_hex16(h, got);
-        rc = ofs_fail(
-            err, errlen, OFS_ERR_VERIFY,
-            "%s/metadata: mac-mismatch: image MAC mismatch (expected %s, metadata hashes to %s): "
-            "the image was modified or does not belong to this build",
-            dir, want, got);
+        ofs_format_hex16(pf.m.mac, got);
+        pfs_close(&pf);
+        rc = ofs_fail(err, errlen, OFS_ERR_VERIFY,
+                      "%s: metadata: root MAC mismatch (expected %s, the image holds %s): the image was "
+                      "modified or does not belong to this build", dir, want, got);
         goto out;
     }
-    rc = ofs_image_parse(img, stored, len, key, err, errlen);
-    if (rc) goto out;
-    img->objects_fd = openat(dfd, "objects", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (img->objects_fd < 0 && errno != ENOENT) {
-        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s/objects: %s", dir, strerror(errno));
+    if (pf.m.size > MAX_META) {
+        pfs_close(&pf);
+        rc = ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: too large", dir);
         goto out;
     }
+    size_t len = (size_t)pf.m.size;
+    meta = malloc(len ? len : 1);
+    ssize_t got = meta ? pfs_read(&pf, meta, len, 0, err, errlen) : -1;
+    pfs_close(&pf);
+    if (!meta) {
+        rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: out of memory", dir);
+        goto out;
+    }
+    if (got != (ssize_t)len) {
+        rc = OFS_ERR_VERIFY;
+        goto out;
+    }
+    if ((rc = ofs_image_parse(img, meta, len, err, errlen))) goto out;
+    rc = load_tree(img, err, errlen);
 out:
-    free(stored);
-    if (fd >= 0) close(fd);
-    if (dfd >= 0) close(dfd);
+    free(meta);
     if (rc) {
         ofs_image_close(img);
         img = NULL;
@@ -407,17 +378,45 @@ out:
     return rc;
 }
 
+void ofs_image_clear(struct ofs_image *img) {
+    free(img->inodes);
+    free(img->entries);
+    free(img->children);
+    free(img->strings);
+    img->inodes = NULL;
+    img->entries = NULL;
+    img->children = NULL;
+    img->strings = NULL;
+    img->count = 0;
+}
+
 void ofs_image_close(struct ofs_image *img) {
     if (!img) return;
     ofs_image_clear(img);
-    if (img->objects_fd >= 0) close(img->objects_fd);
+    if (img->dir_fd > 0) close(img->dir_fd);
+    OPENSSL_cleanse(img->key, sizeof img->key);
     free(img->dir);
     free(img);
 }
 
-const struct ofs_entry *ofs_image_lookup(const struct ofs_image *img, const char *path,
-                                         size_t len) {
-    return search(img->entries, img->count, path, len);
+static int cmp_path(const char *a, size_t al, const char *b, size_t bl) {
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c) return c;
+    return al < bl ? -1 : al > bl;
+}
+
+const struct ofs_entry *ofs_image_lookup(const struct ofs_image *img, const char *path, size_t len) {
+    uint32_t lo = 0, hi = img->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = cmp_path(img->entries[mid].path, img->entries[mid].path_len, path, len);
+        if (c == 0) return &img->entries[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
 const char *ofs_entry_name(const struct ofs_entry *e, size_t *len) {
@@ -425,4 +424,36 @@ const char *ofs_entry_name(const struct ofs_entry *e, size_t *len) {
     const char *n = slash ? slash + 1 : e->path;
     *len = e->path_len - (size_t)(n - e->path);
     return n;
+}
+
+/* ------------------------------------------------------------------ files */
+int ofs_ifile_open(const struct ofs_image *img, const struct ofs_entry *e, struct ofs_ifile *f,
+                   char *err, size_t errlen) {
+    char sb[256], name[33];
+    memset(f, 0, sizeof *f);
+    f->img = img;
+    f->e = e;
+    f->pf.fd = -1;
+    snprintf(f->where, sizeof f->where, "%s: /%s", img->dir, ofs_show_path(e->path, e->path_len, sb));
+    disk_name(e->id, name);
+    int rc = pfs_open(&f->pf, img->dir_fd, name, img->encrypted ? img->key : NULL, f->where, err, errlen);
+    if (rc) return rc;
+    if (ofs_memneq(f->pf.m.mac, e->mac, 16)) {
+        pfs_close(&f->pf);
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY,
+                        "%s: inode MAC mismatch (%s is not the file the metadata names)", f->where, name);
+    }
+    if (e->type == OFS_T_FILE && f->pf.m.size != e->size) {
+        pfs_close(&f->pf);
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: content is %llu bytes, the inode says %llu",
+                        f->where, (unsigned long long)f->pf.m.size, (unsigned long long)e->size);
+    }
+    return OFS_OK;
+}
+
+void ofs_ifile_close(struct ofs_ifile *f) { pfs_close(&f->pf); }
+
+ssize_t ofs_ifile_read(struct ofs_ifile *f, void *buf, size_t len, uint64_t off, char *err, size_t errlen) {
+    ssize_t n = pfs_read(&f->pf, buf, len, off, err, errlen);
+    return n < 0 ? -EIO : n;
 }
