@@ -84,7 +84,7 @@ else:
     dst = Path(sys.argv[5]) if what == "integrity-tmpfs" else root / name
     c, m0 = cpu(), busy()
     r = build_image(root / "src", dst / "__ROOT", dst / ".ROOT_MAC", key=key,
-                    cache_dir=dst / "state", jobs=int(sys.argv[4]))
+                    cache_dir=dst / "state")
     out.update(seconds=r.seconds, cpu=cpu() - c, bytes_read=r.bytes_read, files=r.files,
                entries=r.entries,
                written=r.objects_written, reused=r.objects_reused)

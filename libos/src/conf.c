@@ -321,7 +321,7 @@ int ocb_conf_load(const char *path, const uint8_t mac[16], struct ocb_config *ou
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return ocb_fail(e, "%s: %s", path, strerror(errno));
+        return ocb_fail(e, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);

@@ -122,7 +122,7 @@ static int run_enclave(const struct ocb_enclave_file *f, const uint8_t *img, str
         ocb_fail(e, ".builtin_config is all zero (no conf MAC: the LibOS was not built by occlum build)");
         goto out;
     }
-    if (cfg[47] != 0 || ocb_parse_key16((const char *)cfg, 47, out->conf_mac) != 0) {
+    if (ocb_parse_key16((const char *)cfg, sizeof cfg, out->conf_mac) != 0) {
         ocb_fail(e, ".builtin_config does not hold a conf MAC");
         goto out;
     }

@@ -1,21 +1,24 @@
-"""The image format: writer, reader, verifier, protected config (docs/formats/image.md).
+"""Real Occlum's on-disk formats: SEFS images over Protected FS files, and the protected
+config (docs/formats/sefs.md, protected-fs.md).
 
 Plain functions from inputs to outputs; no doit, no other stage imported.
 """
 
 from __future__ import annotations
 
-from .format import ImageError
 from .macfile import read_mac_file, write_mac_file
+from .pfs import PfsError
 from .protect import conf_mac, protect_config, unprotect_config
-from .reader import ImageReader
+from .sefs import SefsError, SefsReader, SefsSourceError, zip_tree
+from .sefs_build import ImageResult, build_image, compute_mac
 from .verify import VerifyReport, verify_image
-from .writer import ImageResult, build_image, compute_mac
 
 __all__ = [
-    "ImageError",
-    "ImageReader",
     "ImageResult",
+    "PfsError",
+    "SefsError",
+    "SefsReader",
+    "SefsSourceError",
     "VerifyReport",
     "build_image",
     "compute_mac",
@@ -25,4 +28,5 @@ __all__ = [
     "unprotect_config",
     "verify_image",
     "write_mac_file",
+    "zip_tree",
 ]

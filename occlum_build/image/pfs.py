@@ -287,6 +287,11 @@ def read_meta_node(node0: bytes, name: str, key: bytes | None = None,
         raise fail(f"is a {mode} file, opened as {'integrity-only' if integrity else 'user-key'}")
     stored = node0[ENC_OFF:ENC_OFF + ENCRYPTED.size]
     mac = bytes(p["meta_data_gmac"])  # type: ignore[arg-type]
+    # Integrity-only files have no key id, SVNs or attribute mask and are never mid-update:
+    # those bytes are outside every MAC, so they must be zero.
+    if key is None and (any(node0[PLAIN.offset("meta_data_key_id"):PLAIN.offset("use_user_kdk_key")])
+                        or any(node0[PLAIN.span("attribute_mask")]) or p["update_flag"]):
+        raise fail("metadata node: non-zero unused plain-part fields")
     if key is None:
         if gmac0(stored) != mac:
             raise fail("metadata node: MAC mismatch")

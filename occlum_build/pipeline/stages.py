@@ -21,7 +21,6 @@ from ..errors import OcclumError, StateError
 from ..fsutil import atomic_write
 from ..paths import Instance
 from .context import (
-    BUILTIN_CONFIG_SECTION,
     IMAGE_METADATA,
     BuildContext,
     key_fingerprint,
@@ -240,8 +239,9 @@ def conf_mac_of(inst: Instance) -> bytes:
 
 
 def builtin_config_bytes(mac: bytes) -> bytes:
-    """What goes into .builtin_config: the 47-character MAC text and a NUL (48 bytes)."""
-    return keys.format_hex16(mac).encode() + b"\0"
+    """The conf MAC file Occlum feeds `objcopy --update-section .builtin_config=`: the
+    47-character MAC text and a newline (48 bytes), what the section holds once patched."""
+    return keys.format_hex16(mac).encode() + b"\n"
 
 
 def _native_file(ctx: BuildContext, name: str) -> Path:
@@ -253,10 +253,11 @@ def _native_file(ctx: BuildContext, name: str) -> Path:
 
 
 def patch_libos(ctx: BuildContext) -> None:
-    from ..sgx.elf import patch_section
+    from ..sgx.elf import update_builtin_config
 
-    data = _native_file(ctx, paths.LIBOS_SO).read_bytes()
-    patched = patch_section(data, BUILTIN_CONFIG_SECTION, builtin_config_bytes(conf_mac_of(ctx.inst)))
+    src = _native_file(ctx, paths.LIBOS_SO)
+    patched = update_builtin_config(src.read_bytes(), builtin_config_bytes(conf_mac_of(ctx.inst)),
+                                    where=str(src))
     atomic_write(ctx.inst.libos_unsigned, patched, mode=0o755)
 
 

@@ -3,7 +3,8 @@
 Checks, in the order of the boot chain; the first difference raises VerifyError (exit 3)
 naming the artifact and, for images, the first path that differs:
 
-1. build/mount/__ROOT: every block against the metadata and the MAC (verify_image), then the
+1. build/mount/__ROOT: every node of every inode file against the metadata and the root MAC
+   (verify_image), then the
    MAC recomputed from image/ (every file read; no cache is trusted);
 2. build/initfs/__ROOT: the same, from initfs/ plus the generated etc/ files;
 3. build/Enclave.xml, build/.Occlum_sys.json and .protected regenerated from Occlum.json and
@@ -50,14 +51,10 @@ def _src_entries(src: Path) -> dict[str, tuple[str, int, int, bytes]]:
 
 def _first_difference(label: str, src: Path, out_dir: Path, mac: bytes, key: bytes | None) -> str:
     """Name the first path where ``src`` and the built image differ."""
-    from ..image import ImageReader
+    from ..image import SefsReader
 
-    r = ImageReader(out_dir, mac, key)
-    built: dict[str, Any] = {}
-    for e in r.entries():
-        p = e.path.decode() if isinstance(e.path, bytes) else e.path
-        if p:
-            built[p] = e
+    r = SefsReader(out_dir, mac, key)
+    built: dict[str, Any] = {e.path.lstrip("/"): e for e in r.walk() if e.path != "/"}
     have = _src_entries(src)
     for p in sorted(set(built) | set(have)):
         if p not in built:
@@ -69,7 +66,7 @@ def _first_difference(label: str, src: Path, out_dir: Path, mac: bytes, key: byt
         if ekind != kind:
             return f"{label}/{p}: built as {ekind}, now a {kind}"
         if kind == "symlink":
-            if bytes(e.target) != target:
+            if r.content(e.id, e.path) != target:
                 return f"{label}/{p}: link target differs"
             continue
         if kind != "symlink" and (e.mode & 0o777) != mode:
@@ -77,7 +74,7 @@ def _first_difference(label: str, src: Path, out_dir: Path, mac: bytes, key: byt
         if kind == "file":
             if e.size != size:
                 return f"{label}/{p}: size {size} differs from the built {e.size}"
-            if r.read(p) != (src / p).read_bytes():
+            if r.content(e.id, e.path) != (src / p).read_bytes():
                 return f"{label}/{p}: content differs"
     return f"{label}/: the tree differs from the built image (same entries and content)"
 
@@ -122,7 +119,7 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
                     say: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Run every check; return the report the checks were made against."""
     from ..config import enclave_xml, image_config_json, load_config, sys_json
-    from ..image import ImageReader
+    from ..image import SefsReader
     from ..image.protect import conf_mac, protect_config
     from .staging import stage_initfs
 
@@ -140,13 +137,13 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
 
     # The init FS: the same generated files as the build puts in (graph._stage_initfs_src).
     initfs_mac_text = inst.initfs_mac_file.read_text().strip()
-    built_initfs = ImageReader(inst.initfs_out, keys.parse_hex16(initfs_mac_text, str(inst.initfs_mac_file)))
+    built_initfs = SefsReader(inst.initfs_out, keys.parse_hex16(initfs_mac_text, str(inst.initfs_mac_file)))
     generated: dict[str, tuple[bytes, int]] = {
         paths.INITFS_IMAGE_CONFIG: (image_config_json(encrypted), 0o644)}
     if inst.init_ra_conf.is_file():
         generated["etc/" + paths.INIT_RA_CONF] = (inst.init_ra_conf.read_bytes(), 0o644)
     try:
-        built_initfs.entry(paths.INITFS_IMAGE_KEY)
+        built_initfs.lookup("/" + paths.INITFS_IMAGE_KEY)
         has_key = True
     except FileNotFoundError:
         has_key = False

@@ -268,3 +268,51 @@ def patch_section(elf: bytes, name: str, data: bytes) -> bytes:
     if off + len(data) > len(elf):
         raise EnclaveError(f"section {name!r} extends past the end of the file")
     return elf[:off] + bytes(data) + elf[off + len(data):]
+
+
+BUILTIN_CONFIG = ".builtin_config"
+BUILTIN_CONFIG_SIZE = 47  # Occlum's LibOS: static OCCLUM_JSON_MAC: [u8; 47]
+
+
+def update_builtin_config(elf: bytes, mac_file: bytes, where: str = "LibOS") -> bytes:
+    """Put the conf MAC file (47 characters and a newline, as `show-mac` prints it) into
+    ``.builtin_config`` exactly as ``objcopy --update-section .builtin_config=<mac file>``
+    does when padding follows the 47-byte section: the 48 bytes at its file offset and its
+    ``sh_size`` set to 48, nothing else moved.  When no padding follows, objcopy would shift
+    the later sections (a broken enclave): that is refused."""
+    if len(mac_file) != BUILTIN_CONFIG_SIZE + 1:
+        raise EnclaveError(f"the conf MAC file is {len(mac_file)} bytes, expected 48", where=where)
+    try:
+        f = ELFFile(io.BytesIO(elf))
+        sec = f.get_section_by_name(BUILTIN_CONFIG)
+        sections = list(f.iter_sections())
+        shoff, shentsize = f["e_shoff"], f["e_shentsize"]
+    except ELFError as e:
+        raise EnclaveError(f"malformed ELF: {e}", where=where) from None
+    if sec is None:
+        raise EnclaveError(f"no {BUILTIN_CONFIG} section (not an Occlum LibOS)", where=where)
+    idx = next(i for i, x in enumerate(sections) if x.name == BUILTIN_CONFIG)
+    size, off, addr = sec["sh_size"], sec["sh_offset"], sec["sh_addr"]
+    if sec["sh_type"] == "SHT_NOBITS" or size not in (BUILTIN_CONFIG_SIZE, BUILTIN_CONFIG_SIZE + 1):
+        raise EnclaveError(f"{BUILTIN_CONFIG} is {size} bytes, expected {BUILTIN_CONFIG_SIZE}", where=where)
+    end = off + len(mac_file)
+    for i, other in enumerate(sections):
+        if i == idx or other["sh_type"] == "SHT_NULL":
+            continue
+        o_off, o_addr = other["sh_offset"], other["sh_addr"]
+        o_size = other["sh_size"]
+        in_file = other["sh_type"] != "SHT_NOBITS" and o_size > 0
+        file_clash = in_file and off < o_off + o_size and o_off < end
+        addr_clash = addr and o_addr and o_size and addr < o_addr + o_size and o_addr < addr + 48
+        if file_clash or addr_clash:
+            raise EnclaveError(f"no room after {BUILTIN_CONFIG}: {other.name} starts right after its "
+                               f"{BUILTIN_CONFIG_SIZE} bytes (objcopy would move it and break the "
+                               "enclave's layout); rebuild the LibOS with padding after the section",
+                               where=where)
+    if end > len(elf):
+        raise EnclaveError(f"{BUILTIN_CONFIG} extends past the end of the file", where=where)
+    size_at = shoff + idx * shentsize + 32  # Elf64_Shdr.sh_size
+    out = bytearray(elf)
+    out[off:end] = mac_file
+    out[size_at:size_at + 8] = (BUILTIN_CONFIG_SIZE + 1).to_bytes(8, "little")
+    return bytes(out)

@@ -53,7 +53,7 @@ def image(request, tmp_path: Path):
     src = tmp_path / "src"
     files = make_tree(src)
     out, mac = tmp_path / "build/mount/__ROOT", tmp_path / "build/mount/.ROOT_MAC"
-    build_image(src, out, mac, key=key, cache_dir=tmp_path / "cache", jobs=1)
+    build_image(src, out, mac, key=key, cache_dir=tmp_path / "cache")
     extra: tuple[str, ...] = ()
     if key:
         keyfile = tmp_path / "image_key"
@@ -145,14 +145,15 @@ def test_read_write_persist_and_tamper(image: dict) -> None:
 
 
 def test_flipped_block_gives_eio_and_names_file(image: dict) -> None:
-    from occlum_build.image import ImageReader  # noqa: F401  (the reader module exists)
+    from occlum_build.image import SefsReader, read_mac_file
+    from occlum_build.image.sefs_layout import disk_name
 
-    objects = image["out"] / "objects"
-    size = len(image["files"]["lib/big"])
-    obj = next(p for p in objects.iterdir() if p.stat().st_size in (size + 32 * 41, size + 48 * 41))
+    key = KEY if image["extra"] else None
+    ino = SefsReader(image["out"], read_mac_file(image["mac"]), key).lookup("/lib/big")
+    obj = image["out"] / disk_name(ino)
     data = bytearray(obj.read_bytes())
-    stride = 4096 + (16 if image["extra"] else 0)
-    data[25 * stride + 100] ^= 1  # inside block 25 (second half of a 32-block read)
+    d, within = divmod(25 * 4096 + 100 - 3072, 4096)  # content byte -> data node, offset in it
+    data[(d + 2 + d // 96) * 4096 + within] ^= 1  # inside block 25 (second half of a 32-block read)
     obj.write_bytes(bytes(data))
     m = mount(image)
     with m:
@@ -170,19 +171,20 @@ def test_flipped_block_gives_eio_and_names_file(image: dict) -> None:
             assert e.value.errno == errno.EIO
         assert (image["mnt"] / "etc/hosts").read_bytes() == image["files"]["etc/hosts"]
     assert m.proc.returncode == 0, m.stderr
-    lines = [ln for ln in m.stderr.splitlines() if "block-mismatch" in ln]
+    lines = [ln for ln in m.stderr.splitlines() if "MAC mismatch" in ln]
     assert lines and "/lib/big" in lines[0] and str(image["out"]) in lines[0]
 
 
 def test_tampered_metadata_is_not_mounted(image: dict) -> None:
     meta = image["out"] / "metadata"
     data = bytearray(meta.read_bytes())
-    data[70] ^= 1
+    data[70 if not image["extra"] else 200] ^= 1  # integrity-only: a plain-part byte no MAC covers
     meta.write_bytes(bytes(data))
     m = mount(image)
     assert not m.ready
     assert m.unmount() == 3
-    assert "mac-mismatch" in m.stderr and str(meta) in m.stderr
+    want = "MAC mismatch" if image["extra"] else "non-zero unused plain-part fields"
+    assert f"__ROOT: metadata: metadata node: {want}" in m.stderr and str(image["out"]) in m.stderr
     assert not os.path.ismount(image["mnt"])
 
 
@@ -246,7 +248,9 @@ def test_bad_arguments_name_the_artifact(image: dict, tmp_path: Path) -> None:
     else:
         (tmp_path / "k").write_text("00-" * 15 + "00")
         r = run("--image-key", str(tmp_path / "k"), str(image["out"]), str(image["mac"]), "-", mnt)
-    assert r.returncode == 3 and "metadata-malformed" in r.stderr
+    want = "is a user-key file, opened as integrity-only" if image["extra"] else \
+        "is a integrity-only file, opened as user-key"
+    assert r.returncode == 3 and want in r.stderr and "__ROOT: metadata" in r.stderr
 
 
 def test_sigterm_unmounts_and_keeps_writes(image: dict) -> None:

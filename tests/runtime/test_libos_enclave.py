@@ -14,6 +14,7 @@ from elftools.elf.elffile import ELFFile
 
 from occlum_build import paths
 from occlum_build.sgx import sign_enclave
+from occlum_build.sgx.elf import update_builtin_config
 from occlum_build.sgx.signer import PemSigner, generate_signing_key
 
 from .rt_helpers import native_ready
@@ -48,8 +49,9 @@ def test_elf_shape() -> None:
     note = elf.get_section_by_name(".note.sgxmeta")
     assert note["sh_size"] == 0x601C and note["sh_addralign"] == 4 and not note["sh_flags"] & 2
     bc = elf.get_section_by_name(".builtin_config")
-    assert bc["sh_size"] == 48 and bc["sh_flags"] & 2 and not bc["sh_flags"] & 1  # ALLOC, not WRITE
-    assert bc.data() == bytes(48)
+    # 47 bytes as in Occlum's LibOS, ALLOC and not WRITE, with room for objcopy's 48-byte update
+    assert bc["sh_size"] == 47 and bc["sh_flags"] & 2 and not bc["sh_flags"] & 1
+    assert bc.data() == bytes(47)
     assert elf.get_section_by_name(".init") is None and elf.get_section_by_name(".ctors") is None
     gd = dynsym["g_global_data"]
     seg = next(s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"
@@ -64,10 +66,8 @@ def test_elf_shape() -> None:
 def test_signed_by_python_verified_by_c(tmp_path: Path, xml: bytes, version: int) -> None:
     key = tmp_path / "k.pem"
     generate_signing_key(key)
-    data = bytearray(SO.read_bytes())
-    off = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(".builtin_config")["sh_offset"]
-    data[off:off + 48] = b"00-11-22-33-44-55-66-77-88-99-aa-bb-cc-dd-ee-ff\0"
-    res = sign_enclave(bytes(data), xml, PemSigner(key), date=0x20250101)
+    data = update_builtin_config(SO.read_bytes(), b"00-11-22-33-44-55-66-77-88-99-aa-bb-cc-dd-ee-ff\n")
+    res = sign_enclave(data, xml, PemSigner(key), date=0x20250101)
     assert res.metadata_version == version
     inst = tmp_path / "inst"
     (inst / "build/lib").mkdir(parents=True)

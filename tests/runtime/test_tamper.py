@@ -31,11 +31,16 @@ def _sgxmeta(inst: Path) -> int:
     return ELFFile(io.BytesIO(data)).get_section_by_name(".note.sgxmeta")["sh_offset"] + 25
 
 
-def _object_of(image_dir: Path, content: bytes) -> Path:
-    """The object file holding `content` (integrity-only: blocks are stored as they are)."""
-    hits = [p for p in (image_dir / "objects").iterdir() if p.read_bytes().startswith(content[:4096])]
-    assert len(hits) == 1
-    return hits[0]
+HEAD = 95 + 320  # where a Protected FS file's first content bytes sit in its metadata node
+
+
+def _object_of(image_dir: Path, path: str) -> Path:
+    """The inode file of ``path`` inside the image (found through its verified metadata)."""
+    from occlum_build.image import SefsReader, read_mac_file
+    from occlum_build.image.sefs_layout import disk_name
+
+    mac = read_mac_file(image_dir.parent / ".ROOT_MAC")
+    return image_dir / disk_name(SefsReader(image_dir, mac).lookup(path))
 
 
 def test_control_run_has_the_side_effect(instance_copy: Path) -> None:
@@ -77,13 +82,12 @@ def test_protected_config(instance_copy: Path) -> None:
 
 
 def test_protected_config_replaced_consistently(instance_copy: Path) -> None:
-    # A well-formed container with another payload: the digest is fine, the conf MAC is not.
-    import hashlib
-    import struct
+    # A well-formed protected file with another payload: every node checks out, the conf MAC
+    # does not.
+    from occlum_build.image import protect_config
 
     payload = (instance_copy / "build/.Occlum_sys.json").read_bytes().replace(b'"/bin"', b'"/root"')
-    head = b"OCBCONF1" + struct.pack("<II", 1, len(payload)) + payload
-    (instance_copy / "build/.Occlum_sys.json.protected").write_bytes(head + hashlib.sha256(head).digest())
+    (instance_copy / "build/.Occlum_sys.json.protected").write_bytes(protect_config(payload))
     _boot_refused(instance_copy, "build/.Occlum_sys.json.protected", "conf MAC")
 
 
@@ -98,15 +102,13 @@ def test_initfs_metadata(instance_copy: Path) -> None:
 
 
 def test_initfs_image_config_block(instance_copy: Path) -> None:
-    cfg = (instance_copy / "build/image_config.json").read_bytes()  # what initfs /etc holds
-    obj = _object_of(instance_copy / "build/initfs/__ROOT", cfg)
+    obj = _object_of(instance_copy / "build/initfs/__ROOT", "/etc/image_config.json")
     flip(obj, 3)
     _boot_refused(instance_copy, "build/initfs/__ROOT", "")
 
 
 def test_image_block_of_the_program(instance_copy: Path) -> None:
-    probe = (instance_copy / "image/bin/probe").read_bytes()
-    flip(_object_of(instance_copy / "build/mount/__ROOT", probe), 1000)
+    flip(_object_of(instance_copy / "build/mount/__ROOT", "/bin/probe"), 4096 * 2 + 1000)  # data node 0
     # The program's own blocks fail verification: exec fails, the app never starts.
     r = occlum(instance_copy, *APP)
     assert r.returncode == 127, r.stderr
@@ -115,12 +117,11 @@ def test_image_block_of_the_program(instance_copy: Path) -> None:
 
 
 def test_image_block_of_a_data_file(instance_copy: Path) -> None:
-    big = (instance_copy / "image/bin/ulimit_test.sh").read_bytes()
-    flip(_object_of(instance_copy / "build/mount/__ROOT", big), 10)
+    flip(_object_of(instance_copy / "build/mount/__ROOT", "/bin/ulimit_test.sh"), HEAD + 10)
     r = occlum(instance_copy, "run", "/bin/probe", "cat", "/bin/ulimit_test.sh")
     assert r.returncode == 1
     # The app's message and the runtime's log line share stderr and may interleave (the app
     # writes its message in pieces), so the two are checked separately.
     assert ": I/O error" in r.stderr, r.stderr  # EIO reached the app (musl strerror)
-    assert "/bin/ulimit_test.sh: block-mismatch" in r.stderr  # the runtime names the file
+    assert "/bin/ulimit_test.sh: metadata node: MAC mismatch" in r.stderr  # the runtime names the file
     assert "ulimit" not in r.stdout  # not a byte of the tampered block reached the app

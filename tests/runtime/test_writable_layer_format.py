@@ -79,7 +79,7 @@ def setup(request, tmp_path: Path):
     (src / "var/lib").mkdir(parents=True)
     key = bytes(range(16)) if request.param == "encrypted" else None
     out, mac = tmp_path / "build/mount/__ROOT", tmp_path / "build/mount/.ROOT_MAC"
-    build_image(src, out, mac, key=key, cache_dir=tmp_path / "cache", jobs=1)
+    build_image(src, out, mac, key=key, cache_dir=tmp_path / "cache")
     extra: list[str] = []
     if key:
         (tmp_path / "key").write_text(format_hex16(key))

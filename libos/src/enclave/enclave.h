@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OCCLUM_ENCLAVE_BUILTIN_CONFIG_SIZE 48
+#define OCCLUM_ENCLAVE_BUILTIN_CONFIG_SIZE 47 /* as Occlum's LibOS: the MAC text; the patch adds a newline in the padding after it */
 #define OCCLUM_ENCLAVE_GLOBAL_DATA_SIZE 1768
 /* SDK 2.26.100: major << 32 | minor << 16 | revision. */
 #define OCCLUM_ENCLAVE_SDK_VERSION 0x2001A0064ULL
@@ -19,7 +19,7 @@
 
 /* ECALL numbers. */
 enum {
-    OCCLUM_ECALL_GET_BUILTIN_CONFIG = 1, /* arg: uint8_t[48] out */
+    OCCLUM_ECALL_GET_BUILTIN_CONFIG = 1, /* arg: uint8_t[47] out */
     OCCLUM_ECALL_GET_VERSION = 2,        /* arg: uint32_t out */
 };
 

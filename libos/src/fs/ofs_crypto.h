@@ -8,31 +8,13 @@
 #include <stdint.h>
 
 #define OFS_GCM_TAG 16
-#define OFS_BLOCK 4096 /* plain bytes per block of an image file (docs/formats/image.md) */
+#define OFS_BLOCK 4096 /* plain bytes per block of a writable-layer file (docs/formats/writable-layer.md) */
 #define OFS_GCM_NONCE 12
 
 void ofs_sha256(const void *data, size_t len, uint8_t out[32]);
 /* SHA-256 of the concatenation of up to three buffers (NULL/0 ones are skipped). */
 void ofs_sha256_3(const void *a, size_t alen, const void *b, size_t blen, const void *c,
                   size_t clen, uint8_t out[32]);
-/* Leaf hashing (docs/formats/image.md section 4): a SHA-256 context set up once per thread
- * or call (ofs_leaf_ctx_new, NULL on failure; free with EVP_MD_CTX_free), then one digest
- * per stored block (ofs_leaf_hash: -1 and all 0xff bytes if OpenSSL fails). */
-EVP_MD_CTX *ofs_leaf_ctx_new(void);
-int ofs_leaf_hash(EVP_MD_CTX *ctx, const uint8_t *s, size_t len, uint8_t out[32]);
-/* The leaves of consecutive blocks of `block` bytes (the last one may be shorter) of
- * data[0..len): 32 bytes per block into out.  Exported by libocclum-build.so, which the
- * Python image writer calls (occlum_build/image/native.py) so that hashing a chunk's blocks
- * holds no interpreter lock.  Returns 0, or -1 when OpenSSL fails. */
-int ofs_leaves(const void *data, size_t len, size_t block, uint8_t *out);
-/* Encrypted images (docs/formats/image.md sections 5-6): seal consecutive plain blocks of
- * OFS_BLOCK bytes (the last may be shorter) of a file of `size` bytes, the first being
- * block number `first`, with AES-128-GCM under the file key: nonce = LE64(block) || 0^4,
- * AAD = LE64(block) || LE64(size).  Block k is stored at out + k * (OFS_BLOCK + 16)
- * as ciphertext then tag; its leaf (SHA-256 of the stored block) at leaves + 32 * k.
- * Exported by libocclum-build.so (occlum_build/image/native.py).  0, or -1 on failure. */
-int ofs_seal_blocks(const uint8_t key[16], const void *plain, size_t len, uint64_t first,
-                    uint64_t size, uint8_t *out, uint8_t *leaves);
 void ofs_hmac_sha256(const void *key, size_t klen, const void *data, size_t len, uint8_t out[32]);
 /* RFC 5869 HKDF-SHA256. */
 int ofs_hkdf(const void *ikm, size_t ikmlen, const void *salt, size_t saltlen, const void *info,

@@ -89,6 +89,13 @@ int pfs_parse_meta(const uint8_t node0[PFS_NODE], const char *name, const uint8_
                         integrity ? "integrity-only" : "user-key");
     uint8_t enc[ENC_SIZE];
     const uint8_t *mac = node0 + P_GMAC;
+    /* Integrity-only files have no key id, SVNs or attribute mask, and are never mid-update:
+     * those plain-part bytes are outside every MAC, so they must be zero. */
+    static const uint8_t zero[P_GMAC - P_KEY_ID];
+    if (integrity && (memcmp(node0 + P_KEY_ID, zero, P_USE_KDK - P_KEY_ID) != 0 ||
+                      memcmp(node0 + P_USE_KDK + 1, zero, P_GMAC - P_USE_KDK - 1) != 0 || node0[93] != 0))
+        return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata node: non-zero unused plain-part fields",
+                        where);
     if (integrity) {
         uint8_t tag[16];
         if (gmac0(node0 + ENC_OFF, ENC_SIZE, tag) != 0 || ofs_memneq(tag, mac, 16))
