@@ -1,4 +1,4 @@
-/* Boot step (b): build/.Occlum_sys.json.protected (docs/formats/protected-config.md) checked
+/* Boot step (b): build/.Occlum_sys.json.protected (a Protected FS file, docs/formats/protected-fs.md) checked
  * against the conf MAC, and the parsed configuration the runtime needs. */
 #ifndef OCB_CONF_H
 #define OCB_CONF_H

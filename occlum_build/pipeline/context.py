@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # checker.py imports doit; `occlum` commands other than build
 _log = log.get("pipeline")
 
 SGX_MODES = ("HW", "SIM")
-IMAGE_METADATA = "metadata"  # the file of an image directory that its MAC covers (formats/image.md)
+IMAGE_METADATA = "metadata"  # the file of an image directory that its MAC covers (formats/sefs.md)
 BUILTIN_CONFIG_SECTION = ".builtin_config"
 
 

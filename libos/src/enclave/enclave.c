@@ -12,7 +12,7 @@ EXPORT __attribute__((aligned(64))) volatile uint64_t
 /* Marks a simulation-mode enclave, as the SDK's simulation trts does. */
 EXPORT volatile uint64_t g_global_data_sim[8];
 
-/* The conf MAC of build/.Occlum_sys.json.protected (docs/formats/protected-config.md).
+/* The conf MAC of build/.Occlum_sys.json.protected (docs/formats/protected-fs.md).
  * Zero in the unsigned file; `occlum build` writes it before signing.  Read through a volatile
  * pointer so the compiler cannot fold the (zero) initial value into the code. */
 __attribute__((section(".builtin_config"), used, aligned(16))) static const uint8_t

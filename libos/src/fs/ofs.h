@@ -1,6 +1,6 @@
 /* occlum-fs: the root FS of an instance served through FUSE (the API the runtime calls).
  *
- * The lower layer is a verified read-only image (docs/formats/image.md); the upper layer is
+ * The lower layer is a verified read-only image (an SEFS image, docs/formats/sefs.md); the upper layer is
  * the encrypted writable layer (docs/formats/writable-layer.md).  ofs_serve() opens and
  * verifies both BEFORE mounting (a tampered image or a wrong key never gets mounted), then
  * mounts at the mountpoint and serves in the calling process until it is unmounted or gets
