@@ -207,26 +207,29 @@ def write_body(out_fd: int, src_fd: int, size: int, key: bytes | None = None,
     return Body(size, head, *tree.root)
 
 
+_pack_encrypted = ENCRYPTED.packer("clean_filename", "size", "mht_key", "mht_gmac", "data")
+_pack_plain = PLAIN.packer("file_id", "major_version", "minor_version", "meta_data_key_id",
+                           "use_user_kdk_key", "integrity_only", "meta_data_gmac")
+_PAD = bytes(META_PAD)
+ZERO32 = bytes(32)
+
+
 def meta_node(clean_name: bytes, body: Body, key: bytes | None = None) -> tuple[bytes, bytes]:
     """(node 0, file MAC) of a protected file named ``clean_name`` with ``body``."""
     if not clean_name or len(clean_name) >= 260 or b"/" in clean_name or b"\0" in clean_name:
         raise ValueError(f"bad Protected FS clean name {clean_name!r}")
-    enc = ENCRYPTED.pack({"clean_filename": clean_name.ljust(260, b"\0"), "size": body.size,
-                          "mht_key": body.mht_key, "mht_gmac": body.mht_gmac,
-                          "data": body.head.ljust(META_DATA, b"\0")})
-    plain = {"file_id": FILE_ID, "major_version": MAJOR, "minor_version": MINOR,
-             "use_user_kdk_key": 1}
+    # (struct pads the name and the head with NULs to their field sizes)
+    enc = _pack_encrypted(clean_name, body.size, body.mht_key, body.mht_gmac, body.head)
     if key is None:
         mac = gmac0(enc)
         stored = enc
-        plain["integrity_only"] = 1
+        plain = _pack_plain(FILE_ID, MAJOR, MINOR, ZERO32, 1, 1, mac)
     else:
         key_id = _Keys(key).key_id(enc)
         sealed = AESGCM(metadata_key(key, key_id)).encrypt(IV, enc, None)
         stored, mac = sealed[:-16], sealed[-16:]
-        plain["meta_data_key_id"] = key_id
-    plain["meta_data_gmac"] = mac
-    return PLAIN.pack(plain) + stored + bytes(META_PAD), mac
+        plain = _pack_plain(FILE_ID, MAJOR, MINOR, key_id, 1, 0, mac)
+    return plain + stored + _PAD, mac
 
 
 def protect_bytes(data: bytes, clean_name: bytes, key: bytes | None = None) -> tuple[bytes, bytes]:

@@ -25,7 +25,7 @@ from .sefs_layout import (
     DISK_INODE,
     GROUP_BLOCKS,
     MAGIC,
-    MAX_ID,
+    MAX_INODES,
     METADATA_FILE,
     NAME_MAX,
     ROOT_ID,
@@ -96,9 +96,6 @@ def plan(src: Path, warn: Warn | None = None) -> list[Inode]:
     root = Inode(0, b"", T_DIR, 0o755, stat_key=_key(root_st))
     order = [root]
     _walk(os.fsencode(src), b"", root, order, say)
-    if len(order) > MAX_ID - ROOT_ID:
-        raise SefsSourceError(f"{len(order)} inodes are over the SEFS limit of {MAX_ID - ROOT_ID}",
-                              where=str(src))
     for node, i in zip(order, ids(len(order)), strict=True):
         node.id = i
     for node in order:
@@ -157,16 +154,25 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
         node = Inode(0, path, kind, m & 0o777, size, target, stat_key=_key(st))
         parent.children.append(node)
         order.append(node)
+        if len(order) > MAX_INODES:  # checked as we go: such a tree would not fit in memory
+            raise SefsSourceError(f"over {MAX_INODES} inodes, the most an SEFS image can hold "
+                                  "(inode ids are u32)", where=_show(path))
         if kind == T_DIR:
             _walk(top, path, node, order, say)
 
 
+# Struct's "s" format pads a short name with NULs to the field's 256 bytes (and would
+# truncate a long one: plan() refuses names over 255 bytes first).
+_pack_entry = DISK_ENTRY.packer("id", "name", "type")
+_pack_inode = DISK_INODE.packer("size", "type", "mode", "nlinks", "blocks", "disk_filename",
+                                "inode_mac")
+
+
 def encode_dir(node: Inode) -> bytes:
     """A directory's content: DiskEntry records for ".", ".." and the children in order."""
-    recs = [DISK_ENTRY.pack({"id": node.id, "name": b".".ljust(256, b"\0"), "type": T_DIR}),
-            DISK_ENTRY.pack({"id": node.parent, "name": b"..".ljust(256, b"\0"), "type": T_DIR})]
-    for c in node.children:
-        recs.append(DISK_ENTRY.pack({"id": c.id, "name": c.name.ljust(256, b"\0"), "type": c.type}))
+    pack = _pack_entry
+    recs = [pack(node.id, b".", T_DIR), pack(node.parent, b"..", T_DIR)]
+    recs += [pack(c.id, c.name, c.type) for c in node.children]
     return b"".join(recs)
 
 
@@ -185,16 +191,15 @@ def encode_metadata(order: list[Inode]) -> bytes:
         g, bit = divmod(b, GROUP_BLOCKS)
         used[g][bit // 8] &= ~(1 << (bit % 8)) & 0xFF
 
+    pack = _pack_inode
     mark(0)
     for g in range(groups):
         mark(GROUP_BLOCKS * g + 1)
     for n in order:
         mark(n.id)
         base = n.id * BLOCK
-        out[base:base + DISK_INODE.size] = DISK_INODE.pack({
-            "size": n.size if n.type != T_DIR else 0, "type": n.type, "mode": n.mode,
-            "nlinks": n.nlinks, "blocks": n.blocks, "disk_filename": disk_id(n.id),
-            "inode_mac": n.mac})
+        out[base:base + DISK_INODE.size] = pack(n.size if n.type != T_DIR else 0, n.type, n.mode,
+                                                n.nlinks, n.blocks, disk_id(n.id), n.mac)
     for g in range(groups):
         off = (GROUP_BLOCKS * g + 1) * BLOCK
         out[off:off + BLOCK] = used[g]

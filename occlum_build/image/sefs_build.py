@@ -190,11 +190,12 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     total = sum(n.size for n in order if n.type == T_FILE)
     todo = sum(n.size for n in order if n.type == T_FILE and _reusable(n, prev) is None)
     done = 0
+    # One listing instead of a stat per kept file (a no-op build is mostly this loop).
+    present = {e.name for e in os.scandir(out_dir) if e.is_file(follow_symlinks=False)}
     try:
         for n in order:
             rec = _reusable(n, prev) if n.type == T_FILE else None
-            final = out_dir / disk_name(n.id)
-            if rec is not None and (out_dir / disk_name(rec[0])).is_file():
+            if rec is not None and disk_name(rec[0]) in present:
                 n.mac = bytes.fromhex(rec[3])
                 if rec[0] != n.id:
                     moves.append((rec[0], n))
@@ -209,7 +210,8 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
                 continue
             data, n.mac = pfs.protect_bytes(_small_content(n), disk_name(n.id).encode(), key)
             old = prev.get(n.path.hex())
-            if old is not None and old[0] == n.id and old[3] == n.mac.hex() and final.is_file():
+            if old is not None and old[0] == n.id and old[3] == n.mac.hex() \
+                    and disk_name(n.id) in present:
                 continue
             t = b.tmp(n.id)
             t.write_bytes(data)
@@ -221,17 +223,26 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     if moves or new:
         marker = out_dir / MARKER
         marker.touch()
-        # Kept files whose id changed: rename out of the way first (a new id may be an old
-        # one of another file), rewrite their metadata node (new MAC), then into place.
+        # Kept files whose id changed: renamed straight to the new id and re-headed (new
+        # metadata node and MAC).  Kept files keep their relative order (the traversal order
+        # is a fixed order of paths), so moving the ones that go up highest first and the ones
+        # that go down lowest first never lands on a kept file still to move; should that
+        # ever happen, the file goes through a temporary name instead.
+        pending = {old_id for old_id, _ in moves}
         staged = []
-        for old_id, n in moves:
-            t = b.tmp(n.id)
-            os.replace(out_dir / disk_name(old_id), t)
-            staged.append((t, old_id, n))
-        for t, old_id, n in staged:
-            b.reheader(t, old_id, n)
+        ordered = sorted((m for m in moves if m[1].id > m[0]), key=lambda m: -m[0]) + \
+            sorted((m for m in moves if m[1].id < m[0]), key=lambda m: m[0])
+        for old_id, n in ordered:
+            pending.discard(old_id)
+            if n.id in pending:
+                dest = b.tmp(n.id)
+                staged.append((dest, n))
+            else:
+                dest = out_dir / disk_name(n.id)
+            os.replace(out_dir / disk_name(old_id), dest)
+            b.reheader(dest, old_id, n)
             b.written += 1
-        for t, _, n in staged:
+        for t, n in staged:
             os.replace(t, out_dir / disk_name(n.id))
         for t, n in new:
             os.replace(t, out_dir / disk_name(n.id))
