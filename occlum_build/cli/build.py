@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import log
+from ..install import OCCLUM_DIR_ENV
 from ..pipeline.context import SGX_MODES
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "build", help="build the image and the signed enclave (incremental)",
         usage="occlum build [--sgx-mode HW|SIM] [--sign-key <key>] [--sign-tool <tool>] "
-              "[--image-key <key>] [--buildin-image-key] [--enable-edmm Y|N] [-f/--force] [--json]",
+              "[--image-key <key>] [--buildin-image-key] [--enable-edmm Y|N] [--occlum-dir DIR] "
+              "[-f/--force] [--json]",
         description="Build build/ from Occlum.json, image/ and initfs/ (docs/build.md).")
     p.add_argument("--sgx-mode", type=str.upper, choices=SGX_MODES, default=None,
                    help="default: $SGX_MODE, else HW; a change forces a clean build")
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="put the image key into the init FS (demo/test only: it is readable there)")
     p.add_argument("--enable-edmm", default=None, metavar="Y|N",
                    help="HW mode: build for an EDMM platform (default: $ENABLE_EDMM)")
+    p.add_argument("--occlum-dir", type=Path, default=None, metavar="DIR",
+                   help="build for this real Occlum install (laid out as /opt/occlum; default: "
+                        "$OCCLUM_DIR; without it: our SIM runtime; docs/build.md)")
     p.add_argument("-f", "--force", action="store_true", help="rebuild everything")
     p.add_argument("--json", action="store_true", help="print build/report.json on stdout")
     p.set_defaults(func=cmd_build)
@@ -46,6 +51,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
     from ..pipeline.context import BuildOptions
 
     mode = args.sgx_mode or (os.environ.get("SGX_MODE") or "HW").upper()
+    env_dir = os.environ.get(OCCLUM_DIR_ENV) or None
+    occlum_dir = args.occlum_dir or (Path(env_dir) if env_dir else None)
     edmm_raw = args.enable_edmm if args.enable_edmm is not None else os.environ.get("ENABLE_EDMM", "N")
     return BuildOptions(
         sgx_mode=mode,
@@ -55,6 +62,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         buildin_image_key=args.buildin_image_key,
         edmm_platform=edmm_raw in _YES,
         force=args.force,
+        occlum_dir=occlum_dir.absolute() if occlum_dir else None,
     )
 
 

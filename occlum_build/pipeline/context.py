@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import keys, log, paths
 from ..errors import ConfigError, KeyFileError, OcclumError
+from ..install import OcclumInstall, load_install
 from ..paths import Instance
 from .state import StateDir
 
@@ -38,6 +39,7 @@ class BuildOptions:
     buildin_image_key: bool = False
     edmm_platform: bool = False
     force: bool = False
+    occlum_dir: Path | None = None  # build for this real Occlum install (install.py)
 
 
 def key_fingerprint(key: bytes | None) -> str:
@@ -69,6 +71,7 @@ class BuildContext:
     cache: HashCache
     run_id: str = field(default_factory=lambda: secrets.token_hex(16))
     image_key: bytes | None = None
+    install: OcclumInstall | None = None  # the real Occlum install targeted, if any
     progress: Callable[[str], Callable[..., None] | None] = lambda stage: None
     announce: Callable[[str], None] = lambda msg: None
     status_before: str | None = None  # the status before stages.outputs_changing
@@ -96,6 +99,8 @@ class BuildContext:
         ctx = cls(inst, opts, state, HashCache())
         if opts.image_key is not None:
             ctx.image_key = keys.read_image_key(opts.image_key)
+        if opts.occlum_dir is not None:
+            ctx.install = load_install(opts.occlum_dir, opts.sgx_mode)
         return ctx
 
     @property
@@ -104,6 +109,24 @@ class BuildContext:
 
     def native(self, name: str) -> Path:
         return paths.native_dir() / name
+
+    @property
+    def libos_source(self) -> Path:
+        from .target import libos_source
+
+        return libos_source(self.inst, self.install, paths.native_dir())
+
+    @property
+    def libos_unsigned(self) -> Path:
+        from .target import libos_output
+
+        return libos_output(self.inst, self.install)
+
+    @property
+    def target(self) -> dict[str, str]:
+        from .target import describe
+
+        return describe(self.install)
 
 
 # ---------------------------------------------------------------------------- stage wrapper

@@ -34,7 +34,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from .. import log, paths
+from .. import log
 from ..errors import OcclumError, OutputError
 from . import stages as st
 from .context import (
@@ -209,10 +209,10 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append(_small_task(
         ctx, "protect", "build/.Occlum_sys.json.protected (conf MAC)", lambda: st.write_protected(ctx),
         file_dep=[inst.sys_json], targets=[inst.sys_json_protected]))
-    libos_src = ctx.native(paths.LIBOS_SO)
     out.append(_small_task(
         ctx, "libos", "LibOS with the conf MAC in .builtin_config", lambda: st.patch_libos(ctx),
-        file_dep=[libos_src, inst.sys_json_protected], targets=[inst.libos_unsigned]))
+        file_dep=[ctx.libos_source, inst.sys_json_protected], targets=[ctx.libos_unsigned],
+        config={"target": ctx.target}))
     sign_state: dict[str, Any] = {}
 
     def do_sign() -> dict[str, Any]:
@@ -227,7 +227,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     desc = {"signer": sign_state["signer"][1], "date": sign_date()}
     out.append({"basename": "sign", "doc": "sign -> build/lib/libocclum-libos.signed.so",
                 "actions": [_stage(ctx, "sign", do_sign)],
-                "file_dep": [str(inst.libos_unsigned), str(inst.enclave_xml)],
+                "file_dep": [str(ctx.libos_unsigned), str(inst.enclave_xml)],
                 "targets": [str(inst.libos_signed)],
                 "uptodate": [_targets_intact(ctx, "sign", [inst.libos_signed]),
                              config_changed(json.dumps(desc, sort_keys=True))],
@@ -235,7 +235,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     rt = st.runtime_files(ctx)
     out.append(_small_task(ctx, "runtime", "PAL and occlum-run -> build/lib, build/bin",
                            lambda: st.copy_runtime(ctx, rt), file_dep=[s for s, _ in rt],
-                           targets=[d for _, d in rt]))
+                           targets=[d for _, d in rt], config={"target": ctx.target}))
     # Stages run in the order of `names` (doit would otherwise order independent tasks by
     # set iteration): Occlum.json is validated before any image is hashed, and the output
     # reads the same on every build.

@@ -32,6 +32,7 @@ from .checker import HashCache, checker_class
 from .graph import BuildContext, BuildOptions, tasks
 from .report import make_report, summary, write_report
 from .state import build_lock
+from .target import write_target
 
 _log = log.get("pipeline")
 
@@ -83,6 +84,7 @@ def finish(ctx: BuildContext) -> None:
     rep["seconds"] = round(time.monotonic() - ctx.started, 6)
     write_report(ctx, rep)
     _write_if_changed(inst.sgx_mode_file, ctx.opts.sgx_mode + "\n")
+    write_target(inst, ctx.target)
     # Occlum deletes run/ on every build: the writable layer of the previous image is stale.
     if inst.run.is_dir() and not inst.run.is_symlink():
         shutil.rmtree(inst.run)
@@ -239,7 +241,7 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
     try:
         inst = require_instance(Path(instance_dir))
         options.setdefault("sgx_mode", os.environ.get("SGX_MODE", "HW") or "HW")
-        for k in ("sign_key", "image_key"):
+        for k in ("sign_key", "image_key", "occlum_dir"):
             if options.get(k) is not None:
                 options[k] = Path(os.path.abspath(options[k]))
         ctx = BuildContext.create(inst, BuildOptions(**options))
