@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build", help="build the image and the signed enclave (incremental)",
         usage="occlum build [--sgx-mode HW|SIM] [--sign-key <key>] [--sign-tool <tool>] "
               "[--image-key <key>] [--buildin-image-key] [--enable-edmm Y|N] [--occlum-dir DIR] "
+              "[--normalize-modes] "
               "[-f/--force] [--json]",
         description="Build build/ from Occlum.json, image/ and initfs/ (docs/build.md).")
     p.add_argument("--sgx-mode", type=str.upper, choices=SGX_MODES, default=None,
@@ -42,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--occlum-dir", type=Path, default=None, metavar="DIR",
                    help="build for this real Occlum install (laid out as /opt/occlum; default: "
                         "$OCCLUM_DIR; without it: our SIM runtime; docs/build.md)")
+    p.add_argument("--normalize-modes", action="store_true",
+                   help="store image/ modes as git sees them (dirs 0755, files 0644 or 0755 by the "
+                        "owner's x bit), so checkouts under any umask give the same MACs; "
+                        "default: modes as they are, as Occlum")
     p.add_argument("-f", "--force", action="store_true", help="rebuild everything")
     p.add_argument("--json", action="store_true", help="print build/report.json on stdout")
     p.set_defaults(func=cmd_build)
@@ -63,6 +68,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         edmm_platform=edmm_raw in _YES,
         force=args.force,
         occlum_dir=occlum_dir.absolute() if occlum_dir else None,
+        normalize_modes=args.normalize_modes,
     )
 
 

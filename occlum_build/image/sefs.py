@@ -86,9 +86,20 @@ def _show(path: bytes) -> str:
     return "/" + path.decode("utf-8", errors="backslashreplace")
 
 
-def plan(src: Path, warn: Warn | None = None) -> list[Inode]:
+def normalized_mode(kind: int, st_mode: int) -> int:
+    """The mode ``--normalize-modes`` stores, as git sees a checkout: directories 0755, files
+    0755 when the owner may execute them else 0644, symlinks as they are."""
+    if kind == T_DIR:
+        return 0o755
+    if kind == T_FILE:
+        return 0o755 if st_mode & 0o100 else 0o644
+    return st_mode & 0o777
+
+
+def plan(src: Path, warn: Warn | None = None, normalize_modes: bool = False) -> list[Inode]:
     """Every inode of the image of ``src``, in id order (ids 2, 3, ... without the free-map
-    blocks).  ``warn`` gets one line per path sefs-cli would silently drop or change."""
+    blocks).  ``warn`` gets one line per path sefs-cli would silently drop or change.
+    ``normalize_modes``: store :func:`normalized_mode` instead of ``mode & 0o777``."""
     say = warn or (lambda msg: None)
     root_st = os.lstat(src)
     if not stat.S_ISDIR(root_st.st_mode):
@@ -96,6 +107,9 @@ def plan(src: Path, warn: Warn | None = None) -> list[Inode]:
     root = Inode(0, b"", T_DIR, 0o755, stat_key=_key(root_st))
     order = [root]
     _walk(os.fsencode(src), b"", root, order, say)
+    if normalize_modes:
+        for n in order[1:]:  # the root is always 0755
+            n.mode = normalized_mode(n.type, n.mode)
     for node, i in zip(order, ids(len(order)), strict=True):
         node.id = i
     for node in order:

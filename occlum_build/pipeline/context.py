@@ -40,6 +40,7 @@ class BuildOptions:
     edmm_platform: bool = False
     force: bool = False
     occlum_dir: Path | None = None  # build for this real Occlum install (install.py)
+    normalize_modes: bool = False  # image/ modes as git sees them (sefs.normalized_mode)
 
 
 def key_fingerprint(key: bytes | None) -> str:

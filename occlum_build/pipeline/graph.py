@@ -122,7 +122,8 @@ def _small_task(ctx: BuildContext, name: str, doc: str, func: Callable[[], None]
 
 # ---------------------------------------------------------------------------- stages
 def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out: Path,
-                    mac_file: Path, cache_dir: Path, key: Callable[[], bytes | None]) -> Callable[..., bool]:
+                    mac_file: Path, cache_dir: Path, key: Callable[[], bytes | None],
+                    normalize_modes: bool = False) -> Callable[..., bool]:
     """Up to date when the outputs are the ones this stage wrote, for the same key, and the
     source tree is unchanged: first by its stat-key stamp (treestamp.py: one walk, nothing
     read), else by recomputing its MAC with the stage's own manifest (files whose stat key is
@@ -137,6 +138,8 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
         stats = rec.get("stats") or {}
         if stats.get("key_fingerprint") != key_fingerprint(key()):
             return False
+        if bool(stats.get("normalize_modes")) != normalize_modes:
+            return False
         want = stats.get("outputs")
         if not isinstance(want, dict):
             return False
@@ -149,7 +152,8 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
             stamp, racy = tree_stamp(s)
             if stamp == stats.get("tree_stamp"):
                 return True
-            if compute_mac(s, key=key(), cache_dir=cache_dir) != read_mac_file(mac_file):
+            if compute_mac(s, key=key(), cache_dir=cache_dir,
+                           normalize_modes=normalize_modes) != read_mac_file(mac_file):
                 return False
             if not racy:
                 ctx.state.write_stage(stage, {**rec, "stats": {**stats, "tree_stamp": stamp}})
@@ -190,7 +194,8 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
                 "actions": [_stage(ctx, "image", lambda: st.build_image_layer(ctx))],
                 "targets": [str(inst.image_mac_file)],
                 "uptodate": [_layer_uptodate(ctx, "image", lambda: inst.image, inst.image_out,
-                                             inst.image_mac_file, sd.image_cache, lambda: ctx.image_key)],
+                                             inst.image_mac_file, sd.image_cache, lambda: ctx.image_key,
+                                             ctx.opts.normalize_modes)],
                 "task_dep": ["prepare"], "verbosity": 2})
     # The init FS source is the staged mirror (staging.py); staging is cheap and happens in
     # the check, so the check sees exactly what the stage would build.

@@ -42,6 +42,7 @@ REPORT_FIELDS: dict[str, tuple[Callable[[Any], bool], bool]] = {
     "stages": (lambda v: isinstance(v, dict) and all(
         isinstance(x, dict) and set(x) == {"ran", "seconds"} for x in v.values()), True),
     "seconds": (lambda v: isinstance(v, int | float), True),
+    "normalize_modes": (lambda v: isinstance(v, bool), False),
     "target": (lambda v: isinstance(v, dict) and v.get("kind") in ("sim-runtime", "occlum"), False),
 }
 
@@ -87,6 +88,7 @@ def make_report(ctx: BuildContext) -> dict[str, Any]:
         "initfs_mac": _mac_hex(inst.initfs_mac_file),
         "conf_mac": conf_mac_of(inst).hex(),
         "target": dict(ctx.target),
+        "normalize_modes": ctx.opts.normalize_modes,
     }
     signed = state.read_stage("sign")
     if signed is not None:

@@ -149,7 +149,7 @@ def write_image_config(ctx: BuildContext) -> None:
 
 
 def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: Path,
-                 cache_dir: Path, key: bytes | None) -> dict[str, Any]:
+                 cache_dir: Path, key: bytes | None, normalize_modes: bool = False) -> dict[str, Any]:
     from ..image import build_image
 
     fp = key_fingerprint(key)
@@ -164,7 +164,8 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
     stamp, racy = tree_stamp(src)  # before the build reads anything: a later edit changes it
     prog = ctx.progress(stage)
     try:
-        res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir, progress=prog)
+        res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir, progress=prog,
+                          normalize_modes=normalize_modes)
     finally:
         if prog is not None and hasattr(prog, "close"):
             prog.close()  # end the progress line before the next stage's message
@@ -173,6 +174,7 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
         **outputs,
         "tree_stamp": None if racy else stamp,
         "key_fingerprint": fp,
+        "normalize_modes": normalize_modes,
         "encrypted": key is not None,
         "mac": res.mac.hex(),
         "entries": res.entries,
@@ -190,7 +192,7 @@ def build_image_layer(ctx: BuildContext) -> dict[str, Any]:
         raise StateError(f"{src} does not exist; put the application's files there "
                          "(occlum new creates it; copy_bom -f app.yaml --root image fills it)")
     return _build_layer(ctx, "image", src, ctx.inst.image_out, ctx.inst.image_mac_file,
-                        ctx.state.image_cache, ctx.image_key)
+                        ctx.state.image_cache, ctx.image_key, ctx.opts.normalize_modes)
 
 
 def stage_initfs_src(ctx: BuildContext) -> Path:
