@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import log
-from ..install import OCCLUM_DIR_ENV
 from ..pipeline.context import SGX_MODES
 
 if TYPE_CHECKING:
     from ..pipeline.context import BuildOptions
-
-_YES = ("Y", "YES", "Yes", "yes", "True", "true", "1")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,21 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
-    from ..pipeline.context import BuildOptions
+    from ..pipeline.context import YES, BuildOptions, env_defaults
 
-    mode = args.sgx_mode or (os.environ.get("SGX_MODE") or "HW").upper()
-    env_dir = os.environ.get(OCCLUM_DIR_ENV) or None
-    occlum_dir = args.occlum_dir or (Path(env_dir) if env_dir else None)
-    edmm_raw = args.enable_edmm if args.enable_edmm is not None else os.environ.get("ENABLE_EDMM", "N")
+    env = env_defaults()
     return BuildOptions(
-        sgx_mode=mode,
+        sgx_mode=args.sgx_mode or env["sgx_mode"],
         sign_key=args.sign_key.absolute() if args.sign_key else None,
         sign_tool=args.sign_tool or None,
         image_key=args.image_key.absolute() if args.image_key else None,
         buildin_image_key=args.buildin_image_key,
-        edmm_platform=edmm_raw in _YES,
+        edmm_platform=args.enable_edmm in YES if args.enable_edmm is not None else env["edmm_platform"],
         force=args.force,
-        occlum_dir=occlum_dir.absolute() if occlum_dir else None,
+        occlum_dir=args.occlum_dir.absolute() if args.occlum_dir else env["occlum_dir"],
         normalize_modes=args.normalize_modes,
     )
 

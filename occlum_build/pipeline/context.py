@@ -43,6 +43,21 @@ class BuildOptions:
     normalize_modes: bool = False  # image/ modes as git sees them (sefs.normalized_mode)
 
 
+YES = ("Y", "YES", "Yes", "yes", "True", "true", "1")  # tools/occlum's --enable-edmm values
+
+
+def env_defaults(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The BuildOptions fields the environment sets when a caller does not (one place for
+    `occlum build` and dodo()): $SGX_MODE (else HW), $ENABLE_EDMM, $OCCLUM_DIR."""
+    from ..install import OCCLUM_DIR_ENV
+
+    e = os.environ if env is None else env
+    occlum_dir = e.get(OCCLUM_DIR_ENV) or None
+    return {"sgx_mode": (e.get("SGX_MODE") or "HW").upper(),
+            "edmm_platform": e.get("ENABLE_EDMM", "N") in YES,
+            "occlum_dir": Path(occlum_dir).absolute() if occlum_dir else None}
+
+
 def key_fingerprint(key: bytes | None) -> str:
     """A name for an image key that is safe to store: the key is 128 random bits."""
     if key is None:
