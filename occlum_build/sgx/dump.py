@@ -92,11 +92,10 @@ def replay_mrenclave(data: bytes, md: M.ParsedMetadata, elf: EnclaveElf) -> byte
     h = md.header
     size = int(h["enclave_size"])
     delta = 0
-    el_off, el_size = int(h["dir_elrange_offset"]), int(h["dir_elrange_size"])
-    if (md.version >> 32) > 10 and el_off and el_size == M.ELRANGE_ENTRY.size:
-        e = M.ELRANGE_ENTRY.unpack(md.raw, el_off)
-        size = int(e["elrange_size"])
-        delta = int(e["enclave_image_address"]) - int(e["elrange_start_address"])
+    elrange = md.elrange()
+    if elrange is not None:
+        image_address, start, size = elrange
+        delta = image_address - start
     m = Measurement()
     m.ecreate(int(h["ssa_frame_size"]), size)
     measure_sections(m, bytes(image), elf.segments, md.version, delta, elf.reloc_bitmap)
