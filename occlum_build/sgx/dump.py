@@ -1,7 +1,7 @@
 """Reading a signed enclave: its SIGSTRUCT and metadata, and replaying its measurement.
 
-Works on enclaves signed by any SDK with the ``.note.sgxmeta`` metadata (checked on 2.13
-and 2.26 output): the SIGSTRUCT is read from the embedded metadata, and the measurement is
+Works on enclaves signed by any SDK with the ``.note.sgxmeta`` metadata (checked on 2.13,
+2.20 and 2.26 output): the SIGSTRUCT is read from the embedded metadata, and the measurement is
 replayed from the embedded layout and patch tables as the SDK loader would add the pages.
 """
 
@@ -38,6 +38,7 @@ class EnclaveInfo:
     vendor: int
     enclave_size: int
     metadata_versions: list[str] = field(default_factory=list)
+    metadata: list[dict[str, int]] = field(default_factory=list)  # each metadata_t's header scalars
     signature_valid: bool = False
     signature_error: str = ""
     replayed_mrenclave: str = ""  # measurement recomputed from the file ("" if it could not be)
@@ -62,11 +63,19 @@ class EnclaveInfo:
             ("debuggable", "yes" if self.debuggable else "no"), ("KSS", "yes" if self.kss else "no"),
             ("ISV family id", self.isv_family_id), ("ISV ext product id", self.isv_ext_prod_id),
             ("enclave size", f"{self.enclave_size:#x}"), ("metadata", ", ".join(self.metadata_versions)),
+            *((f"  {v}", " ".join(f"{k} {x:#x}" for k, x in md.items() if k != "version"))
+              for v, md in zip(self.metadata_versions, self.metadata, strict=True)),
             ("signature", "valid" if self.signature_valid else f"INVALID ({self.signature_error})"),
             ("measurement", "matches the file" if self.measurement_matches
              else f"DOES NOT MATCH ({self.replay_error or self.replayed_mrenclave})"),
         ]
         return "\n".join(f"{k:<20}{v}" for k, v in rows)
+
+
+# metadata_t header fields reported per metadata (sgx_sign -dumpfile prints the same ones)
+METADATA_FIELDS = ("version", "size", "tcs_policy", "ssa_frame_size", "max_save_buffer_size",
+                   "desired_misc_select", "tcs_min_pool", "enclave_size", "attributes_flags",
+                   "attributes_xfrm")
 
 
 def _version_str(v: int) -> str:
@@ -118,7 +127,8 @@ def dump_enclave(data: bytes, where: str = "enclave") -> EnclaveInfo:
         misc_mask=int(f["miscmask"]), debuggable=not mask & 0x2, kss=bool(flags & 0x80),
         isv_family_id=bytes(f["isvfamilyid"]).hex(), isv_ext_prod_id=bytes(f["isvextprodid"]).hex(),
         vendor=int(f["vendor"]), enclave_size=int(mds[0].header["enclave_size"]),
-        metadata_versions=[_version_str(md.version) for md in mds])
+        metadata_versions=[_version_str(md.version) for md in mds],
+        metadata=[{k: int(md.header[k]) for k in METADATA_FIELDS} for md in mds])
     try:
         verify_sigstruct(css, where)
         info.signature_valid = True
