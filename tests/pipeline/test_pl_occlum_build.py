@@ -63,6 +63,8 @@ def test_build_for_a_real_install_makes_occlums_build_tree(tmp_path: Path, mode:
     assert rep["mrsigner"] == json.loads((VEC / "default/expected.json").read_text())["mrsigner"]
     p = run_cli("print", "mrenclave", cwd=inst)
     assert p.returncode == 0 and p.stdout.strip() == rep["mrenclave"], p.stderr
+    v = run_cli("verify", cwd=inst)
+    assert v.returncode == 0, v.stderr
     # Our SIM runtime refuses it, saying why.
     run = run_cli("run", "/bin/hello", cwd=inst)
     assert run.returncode == 4

@@ -54,3 +54,24 @@ def test_a_libos_without_room_after_builtin_config_is_refused(tmp_path: Path) ->
     r = build(inst, "--sgx-mode", "SIM", "--occlum-dir", str(fake))
     assert r.returncode == 2, r.stderr
     assert str(libos) in r.stderr and "no room after .builtin_config" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("what", ["no-section", "unknown-sdk"])
+def test_a_libos_the_build_cannot_use_is_refused(tmp_path: Path, what: str) -> None:
+    fake = make_install(tmp_path / "opt-occlum")
+    libos = fake / f"build/lib/libocclum-libos_sim.so.{VERSION}"
+    if what == "no-section":  # an SDK 2.26 enclave of ours without .builtin_config
+        shutil.copy(VEC.parent.parent / "sgx/h0mur0/enclave.so", libos)
+        want = "no .builtin_config section"
+    else:  # g_global_data.sdk_version of an SDK we have no profile for (2.19.100)
+        data = bytearray(libos.read_bytes())
+        at = data.find(bytes.fromhex("6400140002000000"))
+        data[at:at + 8] = bytes.fromhex("6400130002000000")
+        libos.write_bytes(bytes(data))
+        want = "2.19.100"
+    inst = new_instance(tmp_path)
+    r = build(inst, "--sgx-mode", "SIM", "--occlum-dir", str(fake))
+    assert r.returncode == 2, r.stderr
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("Error")]
+    assert len(err) == 1 and want in err[0] and str(libos.name) in err[0], r.stderr
+    assert "Traceback" not in r.stderr
