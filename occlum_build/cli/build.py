@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build", help="build the image and the signed enclave (incremental)",
         usage="occlum build [--sgx-mode HW|SIM] [--sign-key <key>] [--sign-tool <tool>] "
               "[--image-key <key>] [--buildin-image-key] [--enable-edmm Y|N] [--occlum-dir DIR] "
-              "[--normalize-modes] "
+              "[--normalize-modes] [--keep-mtimes] "
               "[-f/--force] [--json]",
         description="Build build/ from Occlum.json, image/ and initfs/ (docs/build.md).")
     p.add_argument("--sgx-mode", type=str.upper, choices=SGX_MODES, default=None,
@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="store image/ modes as git sees them (dirs 0755, files 0644 or 0755 by the "
                         "owner's x bit), so checkouts under any umask give the same MACs; "
                         "default: modes as they are, as Occlum")
+    p.add_argument("--keep-mtimes", action="store_true",
+                   help="store image/ files' mtimes (whole seconds, at most $SOURCE_DATE_EPOCH "
+                        "when set) instead of 0, so Python finds its .pyc files valid")
     p.add_argument("-f", "--force", action="store_true", help="rebuild everything")
     p.add_argument("--json", action="store_true", help="print build/report.json on stdout")
     p.set_defaults(func=cmd_build)
@@ -63,6 +66,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         force=args.force,
         occlum_dir=args.occlum_dir.absolute() if args.occlum_dir else env["occlum_dir"],
         normalize_modes=args.normalize_modes,
+        keep_mtimes=args.keep_mtimes,
     )
 
 

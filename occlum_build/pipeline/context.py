@@ -41,6 +41,7 @@ class BuildOptions:
     force: bool = False
     occlum_dir: Path | None = None  # build for this real Occlum install (install.py)
     normalize_modes: bool = False  # image/ modes as git sees them (sefs.normalized_mode)
+    keep_mtimes: bool = False  # image/ files keep their mtimes, capped at $SOURCE_DATE_EPOCH
 
 
 YES = ("Y", "YES", "Yes", "yes", "True", "true", "1")  # tools/occlum's --enable-edmm values
@@ -65,16 +66,31 @@ def key_fingerprint(key: bytes | None) -> str:
     return hashlib.sha256(b"occlum-build image key fingerprint\0" + key).hexdigest()[:32]
 
 
-def sign_date() -> int | None:
-    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (its UTC day, as sgx_sign's 0xYYYYMMDD),
-    or None: today (UTC).  The date is signed but not measured: it never changes MRENCLAVE."""
+def source_date_epoch() -> int | None:
+    """$SOURCE_DATE_EPOCH (reproducible-builds.org) as seconds, or None when unset or empty."""
     raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return None
     try:
-        return int(datetime.fromtimestamp(int(raw), UTC).strftime("%Y%m%d"), 16)
+        v = int(raw)
+        datetime.fromtimestamp(v, UTC)
     except (ValueError, OverflowError, OSError):
         raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds") from None
+    return v
+
+
+def sign_date() -> int | None:
+    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (its UTC day, as sgx_sign's 0xYYYYMMDD),
+    or None: today (UTC).  The date is signed but not measured: it never changes MRENCLAVE."""
+    v = source_date_epoch()
+    return None if v is None else int(datetime.fromtimestamp(v, UTC).strftime("%Y%m%d"), 16)
+
+
+def mtimes_desc(policy: Any) -> str:
+    """What the image stage records of its mtime policy (a change rebuilds the image)."""
+    if policy is None:
+        return "zero"
+    return "keep" if policy.clamp is None else f"keep, at most {policy.clamp}"
 
 
 @dataclass
@@ -125,6 +141,15 @@ class BuildContext:
 
     def native(self, name: str) -> Path:
         return paths.native_dir() / name
+
+    @property
+    def mtimes(self) -> Any:
+        """The image's mtime policy (sefs.KeepMtimes or None: zero, as sefs-cli)."""
+        if not self.opts.keep_mtimes:
+            return None
+        from ..image import KeepMtimes
+
+        return KeepMtimes(clamp=source_date_epoch())
 
     @property
     def libos_source(self) -> Path:

@@ -44,6 +44,7 @@ from .context import (
     BuildContext,
     BuildOptions,
     key_fingerprint,
+    mtimes_desc,
     sign_date,
 )
 from .stages import builtin_config_bytes, conf_mac_of
@@ -123,7 +124,7 @@ def _small_task(ctx: BuildContext, name: str, doc: str, func: Callable[[], None]
 # ---------------------------------------------------------------------------- stages
 def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out: Path,
                     mac_file: Path, cache_dir: Path, key: Callable[[], bytes | None],
-                    normalize_modes: bool = False) -> Callable[..., bool]:
+                    normalize_modes: bool = False, mtimes: Any = None) -> Callable[..., bool]:
     """Up to date when the outputs are the ones this stage wrote, for the same key, and the
     source tree is unchanged: first by its stat-key stamp (treestamp.py: one walk, nothing
     read), else by recomputing its MAC with the stage's own manifest (files whose stat key is
@@ -138,7 +139,8 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
         stats = rec.get("stats") or {}
         if stats.get("key_fingerprint") != key_fingerprint(key()):
             return False
-        if bool(stats.get("normalize_modes")) != normalize_modes:
+        if bool(stats.get("normalize_modes")) != normalize_modes or \
+                stats.get("mtimes", "zero") != mtimes_desc(mtimes):
             return False
         want = stats.get("outputs")
         if not isinstance(want, dict):
@@ -152,8 +154,8 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
             stamp, racy = tree_stamp(s)
             if stamp == stats.get("tree_stamp"):
                 return True
-            if compute_mac(s, key=key(), cache_dir=cache_dir,
-                           normalize_modes=normalize_modes) != read_mac_file(mac_file):
+            if compute_mac(s, key=key(), cache_dir=cache_dir, normalize_modes=normalize_modes,
+                           mtimes=mtimes) != read_mac_file(mac_file):
                 return False
             if not racy:
                 ctx.state.write_stage(stage, {**rec, "stats": {**stats, "tree_stamp": stamp}})
@@ -195,7 +197,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
                 "targets": [str(inst.image_mac_file)],
                 "uptodate": [_layer_uptodate(ctx, "image", lambda: inst.image, inst.image_out,
                                              inst.image_mac_file, sd.image_cache, lambda: ctx.image_key,
-                                             ctx.opts.normalize_modes)],
+                                             ctx.opts.normalize_modes, ctx.mtimes)],
                 "task_dep": ["prepare"], "verbosity": 2})
     # The init FS source is the staged mirror (staging.py); staging is cheap and happens in
     # the check, so the check sees exactly what the stage would build.

@@ -24,6 +24,7 @@ from .context import (
     IMAGE_METADATA,
     BuildContext,
     key_fingerprint,
+    mtimes_desc,
     sign_date,
 )
 
@@ -149,7 +150,8 @@ def write_image_config(ctx: BuildContext) -> None:
 
 
 def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: Path,
-                 cache_dir: Path, key: bytes | None, normalize_modes: bool = False) -> dict[str, Any]:
+                 cache_dir: Path, key: bytes | None, normalize_modes: bool = False,
+                 mtimes: Any = None) -> dict[str, Any]:
     from ..image import build_image
 
     fp = key_fingerprint(key)
@@ -165,7 +167,7 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
     prog = ctx.progress(stage)
     try:
         res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir, progress=prog,
-                          normalize_modes=normalize_modes)
+                          normalize_modes=normalize_modes, mtimes=mtimes)
     finally:
         if prog is not None and hasattr(prog, "close"):
             prog.close()  # end the progress line before the next stage's message
@@ -175,6 +177,7 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
         "tree_stamp": None if racy else stamp,
         "key_fingerprint": fp,
         "normalize_modes": normalize_modes,
+        "mtimes": mtimes_desc(mtimes),
         "encrypted": key is not None,
         "mac": res.mac.hex(),
         "entries": res.entries,
@@ -192,7 +195,7 @@ def build_image_layer(ctx: BuildContext) -> dict[str, Any]:
         raise StateError(f"{src} does not exist; put the application's files there "
                          "(occlum new creates it; copy_bom -f app.yaml --root image fills it)")
     return _build_layer(ctx, "image", src, ctx.inst.image_out, ctx.inst.image_mac_file,
-                        ctx.state.image_cache, ctx.image_key, ctx.opts.normalize_modes)
+                        ctx.state.image_cache, ctx.image_key, ctx.opts.normalize_modes, ctx.mtimes)
 
 
 def stage_initfs_src(ctx: BuildContext) -> Path:

@@ -87,7 +87,8 @@ def _first_difference(label: str, src: Path, out_dir: Path, mac: bytes, key: byt
 
 
 def _check_layer(label: str, src: Path, out_dir: Path, mac_file: Path, key: bytes | None,
-                 say: Callable[[str], None], normalize_modes: bool = False) -> bytes:
+                 say: Callable[[str], None], normalize_modes: bool = False,
+                 mtimes: Any = None) -> bytes:
     from ..image import compute_mac, read_mac_file, verify_image
 
     mac = read_mac_file(mac_file)
@@ -95,7 +96,7 @@ def _check_layer(label: str, src: Path, out_dir: Path, mac_file: Path, key: byte
         verify_image(out_dir, mac, key=key)
     except VerifyError as e:  # name the image, not only the path inside it
         raise VerifyError(str(e), where=str(out_dir)) from None
-    if compute_mac(src, key=key, normalize_modes=normalize_modes) != mac:
+    if compute_mac(src, key=key, normalize_modes=normalize_modes, mtimes=mtimes) != mac:
         raise VerifyError(_first_difference(label, src, out_dir, mac, key, normalize_modes),
                           where=str(mac_file))
     say(f"  ok  {label:<7} MAC {mac.hex()} (every block checked; recomputed from {label}/)")
@@ -140,7 +141,7 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
         raise VerifyError("the image was built integrity-only but --image-key was given",
                           where=str(inst.image_config_json))
     image_mac = _check_layer("image", inst.image, inst.image_out, inst.image_mac_file,
-                             image_key, say, bool(rep.get("normalize_modes")))
+                             image_key, say, bool(rep.get("normalize_modes")), _mtimes_of(rep))
 
     # The init FS: the same generated files as the build puts in (graph._stage_initfs_src).
     initfs_mac_text = inst.initfs_mac_file.read_text().strip()
@@ -204,6 +205,21 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
                               f"({rep.get(field)})", where=str(inst.libos_signed))
     say(f"  ok  enclave .builtin_config, signature, MRENCLAVE {rep.get('mrenclave')}")
     return rep
+
+
+def _mtimes_of(rep: dict[str, Any]) -> Any:
+    """The mtime policy a build used, from its report (mtimes_desc's text)."""
+    from ..image import KeepMtimes
+
+    desc = rep.get("mtimes", "zero")
+    if desc == "zero":
+        return None
+    if desc == "keep":
+        return KeepMtimes()
+    prefix = "keep, at most "
+    if isinstance(desc, str) and desc.startswith(prefix) and desc[len(prefix):].lstrip("-").isdigit():
+        return KeepMtimes(clamp=int(desc[len(prefix):]))
+    raise VerifyError(f"mtimes: unknown value {desc!r}", where=str(rep.get("_path", "build/report.json")))
 
 
 def _hexval(v: Any) -> str:
