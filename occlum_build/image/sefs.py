@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OcclumError, VerifyError
+from ..fsutil import stat_key
 from . import pfs
 from .sefs_layout import (
     BLOCK,
@@ -122,7 +123,7 @@ def plan(src: Path, warn: Warn | None = None, normalize_modes: bool = False,
     root_st = os.lstat(src)
     if not stat.S_ISDIR(root_st.st_mode):
         raise SefsSourceError("not a directory", where=str(src))
-    root = Inode(0, b"", T_DIR, 0o755, stat_key=_key(root_st))
+    root = Inode(0, b"", T_DIR, 0o755, stat_key=stat_key(root_st))
     order = [root]
     _walk(os.fsencode(src), b"", root, order, say)
     if normalize_modes:
@@ -139,10 +140,6 @@ def plan(src: Path, warn: Warn | None = None, normalize_modes: bool = False,
         for c in node.children:
             c.parent = node.id
     return order
-
-
-def _key(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
 def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) -> None:
@@ -188,7 +185,7 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
         if m & 0o7000 and kind != T_SYMLINK:
             say(f"{_show(path)}: setuid/setgid/sticky bits {oct(m & 0o7000)} dropped "
                 "(SEFS stores mode & 0o777)")
-        node = Inode(0, path, kind, m & 0o777, size, target, stat_key=_key(st))
+        node = Inode(0, path, kind, m & 0o777, size, target, stat_key=stat_key(st))
         parent.children.append(node)
         order.append(node)
         if len(order) > MAX_INODES:  # checked as we go: such a tree would not fit in memory

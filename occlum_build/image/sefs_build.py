@@ -83,17 +83,13 @@ def _load(cache_dir: Path, out_dir: Path, tag: str) -> dict[str, list]:
 def _save(cache_dir: Path, tag: str, order: list[Inode], now_ns: int) -> None:
     entries = {}
     for n in order:
-        key = list(n.stat_key) if n.stat_key and not _racy(n.stat_key, now_ns) else None
+        # A key changed within RACY_NS of the build is not kept: a later write in the same
+        # tick would keep it, so the file is read again next time (git's racily-clean rule).
+        key = list(n.stat_key) if n.stat_key and not fsutil.is_racy(n.stat_key, now_ns) else None
         entries[n.path.hex()] = [n.id, n.type, key, n.mac.hex()]
     data = json.dumps({"version": VERSION, "key": tag, "boot_id": fsutil.boot_id(),
                        "entries": entries}, separators=(",", ":"))
     fsutil.atomic_write(cache_dir / MANIFEST, data, durable=False)
-
-
-def _racy(key: tuple[int, ...] | list[int], now_ns: int) -> bool:
-    """Changed within RACY_NS of the build: a later write in the same tick would keep the
-    stat key, so the file is read again next time (git's racily-clean rule)."""
-    return now_ns - max(key[3], key[4]) < fsutil.RACY_NS
 
 
 def _reusable(n: Inode, prev: dict[str, list]) -> list | None:
