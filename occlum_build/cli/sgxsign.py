@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import EXIT_VERIFY, OcclumError
 from ..fsutil import atomic_write
-from ..sgx import catsig, dump_enclave, gendata, load_public_key, sign_enclave
-from ..sgx.signer import PemSigner
+from ..sgx.sign import catsig, gendata, sign_enclave
+from ..sgx.signer import PemSigner, load_public_key
 from ..sgx.sigstruct import parse_date
 from .common import Parser, main_with
 
@@ -130,12 +130,12 @@ def cmd_catsig(args: argparse.Namespace) -> None:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
+    from ..sgx.dump import dump_enclave, read_metadata  # only `dump` needs it (and json)
+
     data = _read(args.enclave, "enclave")
     info = dump_enclave(data, args.enclave)
     text = info.to_json() if args.json else info.to_text()
     if args.cssfile:
-        from ..sgx.dump import read_metadata
-
         atomic_write(args.cssfile, read_metadata(data, args.enclave)[0][0].css)
     if args.dumpfile:
         atomic_write(args.dumpfile, text + "\n")
