@@ -69,7 +69,8 @@ def _common(p: argparse.ArgumentParser, *, out: bool = True, date: bool = True) 
 
 def build_parser() -> Parser:
     parser = Parser(prog="occlum-sgx-sign",
-                    description="Sign and inspect SGX enclaves exactly as Intel SDK 2.26 sgx_sign does.")
+                    description="Sign and inspect SGX enclaves exactly as sgx_sign does (SDK 2.26, and "
+                                "Occlum's 2.20/2.21 forks: the enclave's sdk_version selects).")
     sub = parser.add_subparsers(title="mode", metavar="<mode>")
     p = sub.add_parser("sign", help="sign an enclave with a private key")
     _common(p)
