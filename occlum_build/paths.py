@@ -169,6 +169,12 @@ class Instance:
         return self.build / ".state"
 
     @property
+    def target_file(self) -> Path:
+        """Which runtime the last build targeted (pipeline/target.py): our SIM runtime or a
+        real Occlum install."""
+        return self.state_dir / "target.json"
+
+    @property
     def build_lock(self) -> Path:
         """Lock serializing builds of this instance (outside build/, which -f removes)."""
         return self.root / ".__occlum_build.lock"

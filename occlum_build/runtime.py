@@ -47,6 +47,14 @@ def require_built(inst: paths.Instance) -> None:
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.root} is not built ({inst.libos_signed} is missing); "
                          "run 'occlum build'")
+    from .pipeline.target import read_target
+
+    target = read_target(inst) or {}
+    if target.get("kind") == "occlum":
+        raise StateError(f"{inst.root} was built for real Occlum {target.get('occlum_version')} "
+                         f"(--occlum-dir {target.get('occlum_dir')}): run it with that install's "
+                         "'occlum run' on an SGX machine; our SIM runtime runs instances built "
+                         "without --occlum-dir")
 
 
 def run_argv(inst: paths.Instance, path: str, args: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ path (argparse, logging, pathlib, runtime.py) costs ~20 ms before occlum-run sta
 the instance in the current directory is plainly built and ready, this execs its
 build/bin/occlum-run with exactly the command line that runtime.run_argv makes, importing
 only os and the name-only layout module.  Anything else (an option, a missing or unfinished
-build, a runtime not copied into build/bin) returns, and the usual path runs with its
+build, a runtime not copied into build/bin, a build for real Occlum) returns, and the usual path runs with its
 checks and its one-line errors.
 """
 
@@ -32,7 +32,9 @@ def exec_if_ready(rest: list[str]) -> None:
     if not os.path.isfile(os.path.join(build, layout.BUILD_LIB, layout.LIBOS_SIGNED)):
         return
     binary = os.path.join(build, layout.BUILD_BIN, layout.RUN_BIN)
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+    # A symlink is real Occlum's occlum-run (a build with --occlum-dir links build/bin into
+    # the install; ours copies): the usual path refuses that instance with its reason.
+    if os.path.islink(binary) or not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         return
     try:
         os.execv(binary, [binary, "--instance", root, *rest])

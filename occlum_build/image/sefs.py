@@ -66,6 +66,7 @@ class Inode:
     parent: int = ROOT_ID
     mac: bytes = bytes(16)  # the PFS MAC of the inode's file, once written
     stat_key: tuple[int, ...] = ()  # (dev, ino, size, mtime_ns, ctime_ns, mode) of the source
+    mtime: int = 0  # seconds; 0 as sefs-cli stores it, unless the build keeps mtimes
 
     @property
     def name(self) -> bytes:
@@ -86,9 +87,37 @@ def _show(path: bytes) -> str:
     return "/" + path.decode("utf-8", errors="backslashreplace")
 
 
-def plan(src: Path, warn: Warn | None = None) -> list[Inode]:
+@dataclass(frozen=True)
+class KeepMtimes:
+    """Store regular files' mtimes (whole seconds) instead of 0, so that programs which check
+    them (Python's .pyc against its .py) see the source's; ``clamp`` (e.g.
+    $SOURCE_DATE_EPOCH) caps them, so files newer than it (a fresh checkout) give the same
+    image on any machine.  Directories and symlinks keep 0: their mtimes follow the order
+    their entries were made in."""
+
+    clamp: int | None = None
+
+
+MtimePolicy = KeepMtimes | None
+
+
+def normalized_mode(kind: int, st_mode: int) -> int:
+    """The mode ``--normalize-modes`` stores, as git sees a checkout: directories 0755, files
+    0755 when the owner may execute them else 0644, symlinks as they are."""
+    if kind == T_DIR:
+        return 0o755
+    if kind == T_FILE:
+        return 0o755 if st_mode & 0o100 else 0o644
+    return st_mode & 0o777
+
+
+def plan(src: Path, warn: Warn | None = None, normalize_modes: bool = False,
+         mtimes: MtimePolicy = None) -> list[Inode]:
     """Every inode of the image of ``src``, in id order (ids 2, 3, ... without the free-map
-    blocks).  ``warn`` gets one line per path sefs-cli would silently drop or change."""
+    blocks).  ``warn`` gets one line per path sefs-cli would silently drop or change.
+    ``normalize_modes``: store :func:`normalized_mode` instead of ``mode & 0o777``.
+    ``mtimes``: None stores 0 (sefs-cli); else regular files keep their mtime in whole
+    seconds, clamped to ``mtimes.clamp`` when it is set (see :class:`MtimePolicy`)."""
     say = warn or (lambda msg: None)
     root_st = os.lstat(src)
     if not stat.S_ISDIR(root_st.st_mode):
@@ -96,6 +125,14 @@ def plan(src: Path, warn: Warn | None = None) -> list[Inode]:
     root = Inode(0, b"", T_DIR, 0o755, stat_key=_key(root_st))
     order = [root]
     _walk(os.fsencode(src), b"", root, order, say)
+    if normalize_modes:
+        for n in order[1:]:  # the root is always 0755
+            n.mode = normalized_mode(n.type, n.mode)
+    if mtimes is not None:
+        for n in order:
+            if n.type == T_FILE:
+                sec = n.stat_key[3] // 1_000_000_000
+                n.mtime = sec if mtimes.clamp is None else min(sec, mtimes.clamp)
     for node, i in zip(order, ids(len(order)), strict=True):
         node.id = i
     for node in order:
@@ -164,8 +201,8 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
 # Struct's "s" format pads a short name with NULs to the field's 256 bytes (and would
 # truncate a long one: plan() refuses names over 255 bytes first).
 _pack_entry = DISK_ENTRY.packer("id", "name", "type")
-_pack_inode = DISK_INODE.packer("size", "type", "mode", "nlinks", "blocks", "disk_filename",
-                                "inode_mac")
+_pack_inode = DISK_INODE.packer("size", "type", "mode", "nlinks", "blocks", "mtime",
+                                "disk_filename", "inode_mac")
 
 
 def encode_dir(node: Inode) -> bytes:
@@ -174,6 +211,11 @@ def encode_dir(node: Inode) -> bytes:
     recs = [pack(node.id, b".", T_DIR), pack(node.parent, b"..", T_DIR)]
     recs += [pack(c.id, c.name, c.type) for c in node.children]
     return b"".join(recs)
+
+
+def _timespec(sec: int) -> bytes:
+    """An rcore-fs Timespec {i64 sec, i64 nsec} with nsec 0."""
+    return sec.to_bytes(8, "little", signed=True) + bytes(8)
 
 
 def encode_metadata(order: list[Inode]) -> bytes:
@@ -199,7 +241,8 @@ def encode_metadata(order: list[Inode]) -> bytes:
         mark(n.id)
         base = n.id * BLOCK
         out[base:base + DISK_INODE.size] = pack(n.size if n.type != T_DIR else 0, n.type, n.mode,
-                                                n.nlinks, n.blocks, disk_id(n.id), n.mac)
+                                                n.nlinks, n.blocks, _timespec(n.mtime),
+                                                disk_id(n.id), n.mac)
     for g in range(groups):
         off = (GROUP_BLOCKS * g + 1) * BLOCK
         out[off:off + BLOCK] = used[g]
@@ -262,6 +305,7 @@ class Entry:
     size: int
     nlinks: int
     mac: bytes
+    mtime: int = 0  # seconds
 
 
 class SefsReader:
@@ -324,7 +368,8 @@ class SefsReader:
                 if len(rec) != DISK_INODE.size:
                     raise self._fail("metadata", f"inode {b} is past the end of the table")
                 ino = DISK_INODE.unpack(rec)
-                if ino["disk_filename"] != disk_id(b) or ino["type"] not in (T_FILE, T_DIR, T_SYMLINK):
+                if ino["disk_filename"] != disk_id(b) or ino["type"] not in (T_FILE, T_DIR, T_SYMLINK) \
+                        or int.from_bytes(bytes(ino["mtime"])[8:], "little") >= 10**9:  # type: ignore[arg-type]
                     raise self._fail("metadata", f"inode {b} is malformed")
                 self.inodes[b] = ino
         used = len(self.inodes)
@@ -381,8 +426,10 @@ class SefsReader:
             seen.add(i)
             ino = self._inode(i, path)
             t = int(ino["type"])  # type: ignore[arg-type]
+            mt = bytes(ino["mtime"])  # type: ignore[arg-type]
             yield Entry(i, path, t, int(ino["mode"]), int(ino["size"]),  # type: ignore[arg-type]
-                        int(ino["nlinks"]), bytes(ino["inode_mac"]))  # type: ignore[arg-type]
+                        int(ino["nlinks"]), bytes(ino["inode_mac"]),  # type: ignore[arg-type]
+                        int.from_bytes(mt[:8], "little", signed=True))
             if t == T_DIR:
                 kids = self.dir_entries(i, path)
                 for name, cid, ctype in reversed(kids):

@@ -34,7 +34,7 @@ from .. import fsutil, log
 from ..errors import OutputError
 from ..keys import format_hex16
 from . import pfs
-from .sefs import Inode, SefsSourceError, encode_dir, encode_metadata, plan
+from .sefs import Inode, MtimePolicy, SefsSourceError, encode_dir, encode_metadata, plan
 from .sefs_layout import METADATA_FILE, T_DIR, T_FILE, disk_name
 
 Progress = Callable[[int, int], None]
@@ -159,12 +159,13 @@ class _Build:
             os.close(fd)
 
 
-def _walk(src: Path) -> list[Inode]:
-    return plan(src, lambda msg: _log.warning("%s: %s", src, msg))
+def _walk(src: Path, normalize_modes: bool, mtimes: MtimePolicy = None) -> list[Inode]:
+    return plan(src, lambda msg: _log.warning("%s: %s", src, msg), normalize_modes, mtimes)
 
 
 def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, cache_dir: Path,
-                progress: Progress | None = None) -> ImageResult:
+                progress: Progress | None = None, normalize_modes: bool = False,
+                mtimes: MtimePolicy = None) -> ImageResult:
     """Build (or update) the SEFS image of ``src`` in ``out_dir`` and its MAC file (47
     characters, as sefs-cli writes ``.ROOT_MAC``)."""
     t0 = time.perf_counter()
@@ -174,7 +175,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
         if p.resolve().is_relative_to(src.resolve()):
             raise SefsSourceError("the image output would be inside its own source tree; "
                                   "choose another place", where=str(p))
-    order = _walk(src)
+    order = _walk(src, normalize_modes, mtimes)
     tag = key_tag(key)
     prev = _load(cache_dir, out_dir, tag)
     try:
@@ -276,11 +277,12 @@ def _differs(path: Path, data: bytes) -> bool:
         return True
 
 
-def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) -> bytes:
+def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None,
+                normalize_modes: bool = False, mtimes: MtimePolicy = None) -> bytes:
     """The root MAC ``build_image`` would give ``src``, writing nothing.  With ``cache_dir``,
     files whose stat key matches the manifest are not read (trusts the cache); without it
     every file is read (``occlum verify``)."""
-    order = _walk(Path(src))
+    order = _walk(Path(src), normalize_modes, mtimes)
     prev = {} if cache_dir is None else _load(Path(cache_dir), Path("/nonexistent"), key_tag(key))
     b = _Build(Path(src), Path("/nonexistent"), key, None)
     for n in order:

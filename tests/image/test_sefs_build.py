@@ -106,8 +106,8 @@ def test_failed_build_keeps_the_previous_image(tree, tmp_path):
 
         real = sefs_build._walk
 
-        def walk_then_shrink(src):
-            order = real(src)
+        def walk_then_shrink(src, normalize_modes, mtimes=None):
+            order = real(src, normalize_modes, mtimes)
             os.truncate(target, 5)
             return order
 

@@ -118,3 +118,36 @@ def test_redis_serves_from_the_sefs_image(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+@pytest.mark.skipif(not Path("/usr/lib/python3.11").is_dir(), reason="needs Debian's python3.11")
+def test_keep_mtimes_makes_the_pyc_files_valid(tmp_path: Path) -> None:
+    """SEFS stores mtime 0 (as sefs-cli): Python finds every shipped .pyc stale and compiles
+    the module again on each first run.  --keep-mtimes stores the sources' mtimes (capped at
+    $SOURCE_DATE_EPOCH), so the .pyc files are used as they are."""
+    inst = _new(tmp_path, "includes: [base.yaml, python3.yaml]\n")
+    pyc = "/usr/lib/python3.11/json/__pycache__/decoder.cpython-311.pyc"
+    if not _host_has(pyc):
+        pytest.skip("Debian's python3.11 without its .pyc files")
+    code = ("import os, json.decoder; "
+            "print(int(os.stat('/usr/lib/python3.11/json/decoder.py').st_mtime))")
+    build(inst)
+    r = occlum(inst, "run", "/bin/python3", "-v", "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0" and "bytecode is stale for 'json.decoder'" in r.stderr
+    build(inst, "--keep-mtimes")
+    r = occlum(inst, "run", "/bin/python3", "-v", "-c", code)
+    assert r.returncode == 0, r.stderr
+    host = int(os.stat("/usr/lib/python3.11/json/decoder.py").st_mtime)
+    assert r.stdout.strip() == str(host)
+    assert "bytecode is stale" not in r.stderr and f"code object from '{pyc}'" in r.stderr
+    # Capped at SOURCE_DATE_EPOCH: an epoch before the file's mtime is what is stored.
+    r = occlum(inst, "build", "--sgx-mode", "SIM", "--keep-mtimes", env={"SOURCE_DATE_EPOCH": "1000"})
+    assert r.returncode == 0, r.stderr
+    assert occlum(inst, "run", "/bin/python3", "-c", code).stdout.strip() == "1000"
+    v = occlum(inst, "verify")
+    assert v.returncode == 0, v.stderr
+
+
+def _host_has(path: str) -> bool:
+    return Path(path).is_file()
