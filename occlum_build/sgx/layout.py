@@ -250,7 +250,8 @@ class _Builder:
         tcs, ssa, td = self.first(M.TCS_ID), self.first(M.SSA), self.first(M.TD)
         assert tcs and ssa and td
         fs = (td.rva - tcs.rva + (td.page_count - 1) * PAGE + offset) & U64
-        flags = 1 if int(SIGSTRUCT.get(self.css, "attributes_flags")) & FLAGS_AEX_NOTIFY else 0
+        aex = int(SIGSTRUCT.get(self.css, "attributes_flags")) & FLAGS_AEX_NOTIFY
+        flags = M.TCS_FLAG_AEXNOTIFY if aex else 0
         self.buf[self.tcs_template:self.tcs_template + M.TCS.size] = M.TCS.pack({
             "flags": flags, "oentry": (oentry + offset) & U64, "nssa": M.SSA_NUM, "cssa": 0,
             "ossa": (ssa.rva - tcs.rva + offset) & U64, "ofs_base": fs, "ogs_base": fs,

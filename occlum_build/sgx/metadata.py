@@ -100,6 +100,7 @@ GLOBAL_DATA_NO_FIPS = Struct("global_data_t (1760)", 1760, _GLOBAL_DATA_FIELDS)
 GLOBAL_DATA_FIPS = Struct("global_data_t (1768, fips_on)", 1768, [
     *_GLOBAL_DATA_FIELDS, ("fips_on", 1760, 4, "u"), ("reserved2", 1764, 4, "u"),
 ])
+TCS_FLAG_AEXNOTIFY = 0x2  # tcs_t.flags with EnableAEXNotify (thread_data.h, 2.20 and 2.26)
 SSA_GPR_SIZE = 184  # sizeof(ssa_gpr_t)
 SSA_NUM = 2
 

@@ -18,9 +18,6 @@ signature, or one that does not verify with the configured public key is an erro
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -160,6 +157,8 @@ class ToolSigner:
 
     def __init__(self, tool: str, public_key_path: str | os.PathLike[str], *, timeout: float | None = 600):
         self.tool = tool
+        import shlex  # here, not at module level: `sign` with a PEM key never needs it
+
         self.argv = shlex.split(tool)
         if not self.argv:
             raise OcclumError("empty --sign-tool command")
@@ -171,6 +170,9 @@ class ToolSigner:
         return self._public_key
 
     def sign(self, data: bytes) -> bytes:
+        import subprocess
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="occlum-sign-") as d:
             data_file = Path(d) / "sigstruct.data"
             sig_file = Path(d) / "sigstruct.sig"

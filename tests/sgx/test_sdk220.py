@@ -165,6 +165,12 @@ def test_dump_matches_sgx_sign_dumpfile(cfg, tmp_path):
     assert info.isv_prod_id == t["enclave_css.body.isv_prod_id"]
     assert info.isv_svn == t["enclave_css.body.isv_svn"]
     css = mds[0].css
+    assert info.vendor == t["enclave_css.header.module_vendor"]
+    assert SIGSTRUCT.get(css, "header") == t["enclave_css.header.header"]
+    assert SIGSTRUCT.get(css, "header2") == t["enclave_css.header.header2"]
+    assert SIGSTRUCT.get(css, "type") == t["enclave_css.header.type"]
+    assert SIGSTRUCT.get(css, "swdefined") == t["enclave_css.header.hw_version"]
+    assert SIGSTRUCT.get(css, "exponent").to_bytes(4, "little") == t["enclave_css.key.exponent"]
     assert SIGSTRUCT.get(css, "modulus") == t["enclave_css.key.modulus"]
     assert SIGSTRUCT.get(css, "signature") == t["enclave_css.key.signature"]
     assert SIGSTRUCT.get(css, "q1") == t["enclave_css.buffer.q1"]
