@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from .errors import KeyFileError
+from .inputfile import MAX_KEY_FILE_BYTES, read_limited
 
 KEY_LEN = 16
 HEX16_RE = re.compile(r"[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){15}")  # the text form, either case
@@ -39,12 +40,7 @@ def parse_hex16(text: str, where: str) -> bytes:
 def read_image_key(path: str | os.PathLike[str]) -> bytes:
     """Read an image key file written by ``occlum gen-image-key``."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError("image key file does not exist", where=str(p)) from None
-    except OSError as e:
-        raise KeyFileError(f"cannot read image key file: {e.strerror}", where=str(p)) from None
+    raw = read_limited(p, what="image key file", limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:

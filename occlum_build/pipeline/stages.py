@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys, log, paths
-from ..errors import OcclumError, StateError
+from ..errors import KeyFileError, OcclumError, StateError
 from ..fsutil import atomic_write
+from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
 from ..paths import Instance
 from .context import (
     IMAGE_METADATA,
@@ -291,21 +292,21 @@ SIGNER_CACHE = "signer.json"
 
 def _pem_signer(ctx: BuildContext, key: Path) -> tuple[Any, dict[str, Any]]:
     cache_file = ctx.state.dir / SIGNER_CACHE
-    fp: str | None = None
+    # A key path naming /dev/zero, a FIFO or a huge file is refused here, naming it.
+    raw = read_limited(key, what="signing key file", limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
+    fp = hashlib.sha256(b"occlum-build signing key file\0" + raw).hexdigest()
     try:
-        fp = hashlib.sha256(b"occlum-build signing key file\0" + key.read_bytes()).hexdigest()
         cached = json.loads(cache_file.read_text())
         if isinstance(cached, dict) and cached.get("key_file") == fp and \
                 isinstance(cached.get("public_key"), str):
             return _LazyPemSigner(key), {"public_key": cached["public_key"]}
     except (OSError, ValueError):
-        pass  # no cache yet, or an unreadable key file (PemSigner says why below)
+        pass  # no cache yet
     pem = _LazyPemSigner(key)
     pub = _public_key_sha256(pem.public_key)  # loads the key: a bad key file fails the build here
-    if fp is not None:
-        with contextlib.suppress(OcclumError):
-            atomic_write(cache_file, json.dumps({"key_file": fp, "public_key": pub}) + "\n",
-                         durable=False)
+    with contextlib.suppress(OcclumError):
+        atomic_write(cache_file, json.dumps({"key_file": fp, "public_key": pub}) + "\n",
+                     durable=False)
     return pem, {"public_key": pub}
 
 
