@@ -34,7 +34,7 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from .. import log, paths
+from .. import log, pathlimit, paths
 from ..errors import OcclumError, OutputError
 from . import stages as st
 from .context import (
@@ -65,9 +65,11 @@ def _stage(ctx: BuildContext, name: str, func: Callable[[], dict[str, Any] | Non
             ctx.error = ctx.error or e
             return _failed(str(e))
         except OSError as e:
-            err = OutputError(
+            too_long = pathlimit.error_message(e, e.filename) if e.filename else None
+            err = OcclumError(too_long) if too_long else OutputError(
                 "no space left on device; previous outputs kept" if e.errno == errno.ENOSPC
-                else f"{e.strerror or e}", where=e.filename or f"stage {name}")
+                else f"{e.strerror or e}",
+                where=pathlimit.shown(e.filename) if e.filename else f"stage {name}")
             ctx.error = ctx.error or err
             return _failed(str(err))
         except Exception as e:  # a bug: keep it for run.py, which reports it as internal
