@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from .. import log, pathlimit, paths
-from ..errors import OcclumError, OutputError
+from ..errors import ConfigError, OcclumError, OutputError
 from . import stages as st
 from .context import (
     BUILTIN_CONFIG_SECTION,
@@ -250,7 +251,25 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append({"basename": "build", "doc": "build the instance: report.json, status 'built'",
                 "actions": [_stage(ctx, "build", lambda: finish(ctx))], "uptodate": [False],
                 "task_dep": names, "verbosity": 2})
+    _check_inputs(ctx, out)
     return out
+
+
+def _check_inputs(ctx: BuildContext, made: list[dict[str, Any]]) -> None:
+    """Every file a stage depends on that no stage makes must exist: doit would otherwise
+    stop with its own "checking dependencies: Dependent file ... does not exist"."""
+    targets = {t for task in made for t in task.get("targets", ())}
+    for task in made:
+        for dep in task.get("file_dep", ()):
+            if dep in targets or os.path.exists(dep):
+                continue
+            if dep == str(ctx.inst.config):
+                from ..config.model import missing_config_message
+
+                raise ConfigError(missing_config_message(ctx.inst.config))
+            if Path(dep).parent == paths.native_dir():
+                st.native_file(ctx, Path(dep).name)  # raises, naming it and how to build it
+            raise OcclumError(f"{dep}: input of the {task['basename']} stage is missing")
 
 
 __all__ = ["BUILTIN_CONFIG_SECTION", "SGX_MODES", "BuildContext", "BuildOptions", "builtin_config_bytes",

@@ -245,7 +245,7 @@ def builtin_config_bytes(mac: bytes) -> bytes:
     return keys.format_hex16(mac).encode() + b"\n"
 
 
-def _native_file(ctx: BuildContext, name: str) -> Path:
+def native_file(ctx: BuildContext, name: str) -> Path:
     p = ctx.native(name)
     if not p.is_file():
         raise StateError(f"the native runtime is not built: {p} is missing "
@@ -256,7 +256,7 @@ def _native_file(ctx: BuildContext, name: str) -> Path:
 def patch_libos(ctx: BuildContext) -> None:
     from ..sgx.elf import update_builtin_config
 
-    src = _native_file(ctx, paths.LIBOS_SO)
+    src = native_file(ctx, paths.LIBOS_SO)
     patched = update_builtin_config(src.read_bytes(), builtin_config_bytes(conf_mac_of(ctx.inst)),
                                     where=str(src))
     atomic_write(ctx.inst.libos_unsigned, patched, mode=0o755)
@@ -379,7 +379,7 @@ def runtime_files(ctx: BuildContext) -> list[tuple[Path, Path]]:
 
 def copy_runtime(ctx: BuildContext, files: list[tuple[Path, Path]]) -> None:
     for src, dst in files:
-        atomic_write(dst, _native_file(ctx, src.name).read_bytes(), mode=0o755)
+        atomic_write(dst, native_file(ctx, src.name).read_bytes(), mode=0o755)
 
 
 # ---------------------------------------------------------------------------- the graph
