@@ -16,6 +16,15 @@ import os
 from .. import layout
 
 
+def _not_corrupt(path: str) -> bool:
+    """False for a file that exists and does not start as an ELF file does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(layout.ELF_MAGIC)) == layout.ELF_MAGIC
+    except OSError:
+        return True  # absent or unreadable: the loader says so
+
+
 def exec_if_ready(rest: list[str]) -> None:
     """Replace this process with occlum-run for ``occlum run <rest...>``, or return."""
     if not rest or rest[0].startswith("-"):
@@ -36,6 +45,8 @@ def exec_if_ready(rest: list[str]) -> None:
     # the install; ours copies): the usual path refuses that instance with its reason.
     if os.path.islink(binary) or not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         return
+    if not _not_corrupt(os.path.join(build, layout.BUILD_LIB, layout.PAL_SO)):
+        return  # an empty or corrupt PAL: the usual path names it (runtime.check_runnable)
     try:
         os.execv(binary, [binary, "--instance", root, *rest])
     except OSError:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import pathlimit
 from ..errors import OcclumError, VerifyError
 from ..fsutil import stat_key
 from . import pfs
@@ -147,7 +148,7 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
     try:
         names = sorted(os.listdir(where))
     except OSError as e:
-        raise SefsSourceError(f"cannot list: {e.strerror}", where=os.fsdecode(where)) from None
+        raise SefsSourceError(f"cannot list: {e.strerror}", where=pathlimit.shown(where)) from None
     for name in names:
         path = rel + b"/" + name if rel else name
         try:
@@ -159,10 +160,12 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
             raise SefsSourceError(f"the name is {len(name)} bytes, SEFS allows {NAME_MAX}",
                                   where=_show(path))
         full = top + b"/" + path
+        if pathlimit.too_long(full):  # the kernel would refuse it (ENAMETOOLONG)
+            raise SefsSourceError(pathlimit.message(full))
         try:
             st = os.lstat(full)
         except OSError as e:
-            raise SefsSourceError(f"cannot stat: {e.strerror}", where=os.fsdecode(full)) from None
+            raise SefsSourceError(f"cannot stat: {e.strerror}", where=pathlimit.shown(full)) from None
         m = st.st_mode
         if stat.S_ISDIR(m):
             kind, size, target = T_DIR, 0, b""

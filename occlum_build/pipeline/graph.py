@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +35,8 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from .. import log
-from ..errors import OcclumError, OutputError
+from .. import log, pathlimit, paths
+from ..errors import ConfigError, OcclumError, OutputError
 from . import stages as st
 from .context import (
     BUILTIN_CONFIG_SECTION,
@@ -66,9 +67,11 @@ def _stage(ctx: BuildContext, name: str, func: Callable[[], dict[str, Any] | Non
             ctx.error = ctx.error or e
             return _failed(str(e))
         except OSError as e:
-            err = OutputError(
+            too_long = pathlimit.error_message(e, e.filename) if e.filename else None
+            err = OcclumError(too_long) if too_long else OutputError(
                 "no space left on device; previous outputs kept" if e.errno == errno.ENOSPC
-                else f"{e.strerror or e}", where=e.filename or f"stage {name}")
+                else f"{e.strerror or e}",
+                where=pathlimit.shown(e.filename) if e.filename else f"stage {name}")
             ctx.error = ctx.error or err
             return _failed(str(err))
         except Exception as e:  # a bug: keep it for run.py, which reports it as internal
@@ -255,7 +258,25 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append({"basename": "build", "doc": "build the instance: report.json, status 'built'",
                 "actions": [_stage(ctx, "build", lambda: finish(ctx))], "uptodate": [False],
                 "task_dep": names, "verbosity": 2})
+    _check_inputs(ctx, out)
     return out
+
+
+def _check_inputs(ctx: BuildContext, made: list[dict[str, Any]]) -> None:
+    """Every file a stage depends on that no stage makes must exist: doit would otherwise
+    stop with its own "checking dependencies: Dependent file ... does not exist"."""
+    targets = {t for task in made for t in task.get("targets", ())}
+    for task in made:
+        for dep in task.get("file_dep", ()):
+            if dep in targets or os.path.exists(dep):
+                continue
+            if dep == str(ctx.inst.config):
+                from ..config.model import missing_config_message
+
+                raise ConfigError(missing_config_message(ctx.inst.config))
+            if Path(dep).parent == paths.native_dir():
+                st.native_file(ctx, Path(dep).name)  # raises, naming it and how to build it
+            raise OcclumError(f"{dep}: input of the {task['basename']} stage is missing")
 
 
 __all__ = ["BUILTIN_CONFIG_SECTION", "SGX_MODES", "BuildContext", "BuildOptions", "builtin_config_bytes",

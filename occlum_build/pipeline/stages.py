@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys, log, paths
-from ..errors import OcclumError, StateError
+from ..errors import KeyFileError, OcclumError, StateError
 from ..fsutil import atomic_write
+from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
 from ..paths import Instance
 from .context import (
     IMAGE_METADATA,
@@ -265,7 +266,7 @@ def builtin_config_bytes(mac: bytes) -> bytes:
     return keys.format_hex16(mac).encode() + b"\n"
 
 
-def _native_file(ctx: BuildContext, name: str) -> Path:
+def native_file(ctx: BuildContext, name: str) -> Path:
     p = ctx.native(name)
     if not p.is_file():
         raise StateError(f"the native runtime is not built: {p} is missing "
@@ -277,7 +278,7 @@ def patch_libos(ctx: BuildContext) -> None:
     from ..sgx.elf import update_builtin_config
     from .target import make_libos_links
 
-    src = ctx.libos_source if ctx.install is not None else _native_file(ctx, paths.LIBOS_SO)
+    src = ctx.libos_source if ctx.install is not None else native_file(ctx, paths.LIBOS_SO)
     patched = update_builtin_config(src.read_bytes(), builtin_config_bytes(conf_mac_of(ctx.inst)),
                                     where=str(src))
     atomic_write(ctx.libos_unsigned, patched, mode=0o755)
@@ -318,21 +319,21 @@ SIGNER_CACHE = "signer.json"
 
 def _pem_signer(ctx: BuildContext, key: Path) -> tuple[Any, dict[str, Any]]:
     cache_file = ctx.state.dir / SIGNER_CACHE
-    fp: str | None = None
+    # A key path naming /dev/zero, a FIFO or a huge file is refused here, naming it.
+    raw = read_limited(key, what="signing key file", limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
+    fp = hashlib.sha256(b"occlum-build signing key file\0" + raw).hexdigest()
     try:
-        fp = hashlib.sha256(b"occlum-build signing key file\0" + key.read_bytes()).hexdigest()
         cached = json.loads(cache_file.read_text())
         if isinstance(cached, dict) and cached.get("key_file") == fp and \
                 isinstance(cached.get("public_key"), str):
             return _LazyPemSigner(key), {"public_key": cached["public_key"]}
     except (OSError, ValueError):
-        pass  # no cache yet, or an unreadable key file (PemSigner says why below)
+        pass  # no cache yet
     pem = _LazyPemSigner(key)
     pub = _public_key_sha256(pem.public_key)  # loads the key: a bad key file fails the build here
-    if fp is not None:
-        with contextlib.suppress(OcclumError):
-            atomic_write(cache_file, json.dumps({"key_file": fp, "public_key": pub}) + "\n",
-                         durable=False)
+    with contextlib.suppress(OcclumError):
+        atomic_write(cache_file, json.dumps({"key_file": fp, "public_key": pub}) + "\n",
+                     durable=False)
     return pem, {"public_key": pub}
 
 
@@ -412,7 +413,7 @@ def copy_runtime(ctx: BuildContext, files: list[tuple[Path, Path]]) -> None:
 
     for src, dst in files:
         if ctx.install is None:
-            src = _native_file(ctx, src.name)
+            src = native_file(ctx, src.name)
         atomic_write(dst, src.read_bytes(), mode=0o755)
     make_runtime_links(ctx.inst, ctx.install)
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import EXIT_FAILURE, KeyFileError, OcclumError, VerifyError
 from ..fsutil import atomic_write
+from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
 from .sigstruct import EXPONENT, KEY_BYTES, verify_signature
 
 KEY_BITS = 3072
@@ -58,13 +59,7 @@ def check_key(key: rsa.RSAPublicKey | rsa.RSAPrivateKey | object, where: str) ->
 
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    p = Path(path)
-    try:
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"{what} does not exist", where=str(p)) from None
-    except OSError as e:
-        raise KeyFileError(f"cannot read {what}: {e.strerror}", where=str(p)) from None
+    return read_limited(path, what=what, limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
 
 
 def load_signing_key(path: str | os.PathLike[str], *, validate: bool = True) -> rsa.RSAPrivateKey:
