@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -433,6 +435,27 @@ int occlum_pal_kill(int pid, int sig)
     return ocb_sandbox_kill(p, sig);
 }
 
+/* Stop the root FS server and reap it: SIGTERM, sent again every half second until it has
+ * exited.  libfuse checks its exit flag and then sleeps on a semaphore that the handler does
+ * not post, so a SIGTERM landing between the two is not seen; the next one is.  (Its own
+ * helper threads and ours block every signal, so the handler runs on its main thread.) */
+static void stop_fs_server(pid_t pid)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    for (;;) {
+        kill(pid, SIGTERM);
+        if (pfd >= 0) {
+            struct pollfd p = {pfd, POLLIN, 0};
+            poll(&p, 1, 500);
+        }
+        pid_t w = waitpid(pid, NULL, pfd >= 0 ? WNOHANG : 0);
+        if (w == pid || (w < 0 && errno != EINTR))
+            break;
+    }
+    if (pfd >= 0)
+        close(pfd);
+}
+
 int occlum_pal_destroy(void)
 {
     if (!g.inited)
@@ -446,9 +469,7 @@ int occlum_pal_destroy(void)
         g.procs[i].used = 0;
     }
     if (g.fs_pid > 0) {
-        kill(g.fs_pid, SIGTERM);
-        while (waitpid(g.fs_pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+        stop_fs_server(g.fs_pid);
         umount2(g.mnt, MNT_DETACH);
         g.fs_pid = 0;
     }
