@@ -17,6 +17,7 @@
 #include "conf.h"
 #include "image.h"
 #include "initstage.h"
+#include "runlock.h"
 #include "ofs.h"
 #include "sandbox.h"
 #include "verify.h"
@@ -145,6 +146,7 @@ static int mount_root(struct ocb_err *e)
     if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0)
         return ocb_fail(e, "pipe: %s", strerror(errno));
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return ocb_fail(e, "fork: %s", strerror(errno));
@@ -152,7 +154,10 @@ static int mount_root(struct ocb_err *e)
         close(ready[0]);
         close(errp[0]);
         setpgid(0, 0);
+        /* The server ends with its runtime (it flushes the writable layer on SIGTERM). */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) /* the runtime died before the line above */
+            _exit(OFS_SERVE_IO);
         int logfd = errp[1];
         struct ofs_options o;
         memset(&o, 0, sizeof o);
@@ -214,10 +219,11 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
     snprintf(p, sizeof p, "%s/run", g.inst);
     if (mkdir_p(p) != 0)
         return ocb_fail(e, "%s: cannot create: %s", p, strerror(errno));
-    snprintf(p, sizeof p, "%s/run/.runtime.lock", g.inst);
-    g.lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (g.lock_fd < 0 || flock(g.lock_fd, LOCK_EX | LOCK_NB) != 0)
-        return ocb_fail(e, "%s: the instance is already running (occlum stop, or wait for it)", g.inst);
+    if ((g.lock_fd = ocb_run_lock_take(g.inst)) < 0) {
+        if (errno == EWOULDBLOCK)
+            return ocb_fail(e, "%s: the instance is already running (occlum stop, or wait for it)", g.inst);
+        return ocb_fail(e, "%s/%s: cannot open the runtime lock: %s", g.inst, OCB_RUN_LOCK, strerror(errno));
+    }
 
     snprintf(p, sizeof p, "%s/build/lib/libocclum-libos.signed.so", g.inst);
     if (ocb_verify_libos(p, &g.libos, e) != 0)
