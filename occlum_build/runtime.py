@@ -81,10 +81,11 @@ def mount_argv(inst: paths.Instance, mountpoint: str, image_key: str | None = No
     return argv
 
 
-def hold_run_lock(inst: paths.Instance) -> int:
+def hold_run_lock(inst: paths.Instance, *, inheritable: bool = True) -> int:
     """Take the instance's runtime lock (shared with occlum-run) and return its descriptor,
-    inheritable so that it stays held by a program exec'd from here.  As libos/src/runlock.c
-    does, a busy lock is tried again for 50 ms: :func:`lock_held` holds it shared for a moment."""
+    inheritable (by default) so that it stays held by a program exec'd from here.  As
+    libos/src/runlock.c does, a busy lock is tried again for 50 ms: :func:`lock_held` holds it
+    shared for a moment."""
     inst.run.mkdir(parents=True, exist_ok=True)
     fd = os.open(inst.run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     for attempt in range(11):
@@ -97,7 +98,7 @@ def hold_run_lock(inst: paths.Instance) -> int:
                 raise StateError(f"{inst.root}: the instance is in use (occlum run, occlum start "
                                  "or occlum mount)") from None
             time.sleep(0.005)
-    os.set_inheritable(fd, True)
+    os.set_inheritable(fd, inheritable)
     return fd
 
 
@@ -136,13 +137,21 @@ def runtime_state(inst: paths.Instance) -> str | None:
     return None
 
 
-def require_not_running(inst: paths.Instance, what: str) -> None:
-    """Refuse ``what`` (e.g. "occlum build") while a runtime uses the instance."""
-    if lock_held(inst):
-        started = os.path.lexists(inst.run / EXEC_SOCKET)
-        raise StateError(f"{inst.root}: the instance is {'started' if started else 'running'}; "
-                         f"{what} would change it under the runtime "
-                         f"({'occlum stop' if started else 'wait for occlum run / occlum mount'} first)")
+def exclude_runtimes(inst: paths.Instance, what: str) -> int | None:
+    """Take the runtime lock for ``what`` (`occlum build`, which replaces build/ and run/), so
+    that no runtime starts while it runs; the descriptor (close it to release), or None when
+    the instance has no run/ (nothing has run; nothing is created then).  A started or running
+    instance is refused with a StateError (exit 4) before anything is changed."""
+    if not inst.run.is_dir():
+        return None
+    try:
+        return hold_run_lock(inst, inheritable=False)
+    except StateError:
+        if os.path.lexists(inst.run / EXEC_SOCKET):
+            why = "started: its server uses build/ and run/ (occlum stop first)"
+        else:
+            why = "running (occlum run or occlum mount); let it end first"
+        raise StateError(f"{inst.root}: {what} refused: the instance is {why}") from None
 
 
 def exec_mount(inst: paths.Instance, mountpoint: str, image_key: str | None = None) -> None:
