@@ -29,6 +29,7 @@ from .config import load_config
 from .errors import OcclumError, StateError
 from .fsutil import atomic_open
 from .paths import STATUS_BUILT, STATUS_RUNNING, STATUS_UNFINISHED, Instance
+from .runtime import hw_without_sgx_note
 
 _log = log.get("package")
 
@@ -91,6 +92,9 @@ def check_packageable(inst: Instance, *, debug: bool) -> None:
     if mode == "SIM":
         raise OcclumError("the instance is built in SIM mode; rebuild with --sgx-mode HW for "
                           "production, or use --debug", where=str(inst.sgx_mode_file))
+    # A HW release packed where there is no SGX has never run as HW here: say so.
+    if note := hw_without_sgx_note("packaging a release built"):
+        _log.warning("%s", note)
 
 
 def package_path(inst: Instance, name: str | None) -> tuple[Path, str]:

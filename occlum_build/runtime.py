@@ -21,9 +21,29 @@ from .errors import EXIT_FAILURE, OcclumError, StateError
 
 _log = log.get("runtime")
 
+# SGX device nodes: the in-kernel driver's two names and the out-of-tree driver's
+# (libos/src/pal.c checks the same list).
+SGX_DEVICES = ("/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx")
+# Set to 1 to run a HW build on the SIM runtime of a machine without SGX (docs/runtime.md).
+SIM_RUNS_HW_ENV = "OCCLUM_SIM_RUNS_HW"
 RUN_LOCK = ".runtime.lock"  # in run/, held by occlum-run (libos/src/pal.c) and occlum mount
 EXEC_SOCKET = "occlum_exec.sock"  # in run/, served by `occlum-run --serve` (libos/src/server.c)
 EXEC_LOG = "occlum_exec.log"  # in run/: the server's messages after start-up
+
+
+def sgx_device() -> str | None:
+    """The SGX device node of this machine, or None when it has no SGX."""
+    return next((d for d in SGX_DEVICES if os.path.exists(d)), None)
+
+
+def hw_without_sgx_note(action: str) -> str | None:
+    """A warning for ``action`` on a HW build when this machine has no SGX (None if it has):
+    the SIM runtime here refuses such a build (docs/runtime.md, "SGX mode")."""
+    if sgx_device() is not None:
+        return None
+    return (f"{action} for SGX hardware (HW, the default of occlum build) on a machine without "
+            f"SGX ({', '.join(SGX_DEVICES)} missing): `occlum run` here refuses it unless "
+            f"{SIM_RUNS_HW_ENV}=1; use 'occlum build --sgx-mode SIM' to run it on this machine")
 
 
 def native_binary(name: str, inst: paths.Instance | None = None) -> Path:

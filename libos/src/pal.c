@@ -204,6 +204,39 @@ static int mount_root(struct ocb_err *e)
     return 0;
 }
 
+/* SGX device nodes of the in-kernel driver (two names) and of the out-of-tree one. */
+static const char *const sgx_devices[] = {"/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx"};
+
+/* A HW build (`occlum build` defaults to HW, as Occlum does) is not run on a machine without
+ * SGX as if it were a SIM one: refused, with what to do, unless OCCLUM_SIM_RUNS_HW=1 says the
+ * user means it (docs/runtime.md, "SGX mode").  .sgx_mode is written by every build; a
+ * missing one counts as HW, Occlum's default.  Not a security check: nothing measures it. */
+static int check_sgx_mode(struct ocb_err *e)
+{
+    char p[PATH_MAX], mode[16] = "HW";
+    snprintf(p, sizeof p, "%s/.sgx_mode", g.inst);
+    FILE *f = fopen(p, "re");
+    if (f != NULL) {
+        if (fgets(mode, sizeof mode, f) == NULL)
+            mode[0] = '\0';
+        fclose(f);
+        mode[strcspn(mode, "\r\n")] = '\0';
+    }
+    if (strcmp(mode, "SIM") == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof sgx_devices / sizeof sgx_devices[0]; i++)
+        if (access(sgx_devices[i], F_OK) == 0)
+            return 0;
+    const char *o = getenv("OCCLUM_SIM_RUNS_HW");
+    if (o != NULL && strcmp(o, "1") == 0)
+        return 0;
+    return ocb_fail(e, "%s: built for SGX hardware (.sgx_mode %s) but this machine has no SGX device "
+                       "(/dev/sgx_enclave, /dev/sgx/enclave, /dev/isgx): rebuild with "
+                       "'occlum build --sgx-mode SIM', or set OCCLUM_SIM_RUNS_HW=1 to run this HW "
+                       "build on the SIM runtime",
+                    g.inst, mode[0] ? mode : "(empty)");
+}
+
 static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
 {
     const char *dir = attr && attr->instance_dir ? attr->instance_dir : ".";
@@ -215,6 +248,8 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
     strcpy(g.inst, real);
     char p[PATH_MAX];
     info("boot %s", g.inst);
+    if (check_sgx_mode(e) != 0)
+        return -1;
     /* One runtime per instance: the writable layer has a single writer. */
     snprintf(p, sizeof p, "%s/run", g.inst);
     if (mkdir_p(p) != 0)

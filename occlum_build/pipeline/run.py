@@ -195,6 +195,7 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
     out = log.status_stream(out)
     inst = require_instance(instance_dir)
     ctx = BuildContext.create(inst, opts)
+    _warn_hw_without_sgx(opts)
     factory, progresses = _progress_factory(out)
     ctx.progress = factory
     ctx.announce = lambda msg: print(msg, file=out, flush=True)
@@ -219,6 +220,11 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
             errs = ctx.doit_errors or [f"doit exited with {rc}"]
             raise OcclumError("build failed: " + "; ".join(e.splitlines()[0] for e in errs if e))
     return ctx.report
+
+
+def _warn_hw_without_sgx(opts: BuildOptions) -> None:
+    if opts.sgx_mode == "HW" and (note := runtime.hw_without_sgx_note("building")):
+        _log.warning("%s", note)
 
 
 @contextlib.contextmanager
@@ -255,6 +261,7 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
             if options.get(k) is not None:
                 options[k] = Path(os.path.abspath(options[k]))
         ctx = BuildContext.create(inst, BuildOptions(**options))
+        _warn_hw_without_sgx(ctx.opts)
         status = log.status_stream()
         ctx.announce = lambda msg: print(msg, file=status, flush=True)
         excluded = _runtimes_excluded(inst)
