@@ -18,7 +18,15 @@ from pathlib import Path
 from . import log
 from .errors import OcclumError, StateError
 from .fsutil import atomic_write
-from .paths import CONFIG_TEMPLATE, IMAGE_DIRS, INITFS_DIRS, STATUS_INITIALIZED, Instance
+from .paths import (
+    CONFIG_TEMPLATE,
+    IMAGE_DIRS,
+    INITFS_DIRS,
+    STATUS_BUILT,
+    STATUS_INITIALIZED,
+    STATUS_RUNNING,
+    Instance,
+)
 
 _log = log.get("instance")
 
@@ -139,6 +147,22 @@ def read_status(path: str | os.PathLike[str]) -> str:
     except FileNotFoundError:
         raise StateError(f"{inst.root} is not an Occlum instance (no {inst.status_file.name}); "
                          "run 'occlum init' or 'occlum new <dir>'") from None
+
+
+def status_word(path: str | os.PathLike[str]) -> str:
+    """`occlum status`: the build state of .__occlum_status (initialized, unfinished), or for
+    a built instance its run-time state, asked of the runtime lock: running, crashed, stopped,
+    else built (docs/instance.md, "States")."""
+    from . import runtime
+
+    word = read_status(path)
+    inst = Instance.at(path)
+    if runtime.lock_held(inst):
+        return runtime.STATE_RUNNING
+    if word in (STATUS_BUILT, STATUS_RUNNING):
+        # "running" in the file (Occlum writes it at start) says nothing once no runtime is alive.
+        return runtime.runtime_state(inst) or STATUS_BUILT
+    return word
 
 
 def require_instance(path: str | os.PathLike[str]) -> Instance:

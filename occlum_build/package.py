@@ -2,8 +2,12 @@
 
 Contents as Occlum 0.31 packs them (research/occlum_build.md section 5): Occlum.json,
 build/bin, the signed LibOS, the PAL library, both images and their MACs, the protected
-config, initfs/, run/, the status and SGX mode files.  Nothing that only the build needs
-(image/, Enclave.xml, the unsigned LibOS, build/.state, keys) goes in.
+config, initfs/, the status and SGX mode files, and run/ as Occlum's package has it: the
+empty layer directories run/mount/__ROOT/ and run/initfs/__ROOT/ only.  Nothing that only the
+build needs (image/, Enclave.xml, the unsigned LibOS, build/.state, keys) goes in, and no
+run-time state: not the writable layer the app wrote, not the instance secret
+run/.sim_seal_key (it keys that layer), not the runtime lock, socket or log.  A package is
+deployed to start fresh, as Occlum's is.
 
 Reproducible: entries sorted by name, owner 0/0 without names, every mtime set to
 SOURCE_DATE_EPOCH (0 when unset), permission bits normalized (directories and executables
@@ -25,17 +29,25 @@ from .config import load_config
 from .errors import OcclumError, StateError
 from .fsutil import atomic_open
 from .paths import STATUS_BUILT, STATUS_RUNNING, STATUS_UNFINISHED, Instance
+from .runtime import hw_without_sgx_note
 
 _log = log.get("package")
 
 GZIP_LEVEL = 9
 
 
+# run/ in a package: these directories, empty (Occlum's package has them so).
+RUN_DIRS = ("run", "run/mount", "run/mount/__ROOT", "run/initfs", "run/initfs/__ROOT")
+# Files that are secrets of one instance: never packed, wherever they turn up.
+SECRET_NAMES = frozenset({".sim_seal_key", ".dev_sign_key.pem"})
+
+
 def contents(inst: Instance) -> list[Path]:
-    """The top-level paths that go into the package (files or directories), in order."""
+    """The top-level paths whose trees go into the package (files or directories), in order;
+    run/ is not one of them (see RUN_DIRS)."""
     b = inst.build
     items = [inst.config, b / "bin", b / "initfs", b / "mount", inst.sys_json_protected,
-             inst.initfs, inst.run, inst.status_file, inst.sgx_mode_file, inst.libos_signed]
+             inst.initfs, inst.status_file, inst.sgx_mode_file, inst.libos_signed]
     lib = inst.build_lib
     if lib.is_dir():
         items += sorted(p for p in lib.iterdir() if p.name.startswith("libocclum-pal"))
@@ -43,6 +55,9 @@ def contents(inst: Instance) -> list[Path]:
 
 
 def _walk(top: Path) -> Iterator[Path]:
+    if top.name in SECRET_NAMES:
+        _log.warning("%s: not packaged (an instance secret)", top)
+        return
     yield top
     if top.is_dir() and not top.is_symlink():
         for child in sorted(top.iterdir(), key=lambda p: p.name.encode()):
@@ -77,6 +92,9 @@ def check_packageable(inst: Instance, *, debug: bool) -> None:
     if mode == "SIM":
         raise OcclumError("the instance is built in SIM mode; rebuild with --sgx-mode HW for "
                           "production, or use --debug", where=str(inst.sgx_mode_file))
+    # A HW release packed where there is no SGX has never run as HW here: say so.
+    if note := hw_without_sgx_note("packaging a release built"):
+        _log.warning("%s", note)
 
 
 def package_path(inst: Instance, name: str | None) -> tuple[Path, str]:
@@ -100,7 +118,7 @@ def make_package(inst: Instance, dest: Path, folder: str) -> int:
     if missing:
         raise StateError(f"{missing[0]} is missing; rebuild the instance ('occlum build')")
     mtime = _mtime()
-    entries: list[tuple[str, Path]] = []
+    entries: list[tuple[str, Path | None]] = [(f"{folder}/{d}", None) for d in RUN_DIRS]
     for top in items:
         for p in _walk(top):
             entries.append((f"{folder}/{p.relative_to(inst.root).as_posix()}", p))
@@ -112,7 +130,10 @@ def make_package(inst: Instance, dest: Path, folder: str) -> int:
                 # The folder itself first, as `tar --transform` of the instance dir would.
                 tar.addfile(_dir_info(folder, mtime))
                 for arcname, p in entries:
-                    _add(tar, arcname, p, mtime)
+                    if p is None:  # an empty directory of RUN_DIRS
+                        tar.addfile(_dir_info(arcname, mtime))
+                    else:
+                        _add(tar, arcname, p, mtime)
     return dest.stat().st_size
 
 

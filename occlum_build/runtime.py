@@ -8,19 +8,43 @@ happens in the native code, so nothing here is trusted for security.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import keys, paths
+from . import keys, log, paths
 from .errors import EXIT_FAILURE, OcclumError, StateError
 
+_log = log.get("runtime")
+
+# SGX device nodes: the in-kernel driver's two names and the out-of-tree driver's
+# (libos/src/pal.c checks the same list).
+SGX_DEVICES = ("/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx")
+# Set to 1 to run a HW build on the SIM runtime of a machine without SGX (docs/runtime.md).
+SIM_RUNS_HW_ENV = "OCCLUM_SIM_RUNS_HW"
 RUN_LOCK = ".runtime.lock"  # in run/, held by occlum-run (libos/src/pal.c) and occlum mount
 EXEC_SOCKET = "occlum_exec.sock"  # in run/, served by `occlum-run --serve` (libos/src/server.c)
 EXEC_LOG = "occlum_exec.log"  # in run/: the server's messages after start-up
+
+
+def sgx_device() -> str | None:
+    """The SGX device node of this machine, or None when it has no SGX."""
+    return next((d for d in SGX_DEVICES if os.path.exists(d)), None)
+
+
+def hw_without_sgx_note(action: str) -> str | None:
+    """A warning for ``action`` on a HW build when this machine has no SGX (None if it has):
+    the SIM runtime here refuses such a build (docs/runtime.md, "SGX mode")."""
+    if sgx_device() is not None:
+        return None
+    return (f"{action} for SGX hardware (HW, the default of occlum build) on a machine without "
+            f"SGX ({', '.join(SGX_DEVICES)} missing): `occlum run` here refuses it unless "
+            f"{SIM_RUNS_HW_ENV}=1; use 'occlum build --sgx-mode SIM' to run it on this machine")
 
 
 def native_binary(name: str, inst: paths.Instance | None = None) -> Path:
@@ -86,18 +110,77 @@ def mount_argv(inst: paths.Instance, mountpoint: str, image_key: str | None = No
     return argv
 
 
-def hold_run_lock(inst: paths.Instance) -> int:
+def hold_run_lock(inst: paths.Instance, *, inheritable: bool = True) -> int:
     """Take the instance's runtime lock (shared with occlum-run) and return its descriptor,
-    inheritable so that it stays held by a program exec'd from here."""
+    inheritable (by default) so that it stays held by a program exec'd from here.  As
+    libos/src/runlock.c does, a busy lock is tried again for 50 ms: :func:`lock_held` holds it
+    shared for a moment."""
     inst.run.mkdir(parents=True, exist_ok=True)
     fd = os.open(inst.run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StateError(f"{inst.root}: the instance is in use (occlum run or occlum mount)") from None
-    os.set_inheritable(fd, True)
+    for attempt in range(11):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt == 10:
+                os.close(fd)
+                raise StateError(f"{inst.root}: the instance is in use (occlum run, occlum start "
+                                 "or occlum mount)") from None
+            time.sleep(0.005)
+    os.set_inheritable(fd, inheritable)
     return fd
+
+
+def lock_held(inst: paths.Instance) -> bool:
+    """Whether a runtime (occlum run, the occlum start server, occlum mount) holds the
+    instance's runtime lock.  The kernel drops an flock with the last process holding it, so a
+    crashed server never looks alive; never blocks."""
+    try:
+        fd = os.open(inst.run / RUN_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # drops the shared lock at once
+    return False
+
+
+# What `occlum status` reports for a built instance (docs/instance.md, "States").
+STATE_RUNNING = "running"  # a runtime holds the lock
+STATE_CRASHED = "crashed"  # an occlum start server ended without occlum stop
+STATE_STOPPED = "stopped"  # started since the last build, and stopped
+
+
+def runtime_state(inst: paths.Instance) -> str | None:
+    """The run-time state of a built instance, from the lock and what the server leaves in
+    run/: None when no runtime has been started since the last build (``built``)."""
+    if lock_held(inst):
+        return STATE_RUNNING
+    if os.path.lexists(inst.run / EXEC_SOCKET):  # a server removes it when it stops
+        return STATE_CRASHED
+    if (inst.run / EXEC_LOG).exists():  # written by every occlum start
+        return STATE_STOPPED
+    return None
+
+
+def exclude_runtimes(inst: paths.Instance, what: str) -> int | None:
+    """Take the runtime lock for ``what`` (`occlum build`, which replaces build/ and run/), so
+    that no runtime starts while it runs; the descriptor (close it to release), or None when
+    the instance has no run/ (nothing has run; nothing is created then).  A started or running
+    instance is refused with a StateError (exit 4) before anything is changed."""
+    if not inst.run.is_dir():
+        return None
+    try:
+        return hold_run_lock(inst, inheritable=False)
+    except StateError:
+        if os.path.lexists(inst.run / EXEC_SOCKET):
+            why = "started: its server uses build/ and run/ (occlum stop first)"
+        else:
+            why = "running (occlum run or occlum mount); let it end first"
+        raise StateError(f"{inst.root}: {what} refused: the instance is {why}") from None
 
 
 def exec_mount(inst: paths.Instance, mountpoint: str, image_key: str | None = None) -> None:
@@ -111,8 +194,13 @@ def start(inst: paths.Instance) -> None:
     """`occlum start`: boot the instance in a background server (occlum-run --serve) and
     return once it accepts `occlum exec`; a boot failure is raised with the server's message."""
     require_built(inst)
-    if (inst.run / EXEC_SOCKET).exists() and _server_answers(inst):
-        raise StateError(f"{inst.root}: the instance is already started (occlum stop first)")
+    if lock_held(inst):
+        if _server_answers(inst):
+            raise StateError(f"{inst.root}: the instance is already started (occlum stop first)")
+        raise StateError(f"{inst.root}: the instance is in use (occlum run or occlum mount)")
+    if os.path.lexists(inst.run / EXEC_SOCKET):
+        _log.warning("%s: the previous server ended without 'occlum stop' (crashed or killed); "
+                     "starting a new one", inst.root)
     inst.run.mkdir(parents=True, exist_ok=True)
     log_path = inst.run / EXEC_LOG
     r, w = os.pipe()
@@ -156,7 +244,18 @@ def exec_in(inst: paths.Instance, path: str, args: Sequence[str]) -> None:
 
 
 def stop(inst: paths.Instance) -> int:
-    """`occlum stop`: stop the server (programs still running are killed)."""
+    """`occlum stop`: stop the server (programs still running are killed).  A crashed server's
+    socket is removed, so that the instance reads as stopped again; that and "nothing is
+    started" exit 1 (docs/exit-codes.md)."""
+    sock = inst.run / EXEC_SOCKET
+    if not lock_held(inst):
+        if os.path.lexists(sock):
+            with contextlib.suppress(FileNotFoundError):
+                sock.unlink()
+            raise OcclumError(f"{inst.root}: the instance is not running: its server had ended "
+                              f"without 'occlum stop' (crashed or killed); removed {sock}",
+                              exit_code=EXIT_FAILURE)
+        raise OcclumError(f"{inst.root}: the instance is not running", exit_code=EXIT_FAILURE)
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--stop"]
     check_runnable(Path(argv[0]))
     try:

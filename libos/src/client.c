@@ -6,6 +6,7 @@
 #include "occlum_pal_api.h"
 #include "exec_proto.h"
 #include "ocb.h"
+#include "runlock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,17 +22,37 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Connect to the server of the instance, or print one line saying why there is none and
+ * return -1.  The runtime lock tells whether a server can be alive: a socket file without a
+ * holder of the lock is what a crashed server leaves, and is not connected to. */
 static int connect_server(const char *instance)
 {
     struct sockaddr_un sa;
     char real[PATH_MAX];
-    if (realpath(instance, real) == NULL || ocb_exec_sock_path(real, &sa) != 0)
+    if (realpath(instance, real) == NULL || ocb_exec_sock_path(real, &sa) != 0) {
+        fprintf(stderr, "occlum: %s: not an instance directory (or its path is too long)\n", instance);
         return -1;
+    }
+    struct stat st;
+    int sock_file = lstat(sa.sun_path, &st) == 0;
+    int held = ocb_run_lock_held(real);
+    if (held == 0 && sock_file) {
+        fprintf(stderr, "occlum: %s: the instance is not running: its server ended without "
+                        "'occlum stop' (crashed or killed); 'occlum start' starts it again\n", real);
+        return -1;
+    }
+    if (held == 0 || !sock_file) {
+        fprintf(stderr, "occlum: %s: the instance is not running (occlum start)%s\n", real,
+                held == 1 ? "; it is in use by occlum run or occlum mount" : "");
+        return -1;
+    }
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s >= 0 && connect(s, (struct sockaddr *)&sa, sizeof sa) == 0)
         return s;
+    int saved = errno;
     if (s >= 0)
         close(s);
+    fprintf(stderr, "occlum: %s: the instance is not running (%s: %s)\n", real, sa.sun_path, strerror(saved));
     return -1;
 }
 
@@ -112,17 +133,17 @@ int ocb_client_exec(const char *instance, const char *path, char **argv)
     }
     sigprocmask(SIG_BLOCK, &set, &old);
     int s = connect_server(instance);
-    if (s < 0) {
-        fprintf(stderr, "occlum: %s: no running instance (occlum start)\n", instance);
+    if (s < 0)
         return 1;
-    }
     if (send_request(s, OCB_EXEC_KIND_EXEC, path, argv, environ) != 0) {
         fprintf(stderr, "occlum: lost the connection to the instance\n");
         return 1;
     }
     uint32_t type;
-    if (ocb_exec_recv_u32(s, &type) != 0)
-        return 127;
+    if (ocb_exec_recv_u32(s, &type) != 0) {
+        fprintf(stderr, "occlum: lost the connection to the instance (its server ended)\n");
+        return 1;
+    }
     if (type == OCB_EXEC_R_FAILED)
         return 127; /* the reason was printed on our stderr by the server */
     if (type != OCB_EXEC_R_STARTED)
@@ -130,8 +151,11 @@ int ocb_client_exec(const char *instance, const char *path, char **argv)
     client_sock = s;
     sigprocmask(SIG_SETMASK, &old, NULL);
     uint32_t status;
-    if (ocb_exec_recv_u32(s, &type) != 0 || type != OCB_EXEC_R_EXITED || ocb_exec_recv_u32(s, &status) != 0)
-        return 128 + SIGKILL; /* the server went away (occlum stop) */
+    if (ocb_exec_recv_u32(s, &type) != 0 || type != OCB_EXEC_R_EXITED || ocb_exec_recv_u32(s, &status) != 0) {
+        /* The server went away (occlum stop, or it died) and the program with it. */
+        fprintf(stderr, "occlum: the instance stopped (occlum stop, or its server ended); the program was killed\n");
+        return 128 + SIGKILL;
+    }
     int st = (int)status;
     if (WIFSIGNALED(st))
         return 128 + WTERMSIG(st);
@@ -141,10 +165,8 @@ int ocb_client_exec(const char *instance, const char *path, char **argv)
 int ocb_client_stop(const char *instance)
 {
     int s = connect_server(instance);
-    if (s < 0) {
-        fprintf(stderr, "occlum: %s: no running instance\n", instance);
+    if (s < 0)
         return 1;
-    }
     uint32_t type = 0;
     if (send_request(s, OCB_EXEC_KIND_STOP, NULL, NULL, NULL) != 0 || ocb_exec_recv_u32(s, &type) != 0 || type != OCB_EXEC_R_STOPPED) {
         fprintf(stderr, "occlum: the instance did not confirm the stop\n");

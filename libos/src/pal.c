@@ -17,6 +17,7 @@
 #include "conf.h"
 #include "image.h"
 #include "initstage.h"
+#include "runlock.h"
 #include "ofs.h"
 #include "sandbox.h"
 #include "verify.h"
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,6 +156,7 @@ static int mount_root(struct ocb_err *e)
     if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0)
         return ocb_fail(e, "pipe: %s", strerror(errno));
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
         return ocb_fail(e, "fork: %s", strerror(errno));
@@ -160,7 +164,10 @@ static int mount_root(struct ocb_err *e)
         close(ready[0]);
         close(errp[0]);
         setpgid(0, 0);
+        /* The server ends with its runtime (it flushes the writable layer on SIGTERM). */
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent) /* the runtime died before the line above */
+            _exit(OFS_SERVE_IO);
         int logfd = errp[1];
         struct ofs_options o;
         memset(&o, 0, sizeof o);
@@ -207,6 +214,39 @@ static int mount_root(struct ocb_err *e)
     return 0;
 }
 
+/* SGX device nodes of the in-kernel driver (two names) and of the out-of-tree one. */
+static const char *const sgx_devices[] = {"/dev/sgx_enclave", "/dev/sgx/enclave", "/dev/isgx"};
+
+/* A HW build (`occlum build` defaults to HW, as Occlum does) is not run on a machine without
+ * SGX as if it were a SIM one: refused, with what to do, unless OCCLUM_SIM_RUNS_HW=1 says the
+ * user means it (docs/runtime.md, "SGX mode").  .sgx_mode is written by every build; a
+ * missing one counts as HW, Occlum's default.  Not a security check: nothing measures it. */
+static int check_sgx_mode(struct ocb_err *e)
+{
+    char p[PATH_MAX], mode[16] = "HW";
+    snprintf(p, sizeof p, "%s/.sgx_mode", g.inst);
+    FILE *f = fopen(p, "re");
+    if (f != NULL) {
+        if (fgets(mode, sizeof mode, f) == NULL)
+            mode[0] = '\0';
+        fclose(f);
+        mode[strcspn(mode, "\r\n")] = '\0';
+    }
+    if (strcmp(mode, "SIM") == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof sgx_devices / sizeof sgx_devices[0]; i++)
+        if (access(sgx_devices[i], F_OK) == 0)
+            return 0;
+    const char *o = getenv("OCCLUM_SIM_RUNS_HW");
+    if (o != NULL && strcmp(o, "1") == 0)
+        return 0;
+    return ocb_fail(e, "%s: built for SGX hardware (.sgx_mode %s) but this machine has no SGX device "
+                       "(/dev/sgx_enclave, /dev/sgx/enclave, /dev/isgx): rebuild with "
+                       "'occlum build --sgx-mode SIM', or set OCCLUM_SIM_RUNS_HW=1 to run this HW "
+                       "build on the SIM runtime",
+                    g.inst, mode[0] ? mode : "(empty)");
+}
+
 static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
 {
     const char *dir = attr && attr->instance_dir ? attr->instance_dir : ".";
@@ -218,14 +258,17 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
     strcpy(g.inst, real);
     char p[PATH_MAX];
     info("boot %s", g.inst);
+    if (check_sgx_mode(e) != 0)
+        return -1;
     /* One runtime per instance: the writable layer has a single writer. */
     snprintf(p, sizeof p, "%s/run", g.inst);
     if (mkdir_p(p) != 0)
         return ocb_fail(e, "%s: cannot create: %s", p, strerror(errno));
-    snprintf(p, sizeof p, "%s/run/.runtime.lock", g.inst);
-    g.lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (g.lock_fd < 0 || flock(g.lock_fd, LOCK_EX | LOCK_NB) != 0)
-        return ocb_fail(e, "%s: the instance is already running (occlum stop, or wait for it)", g.inst);
+    if ((g.lock_fd = ocb_run_lock_take(g.inst)) < 0) {
+        if (errno == EWOULDBLOCK)
+            return ocb_fail(e, "%s: the instance is already running (occlum stop, or wait for it)", g.inst);
+        return ocb_fail(e, "%s/%s: cannot open the runtime lock: %s", g.inst, OCB_RUN_LOCK, strerror(errno));
+    }
 
     snprintf(p, sizeof p, "%s/build/lib/libocclum-libos.signed.so", g.inst);
     if (ocb_verify_libos(p, &g.libos, e) != 0)
@@ -443,6 +486,27 @@ int occlum_pal_kill(int pid, int sig)
     return ocb_sandbox_kill(p, sig);
 }
 
+/* Stop the root FS server and reap it: SIGTERM, sent again every half second until it has
+ * exited.  libfuse checks its exit flag and then sleeps on a semaphore that the handler does
+ * not post, so a SIGTERM landing between the two is not seen; the next one is.  (Its own
+ * helper threads and ours block every signal, so the handler runs on its main thread.) */
+static void stop_fs_server(pid_t pid)
+{
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    for (;;) {
+        kill(pid, SIGTERM);
+        if (pfd >= 0) {
+            struct pollfd p = {pfd, POLLIN, 0};
+            poll(&p, 1, 500);
+        }
+        pid_t w = waitpid(pid, NULL, pfd >= 0 ? WNOHANG : 0);
+        if (w == pid || (w < 0 && errno != EINTR))
+            break;
+    }
+    if (pfd >= 0)
+        close(pfd);
+}
+
 int occlum_pal_destroy(void)
 {
     if (!g.inited)
@@ -456,9 +520,7 @@ int occlum_pal_destroy(void)
         g.procs[i].used = 0;
     }
     if (g.fs_pid > 0) {
-        kill(g.fs_pid, SIGTERM);
-        while (waitpid(g.fs_pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+        stop_fs_server(g.fs_pid);
         umount2(g.mnt, MNT_DETACH);
         g.fs_pid = 0;
     }

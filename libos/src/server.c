@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -24,6 +25,8 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_requested;
+static int listen_fd = -1;
+static pid_t server_pid;
 static void on_term(int sig)
 {
     (void)sig;
@@ -162,8 +165,15 @@ static void handle(int c)
         goto bad;
     }
     pid_t pid = fork();
-    if (pid == 0)
+    if (pid == 0) {
+        /* A connection handler dies with the server (and its program with it: the sandbox's
+         * init has PDEATHSIG too), and does not keep the listening socket: an orphan holding it
+         * would accept connections nobody answers, and `occlum exec` would hang. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != server_pid)
+            _exit(1);
+        close(listen_fd);
         serve_exec(c, strs, argc, envc, fds);
+    }
     if (pid > 0)
         track(pid);
     free(strs);
@@ -190,6 +200,8 @@ int ocb_serve(const char *instance, int ready_fd)
         return 1;
     struct sockaddr_un sa;
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    listen_fd = s;
+    server_pid = getpid();
     if (ocb_exec_sock_path(real, &sa) != 0 || s < 0) {
         fprintf(stderr, "occlum: %s/%s: path too long for a socket\n", real, OCB_EXEC_SOCKET);
         occlum_pal_destroy();

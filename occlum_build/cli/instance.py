@@ -44,7 +44,7 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    print(instance.read_status(os.getcwd()))
+    print(instance.status_word(os.getcwd()))
 
 
 def cmd_gen_image_key(args: argparse.Namespace) -> None:

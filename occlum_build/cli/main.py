@@ -33,6 +33,7 @@ commands (as in the Occlum manual):
   occlum status
   occlum print mrsigner|mrenclave|enclave-xml|sys-json
 environment: OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace
+             OCCLUM_SIM_RUNS_HW=1  run a HW build on the SIM runtime of a machine without SGX
 """
 
 

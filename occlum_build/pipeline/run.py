@@ -16,14 +16,14 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from .. import log, paths
+from .. import log, paths, runtime
 from ..errors import OcclumError, OutputError
 from ..fsutil import atomic_write
 from ..instance import require_instance
@@ -198,10 +198,11 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
     out = log.status_stream(out)
     inst = require_instance(instance_dir)
     ctx = BuildContext.create(inst, opts)
+    _warn_hw_without_sgx(opts)
     factory, progresses = _progress_factory(out)
     ctx.progress = factory
     ctx.announce = lambda msg: print(msg, file=out, flush=True)
-    with build_lock(inst):
+    with _runtimes_excluded(inst), build_lock(inst):
         ctx.state.prepare()
         ctx.cache = HashCache(ctx.state.hashes)
         ns = namespace(ctx, _reporter_for(ctx, out))
@@ -222,6 +223,23 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
             errs = ctx.doit_errors or [f"doit exited with {rc}"]
             raise OcclumError("build failed: " + "; ".join(e.splitlines()[0] for e in errs if e))
     return ctx.report
+
+
+def _warn_hw_without_sgx(opts: BuildOptions) -> None:
+    if opts.sgx_mode == "HW" and (note := runtime.hw_without_sgx_note("building")):
+        _log.warning("%s", note)
+
+
+@contextlib.contextmanager
+def _runtimes_excluded(inst: Instance) -> Iterator[None]:
+    """No runtime uses the instance while it is built: a started or running instance is
+    refused (exit 4) before anything changes, and none can start until the build is done."""
+    fd = runtime.exclude_runtimes(inst, "occlum build")
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 # ---------------------------------------------------------------------------- dodo.py support
@@ -251,8 +269,12 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", *, after: Sequence[str] = (
             if options.get(k) is not None:
                 options[k] = Path(os.path.abspath(options[k]))
         ctx = BuildContext.create(inst, BuildOptions(**options))
+        _warn_hw_without_sgx(ctx.opts)
         status = log.status_stream()
         ctx.announce = lambda msg: print(msg, file=status, flush=True)
+        excluded = _runtimes_excluded(inst)
+        excluded.__enter__()
+        _held.append(excluded)
         lock = build_lock(inst)
         lock.__enter__()
         _held.append(lock)

@@ -72,6 +72,7 @@ def test_signed_by_python_verified_by_c(tmp_path: Path, xml: bytes, version: int
     inst = tmp_path / "inst"
     (inst / "build/lib").mkdir(parents=True)
     (inst / "build/lib/libocclum-libos.signed.so").write_bytes(res.signed)
+    (inst / ".sgx_mode").write_text("SIM\n")  # as a SIM build writes it (no SGX here)
     run = paths.native_dir() / paths.RUN_BIN
     r = subprocess.run([str(run), "--instance", str(inst), "/bin/x"], capture_output=True, text=True,
                        env={"OCCLUM_LOG_LEVEL": "info"})

@@ -1,5 +1,7 @@
 #include "par.h"
 
+#include "ofs_thread.h"
+
 #include <pthread.h>
 #include <unistd.h>
 
@@ -47,7 +49,7 @@ static void start(void) {
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    have_worker = pthread_create(&t, &a, worker, NULL) == 0;
+    have_worker = ofs_thread_start(&t, &a, worker, NULL, "ofs-par") == 0;
     pthread_attr_destroy(&a);
     worker_pid = me;
     pthread_mutex_unlock(&start_mu);

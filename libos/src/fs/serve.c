@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "ofs_crypto.h"
+#include "ofs_thread.h"
 
 void union_log(const struct ofs_options *o, const char *fmt, ...) {
     char line[1024];
@@ -194,8 +196,23 @@ int ofs_serve(const struct ofs_options *o) {
         goto out_err;
     }
     struct fuse_session *se = fuse_get_session(f);
+    /* SIGTERM stops the server (occlum_pal_destroy, PDEATHSIG, `kill`).  libfuse installs its
+     * handler only over SIG_DFL, and an ignored or blocked SIGTERM is inherited from whoever
+     * started us: without this the server could not be stopped.  Unblocked only once the
+     * handler is in place, so a SIGTERM that is already pending ends the loop at once. */
+    struct sigaction cur;
+    if (sigaction(SIGTERM, NULL, &cur) == 0 && cur.sa_handler == SIG_IGN) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigaction(SIGTERM, &dfl, NULL);
+    }
     fuse_set_signal_handlers(se);
-    if (s.up) have_flusher = pthread_create(&flusher_thread, NULL, flusher, &s) == 0;
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    if (s.up) have_flusher = ofs_thread_start(&flusher_thread, NULL, flusher, &s, "ofs-flusher") == 0;
     if (o->ready_fd > 0) {
         if (write(o->ready_fd, "1", 1) != 1) { /* the waiter went away; serve anyway */
         }
