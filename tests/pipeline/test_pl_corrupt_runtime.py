@@ -1,5 +1,5 @@
 """An empty or corrupt build/bin/occlum-run or build/lib/libocclum-pal.so (issue 15 A): `occlum
-run/start/exec/stop` say in one line which file it is and that `occlum build` restores it, exit 1
+run/start/exec` say in one line which file it is and that `occlum build` restores it, exit 1
 (was: exit 70 "Exec format error", or the loader's "file too short" with exit 127, which reads
 as "the program cannot start")."""
 
@@ -49,7 +49,10 @@ def test_corrupt_native_file_is_named(built: Path, name: str, how: str) -> None:
         pytest.skip("a PAL with the ELF magic is the loader's to refuse")
     try:
         f.write_bytes(CORRUPTIONS[how])
-        for cmd in (["run", "/bin/true"], ["start"], ["exec", "/bin/true"], ["stop"]):
+        # (`occlum stop` of an instance that is not started says so first: it runs nothing.)
+        r = occlum("stop", cwd=built)
+        assert r.returncode == EXIT_FAILURE and r.stderr.strip().endswith("the instance is not running")
+        for cmd in (["run", "/bin/true"], ["start"], ["exec", "/bin/true"]):
             r = occlum(*cmd, cwd=built)
             assert r.returncode == EXIT_FAILURE, (cmd, r.stderr)
             lines = r.stderr.strip().splitlines()
