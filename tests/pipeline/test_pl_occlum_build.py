@@ -102,3 +102,44 @@ def test_occlum_dir_from_the_environment(tmp_path: Path) -> None:
     assert (inst / "build/bin/occlum-run").is_symlink()
 
 
+
+
+def test_package_of_a_real_occlum_build_ships_what_occlum_package_ships(tmp_path: Path) -> None:
+    """tools/occlum cmd_package: Occlum.json, build/bin (the symlinks into the install),
+    the signed LibOS, build/lib/libocclum-pal.so*, both images, the protected config, initfs/,
+    the empty run/ layer dirs, .__occlum_status and .sgx_mode; the same bytes twice."""
+    import hashlib
+    import tarfile
+
+    fake = make_install(tmp_path / "opt-occlum")
+    inst = new_instance(tmp_path)
+    cfg = json.loads((inst / "Occlum.json").read_text())
+    cfg["metadata"]["debuggable"] = False  # a release, as `occlum package` wants
+    (inst / "Occlum.json").write_text(json.dumps(cfg, indent=4))
+    assert build(inst, "--occlum-dir", str(fake)).returncode == 0  # HW, the default
+    digests = []
+    for _ in range(2):
+        r = run_cli("package", "app.tar.gz", cwd=inst)
+        assert r.returncode == 0, r.stderr
+        digests.append(hashlib.sha256((inst / "app.tar.gz").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    with tarfile.open(inst / "app.tar.gz") as t:
+        members = {m.name: m for m in t.getmembers()}
+    names = {n.split("/", 1)[1] for n in members if "/" in n}
+
+    def root(n: str) -> str:
+        parts = n.split("/")
+        return "/".join(parts[:2]) if parts[0] == "build" and len(parts) > 1 else parts[0]
+
+    assert {root(n) for n in names} == {
+        "Occlum.json", ".__occlum_status", ".sgx_mode", "initfs", "run", "build/bin",
+        "build/lib", "build/initfs", "build/mount", "build/.Occlum_sys.json.protected"}
+    assert {n for n in names if n.startswith("run")} == {
+        "run", "run/mount", "run/mount/__ROOT", "run/initfs", "run/initfs/__ROOT"}  # empty dirs
+    lib = sorted(n for n in names if n.startswith("build/lib/"))
+    assert lib == ["build/lib/libocclum-libos.signed.so", "build/lib/libocclum-pal.so",
+                   "build/lib/libocclum-pal.so.0", f"build/lib/libocclum-pal.so.{VERSION}"]
+    b = str(fake / "build/bin")
+    for prog in ("occlum-run", "occlum_exec_client", "occlum_exec_server"):
+        m = members[f"app/build/bin/{prog}"]
+        assert m.issym() and m.linkname == f"{b}/{prog}"
