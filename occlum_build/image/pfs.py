@@ -92,15 +92,20 @@ class _Keys:
         if len(user_key) != 16:
             raise ValueError("a Protected FS user key is 16 bytes")
         self.user_key = user_key
-        self._k = hmac.new(user_key, b"occlum-build pfs deterministic keys v1", hashlib.sha256).digest()
+        k_det = hmac.new(user_key, b"occlum-build pfs deterministic keys v2", hashlib.sha256).digest()
+        self._hmac = hmac.new(k_det, digestmod=hashlib.sha256)  # copied per use: keyed once
 
     def node(self, phys: int, plain: bytes | memoryview) -> bytes:
-        msg = b"node\0" + phys.to_bytes(8, "little") + hashlib.sha256(plain).digest()
-        return hmac.new(self._k, msg, hashlib.sha256).digest()[:16]
+        h = self._hmac.copy()
+        h.update(b"node\0" + phys.to_bytes(8, "little"))
+        h.update(plain)
+        return h.digest()[:16]
 
     def key_id(self, enc_plain: bytes) -> bytes:
-        msg = b"metadata key id\0" + hashlib.sha256(enc_plain).digest()
-        return hmac.new(self._k, msg, hashlib.sha256).digest()
+        h = self._hmac.copy()
+        h.update(b"metadata key id\0")
+        h.update(enc_plain)
+        return h.digest()
 
 
 @dataclass(frozen=True)
@@ -195,12 +200,17 @@ def write_body(out_fd: int, src_fd: int, size: int, key: bytes | None = None,
                 mb[i * SLOT + 16:(i + 1) * SLOT] = _GMAC0.encrypt(IV, b"", mv[i * NODE:(i + 1) * NODE])
             _pwrite_all(out_fd, mv[:count * NODE], data_phys(d0) * NODE)
         else:
-            out = bytearray(count * NODE)
+            # Each node is encrypted straight into place; its tag lands on the first 16 bytes
+            # of the next node's place (overwritten next) or the 16 spare bytes at the end.
+            out = bytearray(count * NODE + 16)
+            omv = memoryview(out)
             for i in range(count):
-                stored, k, tag = _protect(mv[i * NODE:(i + 1) * NODE], data_phys(d0 + i), keys)
-                out[i * NODE:(i + 1) * NODE] = stored
-                mb[i * SLOT:(i + 1) * SLOT] = k + tag
-            _pwrite_all(out_fd, memoryview(out), data_phys(d0) * NODE)
+                node = mv[i * NODE:(i + 1) * NODE]
+                k = keys.node(data_phys(d0 + i), node)
+                AESGCM(k).encrypt_into(IV, node, None, omv[i * NODE:(i + 1) * NODE + 16])
+                mb[i * SLOT:i * SLOT + 16] = k
+                mb[i * SLOT + 16:(i + 1) * SLOT] = omv[(i + 1) * NODE:(i + 1) * NODE + 16]
+            _pwrite_all(out_fd, omv[:count * NODE], data_phys(d0) * NODE)
         tree.data_finished(m)
     if tree.open:
         raise AssertionError("MHT nodes left open")  # a bug in _Tree, never input
