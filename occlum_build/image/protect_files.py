@@ -66,6 +66,18 @@ def protect_file(src: str, job: Job, key: bytes | None) -> bytes:
 _Result = tuple[bytes | None, tuple[str, str, str | None, int] | None]
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a killed build must not leave workers behind (they would go on
+    writing temp files, and hold what the build held: its locks are inherited descriptors)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the build died before prctl took effect
+        os._exit(1)
+
+
 def _worker(src: str, key: bytes | None, jobs: Sequence[Job]) -> list[_Result]:
     out: list[_Result] = []
     for job in jobs:
@@ -122,7 +134,8 @@ def protect_all(src: str, jobs: Sequence[Job], key: bytes | None,
         batches.append(cur)
     macs: list[bytes | None] = [None] * len(jobs)
     ctx = multiprocessing.get_context("fork")  # no re-import; the build is single-threaded
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futs: dict[Future[list[_Result]], list[int]] = {
             pool.submit(_worker, src, key, [jobs[i] for i in b]): b for b in batches}
         pending = set(futs)
