@@ -20,7 +20,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .. import pathlimit
+from .. import fsutil, pathlimit
 from ..errors import BomError, OutputError
 
 IS_ROOT = os.geteuid() == 0
@@ -390,7 +390,8 @@ def _write_error(e: OSError, dest: str, what: str) -> BomError | OutputError:
 
 
 def _tmp_name(dest: str) -> str:
-    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.copy_bom{os.getpid()}")
+    return os.path.join(os.path.dirname(dest),
+                        fsutil.temp_name(os.path.basename(dest), fsutil.COPY_BOM_TAG))
 
 
 def _unlink_quiet(p: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import pathlimit
+from .. import fsutil, pathlimit
 from ..errors import OcclumError, VerifyError
 from . import pfs
 from .sefs_layout import (
@@ -120,6 +120,11 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
         raise SefsSourceError(f"cannot list: {e.strerror}", where=pathlimit.shown(where)) from None
     for name in names:
         path = rel + b"/" + name if rel else name
+        temp = fsutil.parse_temp_name(os.fsdecode(name))
+        if temp is not None and temp[1] == fsutil.COPY_BOM_TAG:
+            say(f"{_show(path)}: a partial copy left by an interrupted copy_bom, not stored in "
+                "the image (run copy_bom again: it removes it)")
+            continue
         try:
             name.decode("utf-8")
         except UnicodeDecodeError:
