@@ -14,6 +14,7 @@ import errno
 import hashlib
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,3 +199,13 @@ def remove_stale_temps(directory: str | os.PathLike[str], *, tag: str = TMP_TAG,
             os.unlink(p)
             removed.append(p)
     return removed
+
+
+def special_kind(mode: int) -> str:
+    """'a FIFO', 'a socket' or 'a device node': how every message names a special file that
+    is left out of an image (the image stage) or of a copy into one (copy_bom)."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device node"

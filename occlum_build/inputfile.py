@@ -20,6 +20,7 @@ import os
 import stat
 
 from .errors import OcclumError
+from .fsutil import special_kind
 
 # Occlum.json and init_ra_conf.json: Occlum's template is ~1.5 KB; 1 MiB leaves room for any
 # real environment list and still bounds what a mistaken path can make us read.
@@ -29,15 +30,7 @@ MAX_KEY_FILE_BYTES = 64 << 10
 
 
 def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "of an unknown type"
+    return "a directory" if stat.S_ISDIR(mode) else special_kind(mode)
 
 
 def _size_text(n: int) -> str:

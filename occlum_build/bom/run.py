@@ -20,7 +20,7 @@ from ..errors import OcclumError, OutputError
 from . import stamp
 from .elfcache import ElfCache
 from .elfdeps import Resolver
-from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, quick_check, same_special
+from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, quick_check
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -163,14 +163,9 @@ class _Exec:
                 else:
                     self.mkdir(dest, e.st.st_mode & 0o7777)
                 dirs.append((dest, e, d))
-            elif e.kind == "link":
-                assert e.link is not None
+            else:
+                assert e.kind == "link" and e.link is not None
                 self.link(e.link, dest, e.st)
-            elif self.dry:
-                if not same_special(e.st, dest):
-                    self.did(f"mknod {dest}")
-            elif self.w.special(e.st, dest):
-                self.did(f"mknod {dest}")
         self.r.up_to_date += same
         if self.dry:  # what dir_attrs would change in the dirs that exist
             for dest, e, d in reversed(dirs):

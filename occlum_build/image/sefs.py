@@ -155,9 +155,8 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
                 raise SefsSourceError(f"cannot read the link: {e.strerror}", where=_show(path)) from None
             kind, size = T_SYMLINK, len(target)
         else:
-            what = ("a FIFO" if stat.S_ISFIFO(m) else "a socket" if stat.S_ISSOCK(m)
-                    else "a device node")
-            say(f"{_show(path)}: {what}, not stored in the image (as sefs-cli skips it)")
+            say(f"{_show(path)}: {fsutil.special_kind(m)}, not stored in the image "
+                "(as sefs-cli skips it)")
             continue
         if m & 0o7000 and kind != T_SYMLINK:
             say(f"{_show(path)}: setuid/setgid/sticky bits {oct(m & 0o7000)} dropped "
