@@ -1,7 +1,8 @@
 """occlum_elf_loader.config: which loader an ELF runs with, and where its libraries land.
 
 Format (Occlum's, one line per loader):  ``<loader path> <colon-separated library dirs>``.
-Blank lines and ``#`` comments are allowed here (an extension).  As in Occlum, the loader's own
+Blank lines and ``#`` comments are allowed here (an extension: Occlum's parser panics on a line
+of one word, so the shipped file has loader lines only).  As in Occlum, the loader's own
 directory is put in front of the listed directories; together they are the LD_LIBRARY_PATH the
 loader searches first, and a library found in one of them lands in the loader's directory in
 the image (docs/copy_bom.md, "Where libraries land").
