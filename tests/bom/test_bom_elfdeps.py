@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from bom_helpers import build_hello, have
 
+from occlum_build import paths
 from occlum_build.bom import load_loader_config, resolve_deps
 from occlum_build.bom.elfdeps import Resolver
-from occlum_build import paths
 from occlum_build.bom.loaders import parse_loader_config
 from occlum_build.errors import BomError
 
