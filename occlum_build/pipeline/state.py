@@ -30,7 +30,7 @@ from typing import Any
 from .. import log
 from ..errors import OutputError
 from ..fsutil import atomic_write
-from ..paths import Instance
+from ..paths import CONFIG_FILE, Instance
 
 _log = log.get("pipeline")
 
@@ -100,11 +100,27 @@ class StateDir:
         atomic_write(self.meta, json.dumps({"version": STATE_VERSION, "root": str(self.inst.root)}) + "\n")
 
     def _recorded_root(self) -> str | None:
+        """The instance dir recorded in state.json; for a state dir written before it was
+        recorded, the dir of the Occlum.json that doit's database names."""
         try:
             root = json.loads(self.meta.read_text()).get("root")
         except (OSError, ValueError, AttributeError):
             return None
-        return root if isinstance(root, str) else None
+        if isinstance(root, str):
+            return root
+        try:
+            con = sqlite3.connect(f"file:{self.dep_file}?mode=ro", uri=True)
+            try:
+                row = con.execute("SELECT task_data FROM doit WHERE task_id = 'enclave_xml'").fetchone()
+            finally:
+                con.close()
+            deps = json.loads(row[0]).get("deps:") if row else None
+        except (sqlite3.Error, ValueError, AttributeError):
+            return None
+        for d in deps if isinstance(deps, list) else ():
+            if isinstance(d, str) and d.endswith("/" + CONFIG_FILE):
+                return d[: -len(CONFIG_FILE) - 1]
+        return None
 
     def relocate(self, old: str) -> None:
         """The instance was copied (``cp -a``) or moved from ``old``: the bookkeeping names

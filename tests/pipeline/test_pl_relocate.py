@@ -97,3 +97,14 @@ def test_image_error_in_a_copy_keeps_the_copied_build(built: tuple[Path, dict], 
     assert (copy / ".__occlum_status").read_text() == "built\n"
     r = occlum("run", "/bin/no-such-program", cwd=copy)  # the copied build still boots
     assert r.returncode == 127 and "cannot execute /bin/no-such-program" in r.stderr, r.stderr
+
+
+def test_copy_of_a_state_dir_that_does_not_record_its_dir(built: tuple[Path, dict], tmp_path: Path) -> None:
+    """Instances built before state.json recorded the instance dir: the dir is taken from the
+    Occlum.json path in doit's database."""
+    inst, first = built
+    (inst / "build/.state/state.json").write_text('{"version": 1}\n')
+    copy = cp_a(inst, tmp_path / "copy")
+    rep = build(copy)
+    assert ran(rep) == set() and same_build(rep, first)
+    assert json.loads((copy / "build/.state/state.json").read_text())["root"] == str(copy)
