@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import BomError
+from ..inputfile import MAX_BOM_BYTES, read_limited
 
 GLIBC = "glibc"
 MUSL = "musl"
@@ -97,8 +98,10 @@ def load_loader_config(path: str | os.PathLike[str] | None = None) -> LoaderConf
     """Read the loader config: ``path``, else $OCCLUM_ELF_LOADER_CONFIG, else the shipped one."""
     p = Path(path) if path else paths.elf_loader_config()
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise BomError(f"cannot read the ELF loader config: {e.strerror or e} "
-                       f"(set {paths.ELF_LOADER_CONFIG_ENV} to a readable file)", where=str(p)) from None
+        text = read_limited(p, what="ELF loader config", limit=MAX_BOM_BYTES, error=BomError).decode()
+    except BomError as e:
+        e.message += f" (set {paths.ELF_LOADER_CONFIG_ENV} to a readable file)"
+        raise
+    except UnicodeDecodeError:
+        raise BomError("the ELF loader config is not UTF-8 text", where=str(p)) from None
     return parse_loader_config(text, str(p))
