@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import pathlimit
+from .. import fsutil, pathlimit
 from ..errors import OcclumError, VerifyError
 from ..fsutil import stat_key
 from . import pfs
@@ -151,6 +151,11 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
         raise SefsSourceError(f"cannot list: {e.strerror}", where=pathlimit.shown(where)) from None
     for name in names:
         path = rel + b"/" + name if rel else name
+        temp = fsutil.parse_temp_name(os.fsdecode(name))
+        if temp is not None and temp[1] == fsutil.COPY_BOM_TAG:
+            say(f"{_show(path)}: a partial copy left by an interrupted copy_bom, not stored in "
+                "the image (run copy_bom again: it removes it)")
+            continue
         try:
             name.decode("utf-8")
         except UnicodeDecodeError:
@@ -181,9 +186,8 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
                 raise SefsSourceError(f"cannot read the link: {e.strerror}", where=_show(path)) from None
             kind, size = T_SYMLINK, len(target)
         else:
-            what = ("a FIFO" if stat.S_ISFIFO(m) else "a socket" if stat.S_ISSOCK(m)
-                    else "a device node")
-            say(f"{_show(path)}: {what}, not stored in the image (as sefs-cli skips it)")
+            say(f"{_show(path)}: {fsutil.special_kind(m)}, not stored in the image "
+                "(as sefs-cli skips it)")
             continue
         if m & 0o7000 and kind != T_SYMLINK:
             say(f"{_show(path)}: setuid/setgid/sticky bits {oct(m & 0o7000)} dropped "

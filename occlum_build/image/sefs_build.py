@@ -268,9 +268,31 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None,
     """The root MAC ``build_image`` would give ``src``, writing nothing.  With ``cache_dir``,
     files whose stat key matches the manifest are not read (trusts the cache); without it
     every file is read (``occlum verify``)."""
-    order = _walk(Path(src), normalize_modes, mtimes)
+    return _compute(Path(src), key, cache_dir, normalize_modes, mtimes)[1]
+
+
+def matches_mac(src: Path, mac: bytes, *, key: bytes | None, cache_dir: Path,
+                normalize_modes: bool = False, mtimes: MtimePolicy = None) -> bool:
+    """``compute_mac(src, key=key, cache_dir=cache_dir, ...) == mac``.  When it is and files
+    had to be read because their stat keys changed (a ``touch``, a ``cp -a`` copy of the
+    instance: new inodes and ctimes), the manifest is re-keyed to the files as they are now,
+    so they are not read again: the root MAC covers every inode MAC, so each one computed
+    here is the one in the image."""
+    now_ns = time.time_ns()
+    order, got, read = _compute(Path(src), key, cache_dir, normalize_modes, mtimes)
+    if got != mac:
+        return False
+    if read:
+        _save(Path(cache_dir), key_tag(key), order, now_ns)
+    return True
+
+
+def _compute(src: Path, key: bytes | None, cache_dir: Path | None, normalize_modes: bool,
+             mtimes: MtimePolicy) -> tuple[list[Inode], bytes, int]:
+    """(inodes with their MACs, root MAC, number of files read)."""
+    order = _walk(src, normalize_modes, mtimes)
     prev = {} if cache_dir is None else _load(Path(cache_dir), Path("/nonexistent"), key_tag(key))
-    b = _Build(Path(src), Path("/nonexistent"), key, None)
+    b = _Build(src, Path("/nonexistent"), key, None)
     work: list[tuple[Inode, Path | None]] = []
     for n in order:
         rec = _reusable(n, prev) if n.type == T_FILE else None
@@ -281,4 +303,4 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None,
         else:
             _, n.mac = pfs.protect_bytes(_small_content(n), disk_name(n.id).encode(), key)
     b.protect(work)
-    return pfs.protect_bytes(encode_metadata(order), METADATA_FILE.encode(), key)[1]
+    return order, pfs.protect_bytes(encode_metadata(order), METADATA_FILE.encode(), key)[1], len(work)

@@ -135,7 +135,7 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
     are hashed once, not on every later build."""
 
     def check(task: Any, values: Any) -> bool:
-        from ..image import compute_mac, read_mac_file
+        from ..image import matches_mac, read_mac_file
         from .treestamp import tree_stamp
 
         rec = ctx.state.read_stage(stage) or {}
@@ -157,8 +157,8 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
             stamp, racy = tree_stamp(s)
             if stamp == stats.get("tree_stamp"):
                 return True
-            if compute_mac(s, key=key(), cache_dir=cache_dir, normalize_modes=normalize_modes,
-                           mtimes=mtimes) != read_mac_file(mac_file):
+            if not matches_mac(s, read_mac_file(mac_file), key=key(), cache_dir=cache_dir,
+                               normalize_modes=normalize_modes, mtimes=mtimes):
                 return False
             if not racy:
                 ctx.state.write_stage(stage, {**rec, "stats": {**stats, "tree_stamp": stamp}})

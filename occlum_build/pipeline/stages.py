@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from .. import keys, log, paths
+from .. import fsutil, keys, log, paths
 from ..errors import KeyFileError, OcclumError, StateError
 from ..fsutil import atomic_write
 from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
@@ -53,25 +51,25 @@ def clean_outputs(ctx: BuildContext) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-_ATOMIC_TMP = re.compile(r"\..+\.tmp\d+")  # fsutil.atomic_open's temporary names
+def temp_dirs(ctx: BuildContext) -> list[Path]:
+    """Every directory a build writes into with fsutil.atomic_write (outputs, status and
+    development key in the instance root, the bookkeeping in build/.state)."""
+    inst, sd = ctx.inst, ctx.state
+    return [inst.root, inst.build, inst.build_lib, inst.build_bin, inst.build / "mount",
+            inst.build / "initfs", sd.dir, sd.dir / "stages", sd.image_cache, sd.initfs_cache]
 
 
-def remove_stale_temps(inst: Instance) -> None:
-    """Temporary files of atomic writes interrupted by a kill (never a finished output)."""
-    for d in (inst.build, inst.build_lib, inst.build_bin, inst.build / "mount", inst.build / "initfs"):
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for n in names:
-            if _ATOMIC_TMP.fullmatch(n):
-                with contextlib.suppress(OSError):
-                    os.unlink(d / n)
+def remove_stale_temps(ctx: BuildContext) -> None:
+    """Temporary files of atomic writes interrupted by a kill (never a finished output, never
+    the temp of a writer still running: fsutil.remove_stale_temps)."""
+    for d in temp_dirs(ctx):
+        for p in fsutil.remove_stale_temps(d):
+            _log.debug("removed %s, left by an interrupted build", p)
 
 
 def prepare(ctx: BuildContext) -> None:
     inst, opts = ctx.inst, ctx.opts
-    remove_stale_temps(inst)
+    remove_stale_temps(ctx)
     recorded = None
     try:
         recorded = inst.sgx_mode_file.read_text().strip()
