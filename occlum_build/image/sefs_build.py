@@ -137,6 +137,8 @@ class _Build:
             except OSError as e:
                 raise OutputError(f"cannot write: {e.strerror}", where=str(target)) from None
             try:
+                if dest is not None:
+                    os.fchmod(fd_out, 0o644)  # whatever the umask
                 body = pfs.write_body(fd_out, fd_in, n.size, self.key, where=str(full))
                 node0, n.mac = pfs.meta_node(disk_name(n.id).encode(), body, self.key)
                 if dest is not None:
@@ -212,7 +214,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
             if old is not None and old[0] == n.id and old[3] == n.mac.hex() and final.is_file():
                 continue
             t = b.tmp(n.id)
-            t.write_bytes(data)
+            fsutil.write_file(t, data)
             new.append((t, n))
     except BaseException:
         for t in b.temps:
@@ -220,7 +222,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
         raise
     if moves or new:
         marker = out_dir / MARKER
-        marker.touch()
+        fsutil.write_file(marker, b"")
         # Kept files whose id changed: rename out of the way first (a new id may be an old
         # one of another file), rewrite their metadata node (new MAC), then into place.
         staged = []
