@@ -78,7 +78,7 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o644, *,
     file may hold its previous content or be empty.  Only for bookkeeping that is checked
     against the outputs before it is trusted (build/.state stage records, the hash cache)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(p.parent, 0o755)  # a missing parent gets 0755, not what the umask makes of 0777
     tmp = p.with_name(temp_name(p.name))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -113,14 +113,29 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
         f.write(data)
 
 
-def makedirs(path: str | os.PathLike[str], mode: int = 0o755) -> None:
-    """``mkdir -p`` whose new directories get exactly ``mode``, whatever the umask (an
-    existing directory is left as it is)."""
+def write_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Create or truncate ``path`` with exactly ``mode`` (whatever the umask) and write
+    ``data``; not atomic (for temporary names that are renamed into place, or files whose
+    set is committed by a marker)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def makedirs(path: str | os.PathLike[str], mode: int = 0o755, *,
+             parent_mode: int | None = None) -> None:
+    """``mkdir -p`` whose new directories get exactly ``mode`` (new parents: ``parent_mode``,
+    default ``mode``), whatever the umask (an existing directory is left as it is)."""
     p = Path(path)
     if p.is_dir():
         return
     if not p.parent.is_dir():
-        makedirs(p.parent, mode)
+        makedirs(p.parent, mode if parent_mode is None else parent_mode)
     try:
         os.mkdir(p, mode)
     except FileExistsError:
@@ -128,6 +143,14 @@ def makedirs(path: str | os.PathLike[str], mode: int = 0o755) -> None:
             raise
         return
     os.chmod(p, mode)
+
+
+def own_dir(path: str | os.PathLike[str], mode: int, *, parent_mode: int = 0o755) -> None:
+    """A directory occlum-build owns (in build/ or run/): created as :func:`makedirs` does,
+    and given exactly ``mode`` if it exists with another one (an older build's umask)."""
+    makedirs(path, mode, parent_mode=parent_mode)
+    if os.stat(path).st_mode & 0o7777 != mode:
+        os.chmod(path, mode)
 
 
 def boot_id() -> str:

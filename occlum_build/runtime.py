@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import keys, log, paths
 from .errors import EXIT_FAILURE, OcclumError, StateError
+from .fsutil import own_dir
 
 _log = log.get("runtime")
 
@@ -115,7 +116,7 @@ def hold_run_lock(inst: paths.Instance, *, inheritable: bool = True) -> int:
     inheritable (by default) so that it stays held by a program exec'd from here.  As
     libos/src/runlock.c does, a busy lock is tried again for 50 ms: :func:`lock_held` holds it
     shared for a moment."""
-    inst.run.mkdir(parents=True, exist_ok=True)
+    own_dir(inst.run, paths.OUTPUT_DIR_MODE)
     fd = os.open(inst.run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     for attempt in range(11):
         try:
@@ -185,7 +186,7 @@ def exclude_runtimes(inst: paths.Instance, what: str) -> int | None:
 
 def exec_mount(inst: paths.Instance, mountpoint: str, image_key: str | None = None) -> None:
     argv = mount_argv(inst, mountpoint, image_key)
-    inst.run_upper.mkdir(parents=True, exist_ok=True)
+    own_dir(inst.run_upper, paths.LAYER_DIR_MODE, parent_mode=paths.OUTPUT_DIR_MODE)
     hold_run_lock(inst)
     _execv(argv)
 
@@ -201,13 +202,15 @@ def start(inst: paths.Instance) -> None:
     if os.path.lexists(inst.run / EXEC_SOCKET):
         _log.warning("%s: the previous server ended without 'occlum stop' (crashed or killed); "
                      "starting a new one", inst.root)
-    inst.run.mkdir(parents=True, exist_ok=True)
+    own_dir(inst.run, paths.OUTPUT_DIR_MODE)
     log_path = inst.run / EXEC_LOG
     r, w = os.pipe()
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--serve",
             "--ready-fd", str(w)]
     check_runnable(Path(argv[0]))
-    with open(log_path, "ab") as log:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(log_fd, 0o600)  # the server's messages name paths of the app: not for everyone
+    with os.fdopen(log_fd, "ab") as log:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     pass_fds=(w,), start_new_session=True)

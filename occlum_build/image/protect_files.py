@@ -52,6 +52,8 @@ def protect_file(src: str, job: Job, key: bytes | None) -> bytes:
         except OSError as e:
             raise OutputError(f"cannot write: {e.strerror}", where=target) from None
         try:
+            if job.dest is not None:
+                os.fchmod(fd_out, 0o644)  # whatever the umask
             body = pfs.write_body(fd_out, fd_in, job.size, key, where=full)
             node0, mac = pfs.meta_node(job.clean_name, body, key)
             if job.dest is not None:

@@ -261,6 +261,7 @@ def write_inode(out_dir: Path, node: Inode, src: Path, key: bytes | None) -> byt
         full = src / os.fsdecode(node.path)
         fd_out = os.open(out_dir / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
+            os.fchmod(fd_out, 0o644)  # whatever the umask
             try:
                 fd_in = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             except OSError as e:
@@ -278,8 +279,7 @@ def write_inode(out_dir: Path, node: Inode, src: Path, key: bytes | None) -> byt
     else:
         content = encode_dir(node) if node.type == T_DIR else node.target
         data, mac = pfs.protect_bytes(content, name.encode(), key)
-        with open(out_dir / name, "wb") as f:
-            f.write(data)
+        fsutil.write_file(out_dir / name, data)
     node.mac = mac
     return mac
 
@@ -288,12 +288,11 @@ def zip_tree(src: Path, out_dir: Path, key: bytes | None = None, warn: Warn | No
     """Write the SEFS image of ``src`` into the (empty or new) ``out_dir``, as
     ``sefs-cli zip`` does; return the root MAC (the PFS MAC of ``metadata``)."""
     order = plan(src, warn)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fsutil.makedirs(out_dir, 0o755)
     for node in reversed(order):  # children before parents (not needed: MACs are per file)
         write_inode(out_dir, node, src, key)
     data, mac = pfs.protect_bytes(encode_metadata(order), METADATA_FILE.encode(), key)
-    with open(out_dir / METADATA_FILE, "wb") as f:
-        f.write(data)
+    fsutil.write_file(out_dir / METADATA_FILE, data)
     return mac
 
 

@@ -200,7 +200,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
                     and disk_name(n.id) in present:
                 continue
             t = b.tmp(n.id)
-            t.write_bytes(data)
+            fsutil.write_file(t, data)
             new.append((t, n))
         b.protect(work, 0, todo)
     except BaseException:
@@ -209,7 +209,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
         raise
     if moves or new:
         marker = out_dir / MARKER
-        marker.touch()
+        fsutil.write_file(marker, b"")
         # Kept files whose id changed: renamed straight to the new id and re-headed (new
         # metadata node and MAC).  Kept files keep their relative order (the traversal order
         # is a fixed order of paths), so moving the ones that go up highest first and the ones

@@ -29,8 +29,8 @@ from typing import Any
 
 from .. import log
 from ..errors import OutputError
-from ..fsutil import atomic_write
-from ..paths import CONFIG_FILE, Instance
+from ..fsutil import atomic_write, own_dir
+from ..paths import CONFIG_FILE, OUTPUT_DIR_MODE, STATE_DIR_MODE, Instance
 
 _log = log.get("pipeline")
 
@@ -82,12 +82,13 @@ class StateDir:
             _log.warning("discarding the build state in %s (%s); rebuilding from scratch",
                          self.dir, problem)
             self.discard()
+        try:
+            own_dir(self.inst.build, OUTPUT_DIR_MODE)
+            own_dir(self.dir, STATE_DIR_MODE)
+        except OSError as e:
+            raise OutputError(f"cannot create the build state dir: {e.strerror}",
+                              where=str(self.dir)) from None
         if not self.meta.exists():
-            try:
-                self.dir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise OutputError(f"cannot create the build state dir: {e.strerror}",
-                                  where=str(self.dir)) from None
             self._write_meta()
             return
         old = self._recorded_root()
