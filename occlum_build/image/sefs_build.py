@@ -34,6 +34,7 @@ from .. import fsutil, log
 from ..errors import OutputError
 from ..keys import format_hex16
 from . import pfs
+from .pfs_reader import read_meta_node
 from .protect_files import Job, protect_all
 from .sefs import Inode, MtimePolicy, SefsSourceError, encode_dir, encode_metadata, plan
 from .sefs_layout import METADATA_FILE, T_DIR, T_FILE, disk_name
@@ -140,7 +141,7 @@ class _Build:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
             old = os.pread(fd, pfs.NODE, 0)
-            body, _ = pfs.read_meta_node(old, disk_name(old_id), self.key, where=str(path))
+            body, _ = read_meta_node(old, disk_name(old_id), self.key, where=str(path))
             node0, n.mac = pfs.meta_node(disk_name(n.id).encode(), body, self.key)
             os.pwrite(fd, node0, 0)
         finally:

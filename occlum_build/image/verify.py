@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sefs import SefsReader
 from .sefs_layout import T_FILE
+from .sefs_reader import SefsReader
 
 
 @dataclass(frozen=True)

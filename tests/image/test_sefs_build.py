@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from occlum_build.image import pfs, sefs
+from occlum_build.image.pfs_reader import PfsReader
 from occlum_build.image.sefs_build import MARKER, build_image, compute_mac
 
 VEC = Path(__file__).resolve().parents[1] / "vectors" / "occlum-interop" / "sefs" / "integrity"
@@ -118,7 +119,7 @@ def test_failed_build_keeps_the_previous_image(tree, tmp_path):
         finally:
             sefs_build._walk = real
     after = {p.name: p.read_bytes() for p in (tmp_path / "__ROOT").iterdir()}
-    assert after == before and r.mac == pfs.PfsReader(
+    assert after == before and r.mac == PfsReader(
         (tmp_path / "__ROOT" / "metadata").read_bytes(), "metadata").mac
 
 
