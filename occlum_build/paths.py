@@ -9,20 +9,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .layout import (  # noqa: F401 (re-exported: paths is where callers look)
-    BUILD_BIN,
-    BUILD_DIR,
-    BUILD_LIB,
-    ELF_MAGIC,
-    LIBOS_SIGNED,
-    PAL_SO,
-    RUN_BIN,
-    STATUS_BUILT,
-    STATUS_FILE,
-    STATUS_INITIALIZED,
-    STATUS_RUNNING,
-    STATUS_UNFINISHED,
-)
+# Re-exported (`X as X`, explicit for mypy strict): paths is where callers look.
+from .layout import BUILD_BIN as BUILD_BIN
+from .layout import BUILD_DIR as BUILD_DIR
+from .layout import BUILD_LIB as BUILD_LIB
+from .layout import ELF_MAGIC as ELF_MAGIC
+from .layout import LIBOS_SIGNED as LIBOS_SIGNED
+from .layout import PAL_SO as PAL_SO
+from .layout import RUN_BIN as RUN_BIN
+from .layout import STATUS_BUILT as STATUS_BUILT
+from .layout import STATUS_FILE as STATUS_FILE
+from .layout import STATUS_INITIALIZED as STATUS_INITIALIZED
+from .layout import STATUS_RUNNING as STATUS_RUNNING
+from .layout import STATUS_UNFINISHED as STATUS_UNFINISHED
 
 SGX_MODE_FILE = ".sgx_mode"
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from ..errors import BomError
 from .elfcache import ElfCache
-from .elfread import ElfInfo, NotElf, read_elf
+from .elfread import ElfInfo, read_elf
+from .elfread import NotElf as NotElf  # re-exported: plan.py and callers catch elfdeps.NotElf
 from .loaders import GLIBC, MUSL, Loader, LoaderConfig, load_loader_config
 
 # Debian 12 x86_64 facts used for $LIB / $PLATFORM and the loaders' built-in paths.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import VerifyError
+from ..errors import KeyFileError, VerifyError
 from ..fsutil import atomic_write
-from ..keys import KeyFileError, format_hex16, parse_hex16
+from ..keys import format_hex16, parse_hex16
 
 
 def write_mac_file(path: Path, mac: bytes) -> None:

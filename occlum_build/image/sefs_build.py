@@ -29,11 +29,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import fsutil, log
 from ..errors import OutputError
 from ..keys import format_hex16
-from . import pfs
+from . import pfs, pfs_layout
 from .pfs_reader import read_meta_node
 from .protect_files import Job, protect_all
 from .sefs import Inode, MtimePolicy, SefsSourceError, encode_dir, encode_metadata, plan
@@ -67,7 +68,7 @@ def key_tag(key: bytes | None) -> str:
     return "key:" + hashlib.sha256(b"occlum-build sefs key fingerprint\0" + key).hexdigest()[:32]
 
 
-def _load(cache_dir: Path, out_dir: Path, tag: str) -> dict[str, list]:
+def _load(cache_dir: Path, out_dir: Path, tag: str) -> dict[str, list[Any]]:
     """path (hex) -> [id, type, stat key or None, MAC hex] of the last image, or {} when the
     manifest is absent, of another version, key or boot, or the last commit did not end."""
     if (out_dir / MARKER).exists():
@@ -79,7 +80,8 @@ def _load(cache_dir: Path, out_dir: Path, tag: str) -> dict[str, list]:
     if not isinstance(m, dict) or m.get("version") != VERSION or m.get("key") != tag \
             or m.get("boot_id") != fsutil.boot_id() or not isinstance(m.get("entries"), dict):
         return {}
-    return m["entries"]
+    entries: dict[str, list[Any]] = m["entries"]  # a JSON object of JSON arrays (checked above)
+    return entries
 
 
 def _save(cache_dir: Path, tag: str, order: list[Inode], now_ns: int) -> None:
@@ -94,7 +96,7 @@ def _save(cache_dir: Path, tag: str, order: list[Inode], now_ns: int) -> None:
     fsutil.atomic_write(cache_dir / MANIFEST, data, durable=False)
 
 
-def _reusable(n: Inode, prev: dict[str, list]) -> list | None:
+def _reusable(n: Inode, prev: dict[str, list[Any]]) -> list[Any] | None:
     rec = prev.get(n.path.hex())
     if rec is None or rec[1] != n.type or rec[2] is None or tuple(rec[2]) != n.stat_key:
         return None
@@ -140,7 +142,7 @@ class _Build:
         """Give a kept file the clean name of its new id: rewrite node 0 only."""
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
-            old = os.pread(fd, pfs.NODE, 0)
+            old = os.pread(fd, pfs_layout.NODE, 0)
             body, _ = read_meta_node(old, disk_name(old_id), self.key, where=str(path))
             node0, n.mac = pfs.meta_node(disk_name(n.id).encode(), body, self.key)
             os.pwrite(fd, node0, 0)
@@ -251,7 +253,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     files = [n for n in order if n.type == T_FILE]
     return ImageResult(
         mac=mac, entries=len(order), files=len(files), bytes_in=total,
-        bytes_stored=sum(pfs.file_size(n.size if n.type != T_DIR else len(encode_dir(n)))
+        bytes_stored=sum(pfs_layout.file_size(n.size if n.type != T_DIR else len(encode_dir(n)))
                          for n in order) + len(meta),
         objects_written=b.written, objects_reused=len(order) - b.written,
         seconds=time.perf_counter() - t0, bytes_read=b.bytes_read)
