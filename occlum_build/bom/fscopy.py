@@ -128,8 +128,8 @@ def _walk(d: str, rel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[En
     try:
         with os.scandir(d) as sd:
             it = sorted(sd, key=_BY_NAME)
-    except OSError as e:
-        raise BomError(pathlimit.error_message(e, d) or f"cannot read directory: {e.strerror or e}",
+    except OSError as err:  # not `e`: the loop below binds `e` (an except name is deleted)
+        raise BomError(pathlimit.error_message(err, d) or f"cannot read directory: {err.strerror or err}",
                        where=None if pathlimit.too_long(d) else d) from None
     prefix = rel + "/" if rel else ""
     append = out.append

@@ -44,7 +44,7 @@ def read_meta_node(node0: bytes, name: str, key: bytes | None = None,
         mode = "integrity-only" if p["integrity_only"] else "user-key"
         raise fail(f"is a {mode} file, opened as {'integrity-only' if integrity else 'user-key'}")
     stored = node0[ENC_OFF:ENC_OFF + ENCRYPTED.size]
-    mac = bytes(p["meta_data_gmac"])  # type: ignore[arg-type]
+    mac = bytes(p["meta_data_gmac"])
     # Integrity-only files have no key id, SVNs or attribute mask and are never mid-update:
     # those bytes are outside every MAC, so they must be zero.
     if key is None and (any(node0[PLAIN.offset("meta_data_key_id"):PLAIN.offset("use_user_kdk_key")])
@@ -55,20 +55,20 @@ def read_meta_node(node0: bytes, name: str, key: bytes | None = None,
             raise fail("metadata node: MAC mismatch")
         enc = stored
     else:
-        mk = metadata_key(key, bytes(p["meta_data_key_id"]))  # type: ignore[arg-type]
+        mk = metadata_key(key, bytes(p["meta_data_key_id"]))
         try:
             enc = AESGCM(mk).decrypt(IV, stored + mac, None)
         except InvalidTag:
             raise fail("metadata node: MAC mismatch (wrong key or tampered)") from None
     e = ENCRYPTED.unpack(enc)
-    clean = bytes(e["clean_filename"]).split(b"\0", 1)[0]  # type: ignore[arg-type]
+    clean = bytes(e["clean_filename"]).split(b"\0", 1)[0]
     if clean != os.fsencode(name):
         raise fail(f"file name mismatch: the file was written as {clean.decode(errors='replace')!r}")
-    size = int(e["size"])  # type: ignore[arg-type]
+    size = int(e["size"])
     if size > MAX_SIZE:
         raise fail(f"size {size} out of range")
-    head = bytes(e["data"])[:min(size, META_DATA)]  # type: ignore[index]
-    return Body(size, head, bytes(e["mht_key"]), bytes(e["mht_gmac"])), mac  # type: ignore[arg-type]
+    head = bytes(e["data"])[:min(size, META_DATA)]
+    return Body(size, head, bytes(e["mht_key"]), bytes(e["mht_gmac"])), mac
 
 
 class PfsReader:

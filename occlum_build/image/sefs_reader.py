@@ -87,7 +87,7 @@ class SefsReader:
         if len(meta) < 2 * BLOCK:
             raise self._fail("metadata", f"{len(meta)} bytes is too short")
         sb = SUPERBLOCK.unpack(meta)
-        groups = int(sb["groups"])  # type: ignore[arg-type]
+        groups = int(sb["groups"])
         if sb["magic"] != MAGIC or groups < 1 or sb["blocks"] != GROUP_BLOCKS * groups:
             raise self._fail("metadata", "bad superblock")
         self.inodes: dict[int, dict[str, int | bytes]] = {}
@@ -105,7 +105,7 @@ class SefsReader:
                     raise self._fail("metadata", f"inode {b} is past the end of the table")
                 ino = DISK_INODE.unpack(rec)
                 if ino["disk_filename"] != disk_id(b) or ino["type"] not in (T_FILE, T_DIR, T_SYMLINK) \
-                        or int.from_bytes(bytes(ino["mtime"])[8:], "little") >= 10**9:  # type: ignore[arg-type]
+                        or int.from_bytes(bytes(ino["mtime"])[8:], "little") >= 10**9:
                     raise self._fail("metadata", f"inode {b} is malformed")
                 self.inodes[b] = ino
         used = len(self.inodes)
@@ -123,9 +123,9 @@ class SefsReader:
     def content(self, i: int, path: str) -> bytes:
         """The verified content of inode ``i`` (``path`` names it in errors)."""
         ino = self._inode(i, path)
-        r = self._open(disk_name(i), path, bytes(ino["inode_mac"]))  # type: ignore[arg-type]
+        r = self._open(disk_name(i), path, bytes(ino["inode_mac"]))
         data = self._read(r, path)
-        want = ino["size"] if ino["type"] != T_DIR else DISK_ENTRY.size * int(ino["blocks"])  # type: ignore[arg-type]
+        want = int(ino["size"]) if ino["type"] != T_DIR else DISK_ENTRY.size * int(ino["blocks"])
         if len(data) != want:
             raise self._fail(path, f"content is {len(data)} bytes, the inode says {want}")
         return data
@@ -136,7 +136,7 @@ class SefsReader:
         out = []
         for k in range(len(data) // DISK_ENTRY.size):
             e = DISK_ENTRY.unpack(data, k * DISK_ENTRY.size)
-            raw = bytes(e["name"])  # type: ignore[arg-type]
+            raw = bytes(e["name"])
             name_b = raw.split(b"\0", 1)[0]
             try:
                 name = name_b.decode("utf-8")
@@ -148,7 +148,7 @@ class SefsReader:
                 continue
             if not name or "/" in name or name in (".", ".."):
                 raise self._fail(path, f"entry {k} has a bad name {name!r}")
-            out.append((name, int(e["id"]), int(e["type"])))  # type: ignore[arg-type]
+            out.append((name, int(e["id"]), int(e["type"])))
         return out
 
     def walk(self) -> Iterator[Entry]:
@@ -161,10 +161,10 @@ class SefsReader:
                 raise self._fail(path, f"inode {i} is reachable twice")
             seen.add(i)
             ino = self._inode(i, path)
-            t = int(ino["type"])  # type: ignore[arg-type]
-            mt = bytes(ino["mtime"])  # type: ignore[arg-type]
-            yield Entry(i, path, t, int(ino["mode"]), int(ino["size"]),  # type: ignore[arg-type]
-                        int(ino["nlinks"]), bytes(ino["inode_mac"]),  # type: ignore[arg-type]
+            t = int(ino["type"])
+            mt = bytes(ino["mtime"])
+            yield Entry(i, path, t, int(ino["mode"]), int(ino["size"]),
+                        int(ino["nlinks"]), bytes(ino["inode_mac"]),
                         int.from_bytes(mt[:8], "little", signed=True))
             if t == T_DIR:
                 kids = self.dir_entries(i, path)

@@ -77,7 +77,7 @@ def _measure(enclave: bytes, config_xml: bytes, date: int, where: str, config_wh
     measure_sections(m, bytes(image), elf.segments, built.version, built.page_delta, elf.reloc_bitmap)
     measure_layout(m, built.layout, built.buf, built.page_delta)
     mrenclave = m.digest()
-    css = bytearray(profile.header.get(built.buf, "enclave_css"))  # type: ignore[arg-type]
+    css = bytearray(profile.header.get(built.buf, "enclave_css"))
     SIGSTRUCT.set(css, "date", date)
     SIGSTRUCT.set(css, "enclavehash", mrenclave)
     return _Measured(elf, built, css, mrenclave)
