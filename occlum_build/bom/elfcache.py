@@ -22,6 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any, Literal, TypeGuard
 
 from .. import log as oclog
 from ..errors import OutputError
@@ -53,14 +54,14 @@ def key_of(st: os.stat_result) -> str:
     return ":".join(map(str, stat_key(st)[:5]))
 
 
-def _encode(info: ElfInfo | None) -> list | None:
+def _encode(info: ElfInfo | None) -> list[Any] | None:
     if info is None:
         return None
     return [getattr(info, f) if not isinstance(getattr(info, f), tuple) else list(getattr(info, f))
             for f in _FIELDS]
 
 
-def _valid(v: object) -> bool:
+def _valid(v: object) -> TypeGuard[list[Any] | None]:
     """Shape check of one entry (None = not an ELF file); anything else voids the file."""
     if v is None:
         return True
@@ -79,8 +80,9 @@ class ElfCache:
 
     def __init__(self, path: Path | None):
         self.path = path
-        self._old: dict[str, list | None] = {}
-        self._used: dict[str, list | None] = {}
+        # entries as read (JSON values, checked by _valid when used) and as this run put them
+        self._old: dict[str, object] = {}
+        self._used: dict[str, object] = {}
         self._dirty = False
         self._now = time.time_ns()
         if path is not None:
@@ -90,7 +92,7 @@ class ElfCache:
     def default(cls) -> ElfCache:
         return cls(default_path())
 
-    def get(self, path: str, st: os.stat_result) -> ElfInfo | None | bool:
+    def get(self, path: str, st: os.stat_result) -> ElfInfo | None | Literal[False]:
         """The cached info (None: not an ELF file), or False if the cache does not know."""
         k = key_of(st)
         if k in self._used:
@@ -131,7 +133,7 @@ class ElfCache:
             log.debug("ELF cache %s not saved: %s", self.path, e)
 
 
-def _load(path: Path) -> dict[str, list | None]:
+def _load(path: Path) -> dict[str, object]:
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -143,4 +145,5 @@ def _load(path: Path) -> dict[str, list | None]:
     if not ok:
         log.debug("ELF cache %s ignored: not a version-1 cache", path)
         return {}
-    return data["entries"]  # each entry is checked when used
+    entries: dict[str, object] = data["entries"]  # each entry is checked when used
+    return entries

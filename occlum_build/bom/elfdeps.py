@@ -92,7 +92,8 @@ class Resolver:
         self._ld_so_conf: tuple[str, ...] | None = None
         self._musl_path: dict[str, tuple[str, ...]] = {}
         # resolutions by (the main file's ELF facts, its dir, loader): see resolve()
-        self._memo: dict[tuple, tuple[tuple[Dep, ...], tuple[str, ...], frozenset[tuple[int, int]]]] = {}
+        self._memo: dict[tuple[object, ...],
+                         tuple[tuple[Dep, ...], tuple[str, ...], frozenset[tuple[int, int]]]] = {}
 
     # -- cached file system access -------------------------------------------------------
     def info(self, path: str, st: os.stat_result | None = None) -> ElfInfo:

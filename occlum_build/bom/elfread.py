@@ -16,9 +16,12 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO, cast
 
 from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
+from elftools.elf.segments import InterpSegment
 
 from ..errors import BomError
 
@@ -219,19 +222,21 @@ def read_elf_pyelftools(path: str) -> ElfInfo:
             for seg in elf.iter_segments():
                 t = seg["p_type"]
                 if t == "PT_INTERP":
-                    interp = seg.get_interp_name()
+                    # elftools makes every PT_INTERP an InterpSegment, every PT_DYNAMIC a DynamicSegment
+                    interp = cast(InterpSegment, seg).get_interp_name()
                 elif t == "PT_DYNAMIC":
-                    for tag in seg.iter_tags():
+                    for tag in cast(DynamicSegment, seg).iter_tags():
                         d = tag.entry.d_tag
+                        # DynamicTag sets .needed/.soname/.rpath/.runpath with setattr: untyped
                         if d == "DT_NEEDED":
-                            needed.append(tag.needed)
+                            needed.append(tag.needed)  # type: ignore[attr-defined]
                         elif d == "DT_SONAME":
-                            soname = tag.soname
+                            soname = tag.soname  # type: ignore[attr-defined]
                         elif d == "DT_RPATH":
-                            rpath.extend(tag.rpath.split(":"))
+                            rpath.extend(tag.rpath.split(":"))  # type: ignore[attr-defined]
                         elif d == "DT_RUNPATH":
                             has_runpath = True
-                            runpath.extend(tag.runpath.split(":"))
+                            runpath.extend(tag.runpath.split(":"))  # type: ignore[attr-defined]
                         elif d == "DT_FLAGS_1":
                             nodeflib = bool(tag.entry.d_val & DF_1_NODEFLIB)
             machine = elf.header.e_machine
@@ -244,7 +249,7 @@ def read_elf_pyelftools(path: str) -> ElfInfo:
             raise BomError(f"malformed ELF file ({e}); fix it or set autodep: false", where=path) from None
 
 
-def _raw_machine(f, little: bool) -> int:  # type: ignore[no-untyped-def]
+def _raw_machine(f: BinaryIO, little: bool) -> int:
     f.seek(18)
     return int.from_bytes(f.read(2), "little" if little else "big")
 

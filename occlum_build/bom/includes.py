@@ -121,12 +121,12 @@ def collect_boms(top: str | os.PathLike[str], include_dirs: Sequence[str | os.Pa
             queue.append(child)
             if len(order) > 10000:
                 raise BomError("too many includes (over 10000 after expansion)", where=str(top_path))
-    # keep the last occurrence of each bom
-    seen: set[Path] = set()
+    # keep the last occurrence of each bom (not `seen`: that is the Watch that load() reads)
+    kept_set: set[Path] = set()
     kept: list[Path] = []
     for p in reversed(order):
-        if p not in seen:
-            seen.add(p)
+        if p not in kept_set:
+            kept_set.add(p)
             kept.append(p)
     kept.reverse()
     return [loaded[p] for p in kept]

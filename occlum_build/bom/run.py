@@ -310,13 +310,13 @@ def _dests(plan: Plan) -> set[str]:
     return out
 
 
-def _record(r: CopyReport) -> dict:
+def _record(r: CopyReport) -> stamp.RunRecord:
     """What a later no-change run reports (stamp.py): every file is then up to date."""
     return {"boms": [str(b) for b in r.boms], "files": r.files_copied + r.attrs_updated + r.up_to_date,
             "libraries": [list(x) for x in r.libraries], "conflicts": r.conflicts}
 
 
-def _recorded(report: CopyReport, rec: dict) -> CopyReport:
+def _recorded(report: CopyReport, rec: stamp.RunRecord) -> CopyReport:
     """The report of a run the stamp shows to have nothing to do."""
     report.boms = [Path(b) for b in rec["boms"]]
     report.up_to_date = rec["files"]

@@ -38,6 +38,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 from .. import __version__
 from .. import log as oclog
@@ -53,13 +54,22 @@ LOADER_FILES = ("/etc/ld.so.conf", "/etc/ld.so.conf.d")  # + the files in it, ld
 log = oclog.get("copy_bom")
 
 
+class RunRecord(TypedDict):
+    """The stamp's ``report``: what a later no-change run reports (docs/formats/copy_bom-stamp.md)."""
+
+    boms: list[str]
+    files: int
+    libraries: list[list[str]]  # [name, path] pairs
+    conflicts: list[str]
+
+
 def key(st: os.stat_result | None) -> bytes:
     if st is None:
         return ABSENT
     return KEY.pack(*stat_key(st))
 
 
-def _keys(paths: Iterable[bytes], follow: bool) -> Iterator[bytes]:
+def _keys(paths: Iterable[str | bytes], follow: bool) -> Iterator[bytes]:
     """key() of each path, stat-ed now (the hot loop of a no-change run: inlined)."""
     f = os.stat if follow else os.lstat
     pack = KEY.pack
@@ -135,7 +145,7 @@ class Watch:
             self.add(p, st)
 
 
-def load(path: Path, env: Mapping[str, str]) -> dict | None:
+def load(path: Path, env: Mapping[str, str]) -> RunRecord | None:
     """The recorded report if every recorded key still holds; else None (run in full)."""
     try:
         raw = path.read_bytes()
@@ -164,7 +174,8 @@ def load(path: Path, env: Mapping[str, str]) -> dict | None:
     if now != keys:
         log.debug("copy_bom stamp: %s changed; full run", _first_change(paths, now, keys, n_stat))
         return None
-    return h["report"]
+    report: RunRecord = h["report"]  # its shape is checked by _valid_head
+    return report
 
 
 def _valid_head(h: object) -> bool:
@@ -191,7 +202,7 @@ def _first_change(paths: list[bytes], now: bytes, old: bytes, n_stat: int) -> st
 
 
 def save(path: Path, watch: Watch, dests: Iterable[str], env_used: Mapping[str, str | None],
-         report: dict, started_ns: int) -> bool:
+         report: RunRecord, started_ns: int) -> bool:
     """Write the stamp of a clean run; False (and nothing written) when it must not be
     trusted: a source changed during the run or within RACY_NS of its start."""
     items = sorted(watch.sources.items())

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import cast
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS
+from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import Section
 
 from ..errors import OcclumError
 
@@ -119,7 +122,7 @@ def _parse(elf: ELFFile, data: bytes, where: str, allow_textrel: bool, allow_ini
     segments: list[Segment] = []
     tls_size = None
     ranges: list[tuple[int, int]] = []
-    dynamic = None
+    dynamic: DynamicSegment | None = None
     for idx, p in enumerate(elf.iter_segments()):
         if len(data) < p["p_offset"] + p["p_filesz"]:
             raise _fail(where, f"program header {idx} extends past the end of the file")
@@ -148,10 +151,10 @@ def _parse(elf: ELFFile, data: bytes, where: str, allow_textrel: bool, allow_ini
                 size = p["p_memsz"]
                 tls_size = size if align in (0, 1) else -(-size // align) * align
         if t == "PT_DYNAMIC" and dynamic is None:
-            dynamic = p
+            dynamic = cast(DynamicSegment, p)  # elftools makes every PT_DYNAMIC a DynamicSegment
     if dynamic is None:
         raise _fail(where, "no PT_DYNAMIC segment (not a dynamically linked shared object)")
-    dyn = {}
+    dyn: dict[str | int, int] = {}  # d_tag name (a number if elftools does not know it) -> d_val
     for tag in dynamic.iter_tags():
         if tag.entry.d_tag == "DT_NULL":
             break
@@ -160,7 +163,7 @@ def _parse(elf: ELFFile, data: bytes, where: str, allow_textrel: bool, allow_ini
         raise _fail(where, "empty dynamic section")
 
     sections = {s.name: s for s in elf.iter_sections()}
-    by_addr = {}
+    by_addr: dict[int, Section] = {}
     for s in elf.iter_sections():
         by_addr.setdefault(s["sh_addr"], s)
 
@@ -198,8 +201,10 @@ def _parse(elf: ELFFile, data: bytes, where: str, allow_textrel: bool, allow_ini
     return EnclaveElf(data, segments, tls_size, symbols, off + 12 + namesz, descsz, textrels, bitmap)
 
 
-def _symbols(elf: ELFFile, dyn: dict, by_addr: dict, where: str) -> dict[str, int]:
-    symtab = by_addr.get(dyn.get("DT_SYMTAB"))
+def _symbols(elf: ELFFile, dyn: dict[str | int, int], by_addr: dict[int, Section],
+             where: str) -> dict[str, int]:
+    addr = dyn.get("DT_SYMTAB")
+    symtab = by_addr.get(addr) if addr is not None else None
     if symtab is None or not hasattr(symtab, "iter_symbols"):
         raise _fail(where, "no .dynsym section")
     out: dict[str, int] = {}
