@@ -9,16 +9,44 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from .errors import OutputError
 
+# The stat key: what every cache keyed by stat compares (pipeline/checker.py's hash cache,
+# pipeline/treestamp.py, the image manifest of image/sefs_build.py, bom/stamp.py,
+# bom/elfcache.py).  Any write, chmod, chown, rename over or touch changes the ctime, which
+# no user can set back, so an edit whose mtime was reset still changes the key; dev and ino
+# tell a replaced or copied file from the original.
+StatKey = tuple[int, int, int, int, int, int]  # (dev, ino, size, mtime_ns, ctime_ns, mode)
+STAT_KEY = struct.Struct("<QQqqqI")  # its packed form (44 bytes)
+
 # A file changed less than this before a stat may change again within the same timestamp
 # tick without its stat changing: caches keyed by stat do not trust such entries (as git's
-# "racily clean" rule). Above the coarse clock tick of Linux file timestamps (1-10 ms).
+# "racily clean" rule); the cost of a racy entry is one more read of it on the next run.
+# Linux file systems with nanosecond times step them by the kernel's coarse clock tick
+# (1-10 ms): RACY_NS.  Where times are whole seconds (FAT's 2 s, some network file systems;
+# seen as a ctime with no sub-second part, which no user can set), RACY_COARSE_NS.
 RACY_NS = 100_000_000
+RACY_COARSE_NS = 2_000_000_000
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+
+def is_racy(key: StatKey | os.stat_result | Sequence[int], now_ns: int) -> bool:
+    """Changed within the racy window before ``now_ns`` (time.time_ns()): not to be trusted
+    later.  The window is RACY_NS, or RACY_COARSE_NS when the ctime is whole seconds."""
+    if isinstance(key, os.stat_result):
+        mtime, ctime = key.st_mtime_ns, key.st_ctime_ns
+    else:
+        mtime, ctime = key[3], key[4]
+    window = RACY_COARSE_NS if ctime % 1_000_000_000 == 0 else RACY_NS
+    return now_ns - max(mtime, ctime) < window
 
 
 def _fsync_dir(d: Path) -> None:

@@ -12,6 +12,8 @@ import secrets
 from pathlib import Path
 
 from .errors import KeyFileError
+from .fsutil import atomic_write
+from .inputfile import MAX_KEY_FILE_BYTES, read_limited
 
 KEY_LEN = 16
 HEX16_RE = re.compile(r"[0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){15}")  # the text form, either case
@@ -39,12 +41,7 @@ def parse_hex16(text: str, where: str) -> bytes:
 def read_image_key(path: str | os.PathLike[str]) -> bytes:
     """Read an image key file written by ``occlum gen-image-key``."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError("image key file does not exist", where=str(p)) from None
-    except OSError as e:
-        raise KeyFileError(f"cannot read image key file: {e.strerror}", where=str(p)) from None
+    raw = read_limited(p, what="image key file", limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -57,17 +54,10 @@ def generate_image_key() -> bytes:
 
 
 def write_image_key(path: str | os.PathLike[str], key: bytes) -> None:
-    """Write a key file with mode 0600, atomically; never leaves a readable partial key."""
+    """Write a key file with mode 0600, atomically; never leaves a readable partial key.  The
+    directory must exist (as for Occlum's command; a typo in it is not silently created)."""
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(format_hex16(key) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if not p.parent.is_dir():
+        why = "is not a directory" if p.parent.exists() else "does not exist"
+        raise KeyFileError(f"cannot write the key: the directory {p.parent} {why}", where=str(p))
+    atomic_write(p, format_hex16(key) + "\n", mode=0o600)

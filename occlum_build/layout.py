@@ -18,3 +18,7 @@ BUILD_LIB = "lib"  # under BUILD_DIR
 BUILD_BIN = "bin"  # under BUILD_DIR
 LIBOS_SIGNED = "libocclum-libos.signed.so"  # in BUILD_DIR/BUILD_LIB
 RUN_BIN = "occlum-run"  # the native runtime's launcher, copied into BUILD_DIR/BUILD_BIN
+PAL_SO = "libocclum-pal.so"  # the PAL library occlum-run loads, copied into BUILD_DIR/BUILD_LIB
+# The first bytes of every native file: a copy without them (empty, truncated to nothing,
+# overwritten) cannot run, and the fast path leaves it to the usual path to say so.
+ELF_MAGIC = b"\x7fELF"

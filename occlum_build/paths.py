@@ -13,7 +13,9 @@ from .layout import (  # noqa: F401 (re-exported: paths is where callers look)
     BUILD_BIN,
     BUILD_DIR,
     BUILD_LIB,
+    ELF_MAGIC,
     LIBOS_SIGNED,
+    PAL_SO,
     RUN_BIN,
     STATUS_BUILT,
     STATUS_FILE,
@@ -48,7 +50,6 @@ REPO_DIR = PACKAGE_DIR.parent
 NATIVE_DIR_ENV = "OCCLUM_NATIVE_DIR"
 NATIVE_BUILD_DIR = REPO_DIR / "libos" / "build"
 LIBOS_SO = "libocclum-libos.so"
-PAL_SO = "libocclum-pal.so"
 FS_BIN = "occlum-fs"
 
 # Inside the init FS (as Occlum's init reads them).
@@ -173,6 +174,12 @@ class Instance:
     def state_dir(self) -> Path:
         """occlum-build's own bookkeeping (doit db, manifests, lock)."""
         return self.build / ".state"
+
+    @property
+    def target_file(self) -> Path:
+        """Which runtime the last build targeted (pipeline/target.py): our SIM runtime or a
+        real Occlum install."""
+        return self.state_dir / "target.json"
 
     @property
     def build_lock(self) -> Path:

@@ -9,6 +9,7 @@ happens in the native code, so nothing here is trusted for security.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import subprocess
@@ -72,6 +73,14 @@ def require_built(inst: paths.Instance) -> None:
     if not inst.libos_signed.is_file():
         raise StateError(f"{inst.root} is not built ({inst.libos_signed} is missing); "
                          "run 'occlum build'")
+    from .pipeline.target import read_target
+
+    target = read_target(inst) or {}
+    if target.get("kind") == "occlum":
+        raise StateError(f"{inst.root} was built for real Occlum {target.get('occlum_version')} "
+                         f"(--occlum-dir {target.get('occlum_dir')}): run it with that install's "
+                         "'occlum run' on an SGX machine; our SIM runtime runs instances built "
+                         "without --occlum-dir")
 
 
 def run_argv(inst: paths.Instance, path: str, args: Sequence[str]) -> list[str]:
@@ -84,7 +93,7 @@ def exec_run(inst: paths.Instance, path: str, args: Sequence[str]) -> None:
     """Replace this process with occlum-run, so that stdio, signals and the exit status are
     the program's own (occlum-run's rules: status & 0x7f, 128+signal, 127, 1)."""
     argv = run_argv(inst, path, args)
-    os.execv(argv[0], argv)
+    _execv(argv)
 
 
 def mount_argv(inst: paths.Instance, mountpoint: str, image_key: str | None = None) -> list[str]:
@@ -179,7 +188,7 @@ def exec_mount(inst: paths.Instance, mountpoint: str, image_key: str | None = No
     argv = mount_argv(inst, mountpoint, image_key)
     own_dir(inst.run_upper, paths.LAYER_DIR_MODE, parent_mode=paths.OUTPUT_DIR_MODE)
     hold_run_lock(inst)
-    os.execv(argv[0], argv)
+    _execv(argv)
 
 
 def start(inst: paths.Instance) -> None:
@@ -198,11 +207,17 @@ def start(inst: paths.Instance) -> None:
     r, w = os.pipe()
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--serve",
             "--ready-fd", str(w)]
+    check_runnable(Path(argv[0]))
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     os.fchmod(log_fd, 0o600)  # the server's messages name paths of the app: not for everyone
     with os.fdopen(log_fd, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                pass_fds=(w,), start_new_session=True)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    pass_fds=(w,), start_new_session=True)
+        except OSError as e:
+            os.close(r)
+            os.close(w)
+            raise exec_error(Path(argv[0]), e) from None
     os.close(w)
     with os.fdopen(r, "rb") as ready:
         ok = ready.read(1) == b"1"
@@ -228,7 +243,7 @@ def exec_in(inst: paths.Instance, path: str, args: Sequence[str]) -> None:
     """`occlum exec`: replace this process with the client, which runs the program in the
     started instance with our stdio, environment and signals (occlum-run's exit rules)."""
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--exec", path, *args]
-    os.execv(argv[0], argv)
+    _execv(argv)
 
 
 def stop(inst: paths.Instance) -> int:
@@ -245,4 +260,53 @@ def stop(inst: paths.Instance) -> int:
                               exit_code=EXIT_FAILURE)
         raise OcclumError(f"{inst.root}: the instance is not running", exit_code=EXIT_FAILURE)
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--stop"]
-    return subprocess.run(argv).returncode
+    check_runnable(Path(argv[0]))
+    try:
+        return subprocess.run(argv).returncode
+    except OSError as e:
+        raise exec_error(Path(argv[0]), e) from None
+
+
+# ---------------------------------------------------------------- native files that cannot run
+def _execv(argv: list[str]) -> None:
+    """os.execv, with a native program or PAL that cannot run reported as one line."""
+    binary = Path(argv[0])
+    check_runnable(binary)
+    try:
+        os.execv(binary, argv)
+    except OSError as e:
+        raise exec_error(binary, e) from None
+
+
+def check_runnable(binary: Path) -> None:
+    """Refuse a native program, or the PAL library it loads ($ORIGIN, $ORIGIN/../lib, its
+    RUNPATH), that is not an ELF file: an empty or corrupt copy (a killed copy, a full disk)
+    would fail in the kernel ("Exec format error") or the loader, saying nothing of what to do."""
+    for f in (binary, binary.parent / paths.PAL_SO, binary.parent.parent / "lib" / paths.PAL_SO):
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(len(paths.ELF_MAGIC))
+        except OSError:
+            continue  # absent: the loader looks further, or says which library is missing
+        if head != paths.ELF_MAGIC:
+            raise _corrupt(f)
+        if f.name == paths.PAL_SO:
+            return  # the loader takes the first PAL it finds
+
+
+def exec_error(binary: Path, e: OSError) -> OcclumError:
+    """One line for a native program that could not be started."""
+    if e.errno == errno.ENOEXEC:
+        return _corrupt(binary)
+    return OcclumError(f"cannot execute: {e.strerror or e}", where=str(binary), exit_code=EXIT_FAILURE)
+
+
+def _corrupt(f: Path) -> OcclumError:
+    try:
+        size = f"{f.stat().st_size} bytes"
+    except OSError:
+        size = "unreadable"
+    fix = ("run 'occlum build' to copy it again" if f.parent.parent.name == paths.BUILD_DIR
+           else "rebuild the native runtime (make -C libos)")
+    return OcclumError(f"empty or corrupt ({size}, not a runnable ELF file); {fix}", where=str(f),
+                       exit_code=EXIT_FAILURE)

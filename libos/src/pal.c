@@ -134,8 +134,18 @@ static int mkdir_p(const char *path, mode_t mode)
 
 static void fs_log(void *ctx, const char *line)
 {
+    /* One write per line: the app writes to the same stderr, and two writes (text, then
+     * the newline) let its output land between them. */
     int fd = *(int *)ctx;
-    if (write(fd, line, strlen(line)) < 0 || write(fd, "\n", 1) < 0)
+    char buf[1100];
+    int n = snprintf(buf, sizeof buf, "%s\n", line);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof buf) {
+        n = (int)sizeof buf;
+        buf[n - 1] = '\n';
+    }
+    if (write(fd, buf, (size_t)n) < 0)
         return;
 }
 

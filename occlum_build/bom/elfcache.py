@@ -3,7 +3,7 @@
 A no-change copy_bom run re-reads the headers of every executable and ``*.so*`` file in the
 copied dirs and of every library they need, only to learn what it learnt last time.  This
 cache keeps the parsed :class:`ElfInfo` (PT_INTERP, DT_NEEDED, run paths, ...) of each file
-under the key ``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of its ``stat``.  Any
+under its stat key (fsutil.stat_key less the mode: dev, ino, size, mtime_ns, ctime_ns).  Any
 write to a file, a chmod, a rename over it or a touch changes its ctime (which a user cannot
 set back), so a changed file never matches its old entry.  Only the facts read from a file's
 own bytes are cached: the dependency search itself (which files exist where, the loader
@@ -25,13 +25,12 @@ from pathlib import Path
 
 from .. import log as oclog
 from ..errors import OutputError
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, is_racy, stat_key
 from .elfread import ElfInfo
 
 CACHE_ENV = "OCCLUM_BOM_CACHE"
 VERSION = "occlum-build copy_bom elf cache 1"
 MAX_ENTRIES = 20000  # beyond this, a save keeps only the entries this run used
-RACY_NS = 2_000_000_000  # files changed this recently are not cached (timestamp granularity)
 
 log = oclog.get("copy_bom")
 
@@ -49,8 +48,9 @@ def default_path() -> Path | None:
 
 
 def key_of(st: os.stat_result) -> str:
-    """The entry key: ``dev:ino:size:mtime_ns:ctime_ns`` in decimal."""
-    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    """The entry key: fsutil.stat_key without the mode (a chmod does not change what an ELF
+    file says), in decimal: ``dev:ino:size:mtime_ns:ctime_ns``."""
+    return ":".join(map(str, stat_key(st)[:5]))
 
 
 def _encode(info: ElfInfo | None) -> list | None:
@@ -110,7 +110,7 @@ class ElfCache:
         return ElfInfo(path=path, **f)
 
     def put(self, st: os.stat_result, info: ElfInfo | None) -> None:
-        if self._now - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        if is_racy(st, self._now):
             return  # could change again within the same timestamp tick, unseen
         k = key_of(st)
         self._used[k] = _encode(info)

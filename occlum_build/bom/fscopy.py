@@ -20,6 +20,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .. import pathlimit
 from ..errors import BomError, OutputError
 
 IS_ROOT = os.geteuid() == 0
@@ -126,7 +127,8 @@ def _walk(d: str, rel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[En
         with os.scandir(d) as sd:
             it = sorted(sd, key=_BY_NAME)
     except OSError as e:
-        raise BomError(f"cannot read directory: {e.strerror or e}", where=d) from None
+        raise BomError(pathlimit.error_message(e, d) or f"cannot read directory: {e.strerror or e}",
+                       where=None if pathlimit.too_long(d) else d) from None
     prefix = rel + "/" if rel else ""
     append = out.append
     for e in it:  # the no-change run spends most of its time here: keep the common path short
@@ -134,7 +136,7 @@ def _walk(d: str, rel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[En
         try:
             st = e.stat(follow_symlinks=False)
         except OSError as err:
-            raise BomError(f"cannot stat: {err.strerror or err}", where=e.path) from None
+            raise _source_error(err, e.path) from None
         mode = st.st_mode
         if S_ISREG(mode):
             if not (rx and _excluded(r, False, rx)):
@@ -249,24 +251,30 @@ class Writer:
 
     def mkdir(self, dest: str, mode: int = 0o755) -> bool:
         """mkdir -p inside the root; True if something was created."""
+        if pathlimit.too_long(dest):
+            raise BomError(pathlimit.message(dest, "destination"))
         if os.path.isdir(dest):
             self.check_parent(os.path.join(dest, "x"))
             return False
-        parent = os.path.dirname(dest)
+        missing = [dest]  # dest and its missing parents, deepest first (a loop: deep targets
+        parent = os.path.dirname(dest)  # must not hit Python's recursion limit)
+        while parent != missing[-1] and not os.path.isdir(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
         created = False
-        if parent != dest and not os.path.isdir(parent):
-            created = self.mkdir(parent)
-        self.check_parent(dest)
-        try:
-            if os.path.lexists(dest) and not os.path.isdir(dest):
-                raise BomError(f"cannot create directory {dest}: a file is in the way")
-            os.mkdir(dest, mode)
-            os.chmod(dest, mode)  # not umask-dependent: the image must not vary with umask
-        except FileExistsError:
-            return created
-        except OSError as e:
-            raise OutputError(f"mkdir failed: {e.strerror or e}", where=dest) from None
-        return True
+        for d in reversed(missing):
+            self.check_parent(d)
+            try:
+                if os.path.lexists(d) and not os.path.isdir(d):
+                    raise BomError(f"cannot create directory {d}: a file is in the way")
+                os.mkdir(d, mode)
+                os.chmod(d, mode)  # not umask-dependent: the image must not vary with umask
+                created = True
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise _write_error(e, d, "mkdir failed") from None
+        return created
 
     def symlink(self, target: str, dest: str, st: os.stat_result | None = None) -> bool:
         """ln -s target dest (replacing a file or link there); False if already that link."""
@@ -286,7 +294,7 @@ class Writer:
                     os.chown(tmp, st.st_uid, st.st_gid, follow_symlinks=False)
             os.replace(tmp, dest)
         except OSError as e:
-            raise OutputError(f"cannot create symlink: {e.strerror or e}", where=dest) from None
+            raise _write_error(e, dest, "cannot create symlink") from None
         return True
 
     def file(self, src: str, st: os.stat_result, dest: str, parent_ok: bool = False) -> str:
@@ -299,7 +307,7 @@ class Writer:
         except FileNotFoundError:
             d = None
         except OSError as e:
-            raise OutputError(f"cannot stat: {e.strerror or e}", where=dest) from None
+            raise _write_error(e, dest, "cannot stat") from None
         what = quick_check(d, st)
         if what == "attrs":
             _set_attrs(dest, st)
@@ -319,7 +327,7 @@ class Writer:
             raise OutputError(f"cannot write: {e.strerror}", where=dest) from None
         except OSError as e:
             _unlink_quiet(tmp)
-            raise OutputError(f"copy {src} failed: {e.strerror or e}", where=dest) from None
+            raise _write_error(e, dest, f"copy {src} failed") from None
         return "copied"
 
     def special(self, st: os.stat_result, dest: str) -> bool:
@@ -332,7 +340,7 @@ class Writer:
             os.mknod(dest, st.st_mode, st.st_rdev)
             _set_attrs(dest, st)
         except OSError as e:
-            raise OutputError(f"cannot create special file: {e.strerror or e}", where=dest) from None
+            raise _write_error(e, dest, "cannot create special file") from None
         return True
 
     def dir_attrs(self, dest: str, st: os.stat_result, d: os.stat_result | None = None) -> bool:
@@ -347,7 +355,7 @@ class Writer:
                 _set_attrs(dest, st)
             return differ
         except OSError as e:
-            raise OutputError(f"cannot set attributes: {e.strerror or e}", where=dest) from None
+            raise _write_error(e, dest, "cannot set attributes") from None
 
 
 def attrs_differ(d: os.stat_result, st: os.stat_result) -> bool:
@@ -361,6 +369,24 @@ def _set_attrs(path: str, st: os.stat_result) -> None:
         os.chown(path, st.st_uid, st.st_gid)  # before chmod: chown clears set-id bits
     os.chmod(path, stat.S_IMODE(st.st_mode))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _source_error(e: OSError, path: str) -> BomError:
+    """A source that cannot be stat-ed: the path-limit error for a path over it, else the
+    error naming the path."""
+    too_long = pathlimit.error_message(e, path)
+    if too_long:
+        return BomError(too_long)
+    return BomError(f"cannot stat: {e.strerror or e}", where=path)
+
+
+def _write_error(e: OSError, dest: str, what: str) -> BomError | OutputError:
+    """A write into the root failed: a destination path over the Linux limit is bad input
+    (exit 2, path shortened); anything else is a failed write (exit 5) naming ``dest``."""
+    too_long = pathlimit.error_message(e, dest, "destination")
+    if too_long:
+        return BomError(too_long)
+    return OutputError(f"{what}: {e.strerror or e}", where=dest)
 
 
 def _tmp_name(dest: str) -> str:

@@ -15,6 +15,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .. import pathlimit
 from ..errors import BomError, VerifyError
 from .elfdeps import NotElf, Resolution, Resolver
 from .fscopy import Entry, walk_tree
@@ -83,6 +84,8 @@ def _relative_name(p: str, text: Text, what: str) -> str:
 
 
 def _stat_source(src: str, text: Text, want_dir: bool) -> os.stat_result:
+    if pathlimit.too_long(src):
+        raise BomError(pathlimit.message(src, "source"), where=text.where)
     try:
         st = os.stat(src)
     except FileNotFoundError:
@@ -129,6 +132,8 @@ class Planner:
         excludes = tuple(self.x(e) for e in bom.excludes)
         for t in bom.targets:
             tdest = dest_in_root(self.root, self.x(t.target), t.target)
+            if pathlimit.too_long(tdest):
+                raise BomError(pathlimit.message(tdest, "destination"), where=t.target.where)
             ops.mkdirs.append(Op("mkdir", tdest, where=t.target.where))
             for m in t.mkdirs:
                 rel = _relative_name(self.x(m), m, "mkdirs entry")

@@ -16,8 +16,8 @@ next run only checks that record:
 - every destination in the root, with the key of its ``lstat`` after the run;
 - the bom files themselves, and the values of the environment variables they expanded.
 
-Key: (inode, size, mtime_ns, ctime_ns, mode) -- any write, chmod, chown, rename over or
-touch changes the ctime, which nobody can set back. If every key is still the same, the
+Key: fsutil.stat_key (device, inode, size, mtime_ns, ctime_ns, mode) -- any write, chmod,
+chown, rename over or touch changes the ctime, which nobody can set back. If every key is still the same, the
 run's answer is the recorded one ("nothing to copy", with its counts and conflict notes),
 reached with one ``stat`` per path and no YAML, walk or ELF work. Anything different, a
 missing, torn or foreign stamp: the full run, which then writes a new stamp.
@@ -36,18 +36,17 @@ import glob
 import hashlib
 import json
 import os
-import struct
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .. import __version__
 from .. import log as oclog
 from ..errors import OutputError
-from ..fsutil import RACY_NS, atomic_write
+from ..fsutil import STAT_KEY, atomic_write, is_racy, stat_key
 from . import elfcache
 
-VERSION = b"occlum-build copy_bom stamp 1"
-KEY = struct.Struct("<QqqqI")  # st_ino, st_size, st_mtime_ns, st_ctime_ns, st_mode
+VERSION = b"occlum-build copy_bom stamp 2"
+KEY = STAT_KEY  # fsutil.stat_key, packed: dev, ino, size, mtime_ns, ctime_ns, mode
 ABSENT = bytes(KEY.size)  # a path that did not exist (no real entry has mode 0)
 LOADER_FILES = ("/etc/ld.so.conf", "/etc/ld.so.conf.d")  # + the files in it, ld-musl-*.path
 
@@ -57,7 +56,7 @@ log = oclog.get("copy_bom")
 def key(st: os.stat_result | None) -> bytes:
     if st is None:
         return ABSENT
-    return KEY.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+    return KEY.pack(*stat_key(st))
 
 
 def _keys(paths: Iterable[bytes], follow: bool) -> Iterator[bytes]:
@@ -70,7 +69,7 @@ def _keys(paths: Iterable[bytes], follow: bool) -> Iterator[bytes]:
         except OSError:
             yield ABSENT
             continue
-        yield pack(s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_mode)
+        yield pack(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_mode)  # stat_key
 
 
 def stamp_path(root: str, bom: str, include_dirs: Iterable[str], loader_config: str) -> Path | None:
@@ -203,8 +202,7 @@ def save(path: Path, watch: Watch, dests: Iterable[str], env_used: Mapping[str, 
     if again != then:
         log.debug("copy_bom stamp: a source changed while copying; not saved")
         return False
-    limit = started_ns - RACY_NS
-    if any(st is not None and max(st.st_mtime_ns, st.st_ctime_ns) >= limit for _, st in items):
+    if any(st is not None and is_racy(st, started_ns) for _, st in items):
         log.debug("copy_bom stamp: a source changed just before the run; not saved")
         return False
     stat_paths = [p for p, _ in stat_side]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import EXIT_VERIFY, OcclumError
 from ..fsutil import atomic_write
-from ..sgx import catsig, dump_enclave, gendata, load_public_key, sign_enclave
-from ..sgx.signer import PemSigner
+from ..sgx.sign import catsig, gendata, sign_enclave
+from ..sgx.signer import PemSigner, load_public_key
 from ..sgx.sigstruct import parse_date
 from .common import Parser, main_with
 
@@ -69,7 +69,8 @@ def _common(p: argparse.ArgumentParser, *, out: bool = True, date: bool = True) 
 
 def build_parser() -> Parser:
     parser = Parser(prog="occlum-sgx-sign",
-                    description="Sign and inspect SGX enclaves exactly as Intel SDK 2.26 sgx_sign does.")
+                    description="Sign and inspect SGX enclaves exactly as sgx_sign does (SDK 2.26, and "
+                                "Occlum's 2.20/2.21 forks: the enclave's sdk_version selects).")
     sub = parser.add_subparsers(title="mode", metavar="<mode>")
     p = sub.add_parser("sign", help="sign an enclave with a private key")
     _common(p)
@@ -130,12 +131,12 @@ def cmd_catsig(args: argparse.Namespace) -> None:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
+    from ..sgx.dump import dump_enclave, read_metadata  # only `dump` needs it (and json)
+
     data = _read(args.enclave, "enclave")
     info = dump_enclave(data, args.enclave)
     text = info.to_json() if args.json else info.to_text()
     if args.cssfile:
-        from ..sgx.dump import read_metadata
-
         atomic_write(args.cssfile, read_metadata(data, args.enclave)[0][0].css)
     if args.dumpfile:
         atomic_write(args.dumpfile, text + "\n")

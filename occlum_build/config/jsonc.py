@@ -24,6 +24,10 @@ Path = tuple[str | int, ...]
 Pos = tuple[int, int]
 
 _WS = " \t\n\r"
+# Objects and arrays nest at most this deep: serde_json, which Occlum's tools read Occlum.json
+# with, refuses a 128th level ("recursion limit exceeded"); the limit also keeps this
+# recursive parser far from Python's recursion limit (docs/configuration.md).
+MAX_DEPTH = 127
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -123,6 +127,9 @@ class _Parser:
     def value(self, path: Path) -> object:
         self.doc.value_pos[path] = self.pos()
         ch = self.s[self.i] if self.i < len(self.s) else ""
+        if ch in "{[" and ch and len(path) >= MAX_DEPTH:
+            raise self.fail(f"objects and arrays nested more than {MAX_DEPTH} levels deep "
+                            "(the limit, as Occlum's serde_json)")
         if ch == "{":
             return self.obj(path)
         if ch == "[":

@@ -15,6 +15,11 @@ DEFAULT_KERNEL_HEAP_MAX = parse_size("1024MB")
 DEFAULT_USER_SPACE_MAX = parse_size("16GB")
 DEFAULT_TCS_INIT = 16
 DEFAULT_TCS_MAX = 4096
+# The most threads (max_num_of_threads, init_num_of_threads) we accept.  Occlum reads a u32 and
+# documents no bound; 4096 is its own TCS maximum (TCSMaxNum with EDMM).  Every thread is a TCS,
+# SSA and stack that signing and every SIM boot measure: ~1 ms each, 4-5 s at 4096, and 100000
+# threads took 108 s per build and per boot (docs/configuration.md).
+MAX_THREADS = DEFAULT_TCS_MAX
 EXTRA_USER_REGION_FOR_SDK = parse_size("1GB")
 
 # Mount option bounds checked by gen_internal_conf.

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..inputfile import MAX_CONFIG_BYTES, read_limited
 from ..sizes import parse_size
 from . import jsonc, limits, schema
 
@@ -158,17 +159,17 @@ def _hex(s: str) -> int:
     return int(s[2:] if s.startswith("0x") else s, 16)
 
 
+def missing_config_message(path: Path) -> str:
+    """What a build or print says when Occlum.json is missing (one place for the wording)."""
+    return f"{path}: no such file (run 'occlum init' to create Occlum.json)"
+
+
 def load_config(path: str | os.PathLike[str]) -> OcclumConfig:
     """Read, parse and validate an Occlum.json; raise ConfigError (exit 2) naming file:line:col."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such file (run 'occlum init' to create Occlum.json)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, not an Occlum.json file") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    if not p.exists():
+        raise ConfigError(missing_config_message(p)) from None
+    raw = read_limited(p, what=p.name, limit=MAX_CONFIG_BYTES, error=ConfigError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -19,7 +19,6 @@ from ..sizes import SizeError, parse_size
 from . import limits
 from .jsonc import Document, Path, path_text
 
-U32_MAX = 0xFFFF_FFFF
 U16_MAX = 0xFFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
 MOUNT_TYPES = ("sefs", "hostfs", "ramfs", "unionfs", "devfs", "procfs", "ext2")
@@ -115,7 +114,9 @@ def _size(v: Validator, p: Path, x: object) -> None:
 
 
 def _threads(v: Validator, p: Path, x: object) -> None:
-    v.integer(p, x, 1, U32_MAX, " (thread counts must be at least 1)")
+    v.integer(p, x, 1, limits.MAX_THREADS,
+              f" (thread counts must be at least 1, and at most {limits.MAX_THREADS}, Occlum's own TCS "
+              "maximum: signing and every boot measure each thread, ~1 ms each)")
 
 
 def _u16(v: Validator, p: Path, x: object) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from .macfile import read_mac_file, write_mac_file
 from .pfs import PfsError
 from .protect import conf_mac, protect_config, unprotect_config
-from .sefs import SefsError, SefsReader, SefsSourceError, zip_tree
+from .sefs import KeepMtimes, MtimePolicy, SefsError, SefsReader, SefsSourceError, zip_tree
 from .sefs_build import ImageResult, build_image, compute_mac
 from .verify import VerifyReport, verify_image
 
 __all__ = [
     "ImageResult",
+    "KeepMtimes",
+    "MtimePolicy",
     "PfsError",
     "SefsError",
     "SefsReader",

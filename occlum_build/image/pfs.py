@@ -92,15 +92,20 @@ class _Keys:
         if len(user_key) != 16:
             raise ValueError("a Protected FS user key is 16 bytes")
         self.user_key = user_key
-        self._k = hmac.new(user_key, b"occlum-build pfs deterministic keys v1", hashlib.sha256).digest()
+        k_det = hmac.new(user_key, b"occlum-build pfs deterministic keys v2", hashlib.sha256).digest()
+        self._hmac = hmac.new(k_det, digestmod=hashlib.sha256)  # copied per use: keyed once
 
     def node(self, phys: int, plain: bytes | memoryview) -> bytes:
-        msg = b"node\0" + phys.to_bytes(8, "little") + hashlib.sha256(plain).digest()
-        return hmac.new(self._k, msg, hashlib.sha256).digest()[:16]
+        h = self._hmac.copy()
+        h.update(b"node\0" + phys.to_bytes(8, "little"))
+        h.update(plain)
+        return h.digest()[:16]
 
     def key_id(self, enc_plain: bytes) -> bytes:
-        msg = b"metadata key id\0" + hashlib.sha256(enc_plain).digest()
-        return hmac.new(self._k, msg, hashlib.sha256).digest()
+        h = self._hmac.copy()
+        h.update(b"metadata key id\0")
+        h.update(enc_plain)
+        return h.digest()
 
 
 @dataclass(frozen=True)
@@ -195,38 +200,46 @@ def write_body(out_fd: int, src_fd: int, size: int, key: bytes | None = None,
                 mb[i * SLOT + 16:(i + 1) * SLOT] = _GMAC0.encrypt(IV, b"", mv[i * NODE:(i + 1) * NODE])
             _pwrite_all(out_fd, mv[:count * NODE], data_phys(d0) * NODE)
         else:
-            out = bytearray(count * NODE)
+            # Each node is encrypted straight into place; its tag lands on the first 16 bytes
+            # of the next node's place (overwritten next) or the 16 spare bytes at the end.
+            out = bytearray(count * NODE + 16)
+            omv = memoryview(out)
             for i in range(count):
-                stored, k, tag = _protect(mv[i * NODE:(i + 1) * NODE], data_phys(d0 + i), keys)
-                out[i * NODE:(i + 1) * NODE] = stored
-                mb[i * SLOT:(i + 1) * SLOT] = k + tag
-            _pwrite_all(out_fd, memoryview(out), data_phys(d0) * NODE)
+                node = mv[i * NODE:(i + 1) * NODE]
+                k = keys.node(data_phys(d0 + i), node)
+                AESGCM(k).encrypt_into(IV, node, None, omv[i * NODE:(i + 1) * NODE + 16])
+                mb[i * SLOT:i * SLOT + 16] = k
+                mb[i * SLOT + 16:(i + 1) * SLOT] = omv[(i + 1) * NODE:(i + 1) * NODE + 16]
+            _pwrite_all(out_fd, omv[:count * NODE], data_phys(d0) * NODE)
         tree.data_finished(m)
     if tree.open:
         raise AssertionError("MHT nodes left open")  # a bug in _Tree, never input
     return Body(size, head, *tree.root)
 
 
+_pack_encrypted = ENCRYPTED.packer("clean_filename", "size", "mht_key", "mht_gmac", "data")
+_pack_plain = PLAIN.packer("file_id", "major_version", "minor_version", "meta_data_key_id",
+                           "use_user_kdk_key", "integrity_only", "meta_data_gmac")
+_PAD = bytes(META_PAD)
+ZERO32 = bytes(32)
+
+
 def meta_node(clean_name: bytes, body: Body, key: bytes | None = None) -> tuple[bytes, bytes]:
     """(node 0, file MAC) of a protected file named ``clean_name`` with ``body``."""
     if not clean_name or len(clean_name) >= 260 or b"/" in clean_name or b"\0" in clean_name:
         raise ValueError(f"bad Protected FS clean name {clean_name!r}")
-    enc = ENCRYPTED.pack({"clean_filename": clean_name.ljust(260, b"\0"), "size": body.size,
-                          "mht_key": body.mht_key, "mht_gmac": body.mht_gmac,
-                          "data": body.head.ljust(META_DATA, b"\0")})
-    plain = {"file_id": FILE_ID, "major_version": MAJOR, "minor_version": MINOR,
-             "use_user_kdk_key": 1}
+    # (struct pads the name and the head with NULs to their field sizes)
+    enc = _pack_encrypted(clean_name, body.size, body.mht_key, body.mht_gmac, body.head)
     if key is None:
         mac = gmac0(enc)
         stored = enc
-        plain["integrity_only"] = 1
+        plain = _pack_plain(FILE_ID, MAJOR, MINOR, ZERO32, 1, 1, mac)
     else:
         key_id = _Keys(key).key_id(enc)
         sealed = AESGCM(metadata_key(key, key_id)).encrypt(IV, enc, None)
         stored, mac = sealed[:-16], sealed[-16:]
-        plain["meta_data_key_id"] = key_id
-    plain["meta_data_gmac"] = mac
-    return PLAIN.pack(plain) + stored + bytes(META_PAD), mac
+        plain = _pack_plain(FILE_ID, MAJOR, MINOR, key_id, 1, 0, mac)
+    return plain + stored + _PAD, mac
 
 
 def protect_bytes(data: bytes, clean_name: bytes, key: bytes | None = None) -> tuple[bytes, bytes]:

@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import fsutil
+from .. import fsutil, pathlimit
 from ..errors import OcclumError, VerifyError
+from ..fsutil import stat_key
 from . import pfs
 from .sefs_layout import (
     BLOCK,
@@ -26,7 +27,7 @@ from .sefs_layout import (
     DISK_INODE,
     GROUP_BLOCKS,
     MAGIC,
-    MAX_ID,
+    MAX_INODES,
     METADATA_FILE,
     NAME_MAX,
     ROOT_ID,
@@ -67,6 +68,7 @@ class Inode:
     parent: int = ROOT_ID
     mac: bytes = bytes(16)  # the PFS MAC of the inode's file, once written
     stat_key: tuple[int, ...] = ()  # (dev, ino, size, mtime_ns, ctime_ns, mode) of the source
+    mtime: int = 0  # seconds; 0 as sefs-cli stores it, unless the build keeps mtimes
 
     @property
     def name(self) -> bytes:
@@ -87,19 +89,52 @@ def _show(path: bytes) -> str:
     return "/" + path.decode("utf-8", errors="backslashreplace")
 
 
-def plan(src: Path, warn: Warn | None = None) -> list[Inode]:
+@dataclass(frozen=True)
+class KeepMtimes:
+    """Store regular files' mtimes (whole seconds) instead of 0, so that programs which check
+    them (Python's .pyc against its .py) see the source's; ``clamp`` (e.g.
+    $SOURCE_DATE_EPOCH) caps them, so files newer than it (a fresh checkout) give the same
+    image on any machine.  Directories and symlinks keep 0: their mtimes follow the order
+    their entries were made in."""
+
+    clamp: int | None = None
+
+
+MtimePolicy = KeepMtimes | None
+
+
+def normalized_mode(kind: int, st_mode: int) -> int:
+    """The mode ``--normalize-modes`` stores, as git sees a checkout: directories 0755, files
+    0755 when the owner may execute them else 0644, symlinks as they are."""
+    if kind == T_DIR:
+        return 0o755
+    if kind == T_FILE:
+        return 0o755 if st_mode & 0o100 else 0o644
+    return st_mode & 0o777
+
+
+def plan(src: Path, warn: Warn | None = None, normalize_modes: bool = False,
+         mtimes: MtimePolicy = None) -> list[Inode]:
     """Every inode of the image of ``src``, in id order (ids 2, 3, ... without the free-map
-    blocks).  ``warn`` gets one line per path sefs-cli would silently drop or change."""
+    blocks).  ``warn`` gets one line per path sefs-cli would silently drop or change.
+    ``normalize_modes``: store :func:`normalized_mode` instead of ``mode & 0o777``.
+    ``mtimes``: None stores 0 (sefs-cli); else regular files keep their mtime in whole
+    seconds, clamped to ``mtimes.clamp`` when it is set (see :class:`MtimePolicy`)."""
     say = warn or (lambda msg: None)
     root_st = os.lstat(src)
     if not stat.S_ISDIR(root_st.st_mode):
         raise SefsSourceError("not a directory", where=str(src))
-    root = Inode(0, b"", T_DIR, 0o755, stat_key=_key(root_st))
+    root = Inode(0, b"", T_DIR, 0o755, stat_key=stat_key(root_st))
     order = [root]
     _walk(os.fsencode(src), b"", root, order, say)
-    if len(order) > MAX_ID - ROOT_ID:
-        raise SefsSourceError(f"{len(order)} inodes are over the SEFS limit of {MAX_ID - ROOT_ID}",
-                              where=str(src))
+    if normalize_modes:
+        for n in order[1:]:  # the root is always 0755
+            n.mode = normalized_mode(n.type, n.mode)
+    if mtimes is not None:
+        for n in order:
+            if n.type == T_FILE:
+                sec = n.stat_key[3] // 1_000_000_000
+                n.mtime = sec if mtimes.clamp is None else min(sec, mtimes.clamp)
     for node, i in zip(order, ids(len(order)), strict=True):
         node.id = i
     for node in order:
@@ -108,16 +143,12 @@ def plan(src: Path, warn: Warn | None = None) -> list[Inode]:
     return order
 
 
-def _key(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
-
-
 def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) -> None:
     where = top + (b"/" + rel if rel else b"")
     try:
         names = sorted(os.listdir(where))
     except OSError as e:
-        raise SefsSourceError(f"cannot list: {e.strerror}", where=os.fsdecode(where)) from None
+        raise SefsSourceError(f"cannot list: {e.strerror}", where=pathlimit.shown(where)) from None
     for name in names:
         path = rel + b"/" + name if rel else name
         try:
@@ -129,10 +160,12 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
             raise SefsSourceError(f"the name is {len(name)} bytes, SEFS allows {NAME_MAX}",
                                   where=_show(path))
         full = top + b"/" + path
+        if pathlimit.too_long(full):  # the kernel would refuse it (ENAMETOOLONG)
+            raise SefsSourceError(pathlimit.message(full))
         try:
             st = os.lstat(full)
         except OSError as e:
-            raise SefsSourceError(f"cannot stat: {e.strerror}", where=os.fsdecode(full)) from None
+            raise SefsSourceError(f"cannot stat: {e.strerror}", where=pathlimit.shown(full)) from None
         m = st.st_mode
         if stat.S_ISDIR(m):
             kind, size, target = T_DIR, 0, b""
@@ -155,20 +188,34 @@ def _walk(top: bytes, rel: bytes, parent: Inode, order: list[Inode], say: Warn) 
         if m & 0o7000 and kind != T_SYMLINK:
             say(f"{_show(path)}: setuid/setgid/sticky bits {oct(m & 0o7000)} dropped "
                 "(SEFS stores mode & 0o777)")
-        node = Inode(0, path, kind, m & 0o777, size, target, stat_key=_key(st))
+        node = Inode(0, path, kind, m & 0o777, size, target, stat_key=stat_key(st))
         parent.children.append(node)
         order.append(node)
+        if len(order) > MAX_INODES:  # checked as we go: such a tree would not fit in memory
+            raise SefsSourceError(f"over {MAX_INODES} inodes, the most an SEFS image can hold "
+                                  "(inode ids are u32)", where=_show(path))
         if kind == T_DIR:
             _walk(top, path, node, order, say)
 
 
+# Struct's "s" format pads a short name with NULs to the field's 256 bytes (and would
+# truncate a long one: plan() refuses names over 255 bytes first).
+_pack_entry = DISK_ENTRY.packer("id", "name", "type")
+_pack_inode = DISK_INODE.packer("size", "type", "mode", "nlinks", "blocks", "mtime",
+                                "disk_filename", "inode_mac")
+
+
 def encode_dir(node: Inode) -> bytes:
     """A directory's content: DiskEntry records for ".", ".." and the children in order."""
-    recs = [DISK_ENTRY.pack({"id": node.id, "name": b".".ljust(256, b"\0"), "type": T_DIR}),
-            DISK_ENTRY.pack({"id": node.parent, "name": b"..".ljust(256, b"\0"), "type": T_DIR})]
-    for c in node.children:
-        recs.append(DISK_ENTRY.pack({"id": c.id, "name": c.name.ljust(256, b"\0"), "type": c.type}))
+    pack = _pack_entry
+    recs = [pack(node.id, b".", T_DIR), pack(node.parent, b"..", T_DIR)]
+    recs += [pack(c.id, c.name, c.type) for c in node.children]
     return b"".join(recs)
+
+
+def _timespec(sec: int) -> bytes:
+    """An rcore-fs Timespec {i64 sec, i64 nsec} with nsec 0."""
+    return sec.to_bytes(8, "little", signed=True) + bytes(8)
 
 
 def encode_metadata(order: list[Inode]) -> bytes:
@@ -186,16 +233,16 @@ def encode_metadata(order: list[Inode]) -> bytes:
         g, bit = divmod(b, GROUP_BLOCKS)
         used[g][bit // 8] &= ~(1 << (bit % 8)) & 0xFF
 
+    pack = _pack_inode
     mark(0)
     for g in range(groups):
         mark(GROUP_BLOCKS * g + 1)
     for n in order:
         mark(n.id)
         base = n.id * BLOCK
-        out[base:base + DISK_INODE.size] = DISK_INODE.pack({
-            "size": n.size if n.type != T_DIR else 0, "type": n.type, "mode": n.mode,
-            "nlinks": n.nlinks, "blocks": n.blocks, "disk_filename": disk_id(n.id),
-            "inode_mac": n.mac})
+        out[base:base + DISK_INODE.size] = pack(n.size if n.type != T_DIR else 0, n.type, n.mode,
+                                                n.nlinks, n.blocks, _timespec(n.mtime),
+                                                disk_id(n.id), n.mac)
     for g in range(groups):
         off = (GROUP_BLOCKS * g + 1) * BLOCK
         out[off:off + BLOCK] = used[g]
@@ -257,6 +304,7 @@ class Entry:
     size: int
     nlinks: int
     mac: bytes
+    mtime: int = 0  # seconds
 
 
 class SefsReader:
@@ -319,7 +367,8 @@ class SefsReader:
                 if len(rec) != DISK_INODE.size:
                     raise self._fail("metadata", f"inode {b} is past the end of the table")
                 ino = DISK_INODE.unpack(rec)
-                if ino["disk_filename"] != disk_id(b) or ino["type"] not in (T_FILE, T_DIR, T_SYMLINK):
+                if ino["disk_filename"] != disk_id(b) or ino["type"] not in (T_FILE, T_DIR, T_SYMLINK) \
+                        or int.from_bytes(bytes(ino["mtime"])[8:], "little") >= 10**9:  # type: ignore[arg-type]
                     raise self._fail("metadata", f"inode {b} is malformed")
                 self.inodes[b] = ino
         used = len(self.inodes)
@@ -376,8 +425,10 @@ class SefsReader:
             seen.add(i)
             ino = self._inode(i, path)
             t = int(ino["type"])  # type: ignore[arg-type]
+            mt = bytes(ino["mtime"])  # type: ignore[arg-type]
             yield Entry(i, path, t, int(ino["mode"]), int(ino["size"]),  # type: ignore[arg-type]
-                        int(ino["nlinks"]), bytes(ino["inode_mac"]))  # type: ignore[arg-type]
+                        int(ino["nlinks"]), bytes(ino["inode_mac"]),  # type: ignore[arg-type]
+                        int.from_bytes(mt[:8], "little", signed=True))
             if t == T_DIR:
                 kids = self.dir_entries(i, path)
                 for name, cid, ctype in reversed(kids):

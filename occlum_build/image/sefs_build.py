@@ -34,7 +34,8 @@ from .. import fsutil, log
 from ..errors import OutputError
 from ..keys import format_hex16
 from . import pfs
-from .sefs import Inode, SefsSourceError, encode_dir, encode_metadata, plan
+from .protect_files import Job, protect_all
+from .sefs import Inode, MtimePolicy, SefsSourceError, encode_dir, encode_metadata, plan
 from .sefs_layout import METADATA_FILE, T_DIR, T_FILE, disk_name
 
 Progress = Callable[[int, int], None]
@@ -83,17 +84,13 @@ def _load(cache_dir: Path, out_dir: Path, tag: str) -> dict[str, list]:
 def _save(cache_dir: Path, tag: str, order: list[Inode], now_ns: int) -> None:
     entries = {}
     for n in order:
-        key = list(n.stat_key) if n.stat_key and not _racy(n.stat_key, now_ns) else None
+        # A key changed within RACY_NS of the build is not kept: a later write in the same
+        # tick would keep it, so the file is read again next time (git's racily-clean rule).
+        key = list(n.stat_key) if n.stat_key and not fsutil.is_racy(n.stat_key, now_ns) else None
         entries[n.path.hex()] = [n.id, n.type, key, n.mac.hex()]
     data = json.dumps({"version": VERSION, "key": tag, "boot_id": fsutil.boot_id(),
                        "entries": entries}, separators=(",", ":"))
     fsutil.atomic_write(cache_dir / MANIFEST, data, durable=False)
-
-
-def _racy(key: tuple[int, ...] | list[int], now_ns: int) -> bool:
-    """Changed within RACY_NS of the build: a later write in the same tick would keep the
-    stat key, so the file is read again next time (git's racily-clean rule)."""
-    return now_ns - max(key[3], key[4]) < fsutil.RACY_NS
 
 
 def _reusable(n: Inode, prev: dict[str, list]) -> list | None:
@@ -119,35 +116,24 @@ class _Build:
         self.temps.append(p)
         return p
 
-    def write_file(self, n: Inode, dest: Path | None) -> None:
-        """Protect file ``n`` into ``dest`` (None: compute its MAC only, write nothing)."""
-        full = self.src / os.fsdecode(n.path)
-        try:
-            fd_in = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError as e:
-            raise SefsSourceError(f"cannot read: {e.strerror}", where=str(full)) from None
-        try:
-            if os.fstat(fd_in).st_size != n.size:
-                raise SefsSourceError("changed while the image was built; build again",
-                                      where=str(full))
-            target = os.devnull if dest is None else dest
-            flags = os.O_WRONLY | os.O_CLOEXEC | (0 if dest is None else os.O_CREAT | os.O_TRUNC)
-            try:
-                fd_out = os.open(target, flags, 0o644)
-            except OSError as e:
-                raise OutputError(f"cannot write: {e.strerror}", where=str(target)) from None
-            try:
-                if dest is not None:
-                    os.fchmod(fd_out, 0o644)  # whatever the umask
-                body = pfs.write_body(fd_out, fd_in, n.size, self.key, where=str(full))
-                node0, n.mac = pfs.meta_node(disk_name(n.id).encode(), body, self.key)
-                if dest is not None:
-                    os.pwrite(fd_out, node0, 0)
-            finally:
-                os.close(fd_out)
-        finally:
-            os.close(fd_in)
-        self.bytes_read += n.size
+    def job(self, n: Inode, dest: Path | None) -> Job:
+        return Job(n.path, n.size, disk_name(n.id).encode(), None if dest is None else str(dest))
+
+    def protect(self, work: list[tuple[Inode, Path | None]], done: int = 0, todo: int = 0) -> None:
+        """Protect the files of ``work`` (on every CPU when large) and set their MACs."""
+        progress = None
+        if self.progress is not None:
+            state = [done]
+
+            def progress(nbytes: int) -> None:
+                state[0] += nbytes
+                assert self.progress is not None
+                self.progress(state[0], todo)
+
+        macs = protect_all(str(self.src), [self.job(n, d) for n, d in work], self.key, progress)
+        for (n, _), mac in zip(work, macs, strict=True):
+            n.mac = mac
+            self.bytes_read += n.size
 
     def reheader(self, path: Path, old_id: int, n: Inode) -> None:
         """Give a kept file the clean name of its new id: rewrite node 0 only."""
@@ -161,12 +147,13 @@ class _Build:
             os.close(fd)
 
 
-def _walk(src: Path) -> list[Inode]:
-    return plan(src, lambda msg: _log.warning("%s: %s", src, msg))
+def _walk(src: Path, normalize_modes: bool, mtimes: MtimePolicy = None) -> list[Inode]:
+    return plan(src, lambda msg: _log.warning("%s: %s", src, msg), normalize_modes, mtimes)
 
 
 def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, cache_dir: Path,
-                progress: Progress | None = None) -> ImageResult:
+                progress: Progress | None = None, normalize_modes: bool = False,
+                mtimes: MtimePolicy = None) -> ImageResult:
     """Build (or update) the SEFS image of ``src`` in ``out_dir`` and its MAC file (47
     characters, as sefs-cli writes ``.ROOT_MAC``)."""
     t0 = time.perf_counter()
@@ -176,7 +163,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
         if p.resolve().is_relative_to(src.resolve()):
             raise SefsSourceError("the image output would be inside its own source tree; "
                                   "choose another place", where=str(p))
-    order = _walk(src)
+    order = _walk(src, normalize_modes, mtimes)
     tag = key_tag(key)
     prev = _load(cache_dir, out_dir, tag)
     try:
@@ -191,31 +178,31 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     new: list[tuple[Path, Inode]] = []  # temp file -> node
     total = sum(n.size for n in order if n.type == T_FILE)
     todo = sum(n.size for n in order if n.type == T_FILE and _reusable(n, prev) is None)
-    done = 0
+    work: list[tuple[Inode, Path | None]] = []  # files to protect, into their temp files
+    # One listing instead of a stat per kept file (a no-op build is mostly this loop).
+    present = {e.name for e in os.scandir(out_dir) if e.is_file(follow_symlinks=False)}
     try:
         for n in order:
             rec = _reusable(n, prev) if n.type == T_FILE else None
-            final = out_dir / disk_name(n.id)
-            if rec is not None and (out_dir / disk_name(rec[0])).is_file():
+            if rec is not None and disk_name(rec[0]) in present:
                 n.mac = bytes.fromhex(rec[3])
                 if rec[0] != n.id:
                     moves.append((rec[0], n))
                 continue
             if n.type == T_FILE:
                 t = b.tmp(n.id)
-                b.write_file(n, t)
+                work.append((n, t))
                 new.append((t, n))
-                done += n.size
-                if progress is not None:
-                    progress(done, todo)
                 continue
             data, n.mac = pfs.protect_bytes(_small_content(n), disk_name(n.id).encode(), key)
             old = prev.get(n.path.hex())
-            if old is not None and old[0] == n.id and old[3] == n.mac.hex() and final.is_file():
+            if old is not None and old[0] == n.id and old[3] == n.mac.hex() \
+                    and disk_name(n.id) in present:
                 continue
             t = b.tmp(n.id)
             fsutil.write_file(t, data)
             new.append((t, n))
+        b.protect(work, 0, todo)
     except BaseException:
         for t in b.temps:
             t.unlink(missing_ok=True)
@@ -223,17 +210,26 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     if moves or new:
         marker = out_dir / MARKER
         fsutil.write_file(marker, b"")
-        # Kept files whose id changed: rename out of the way first (a new id may be an old
-        # one of another file), rewrite their metadata node (new MAC), then into place.
+        # Kept files whose id changed: renamed straight to the new id and re-headed (new
+        # metadata node and MAC).  Kept files keep their relative order (the traversal order
+        # is a fixed order of paths), so moving the ones that go up highest first and the ones
+        # that go down lowest first never lands on a kept file still to move; should that
+        # ever happen, the file goes through a temporary name instead.
+        pending = {old_id for old_id, _ in moves}
         staged = []
-        for old_id, n in moves:
-            t = b.tmp(n.id)
-            os.replace(out_dir / disk_name(old_id), t)
-            staged.append((t, old_id, n))
-        for t, old_id, n in staged:
-            b.reheader(t, old_id, n)
+        ordered = sorted((m for m in moves if m[1].id > m[0]), key=lambda m: -m[0]) + \
+            sorted((m for m in moves if m[1].id < m[0]), key=lambda m: m[0])
+        for old_id, n in ordered:
+            pending.discard(old_id)
+            if n.id in pending:
+                dest = b.tmp(n.id)
+                staged.append((dest, n))
+            else:
+                dest = out_dir / disk_name(n.id)
+            os.replace(out_dir / disk_name(old_id), dest)
+            b.reheader(dest, old_id, n)
             b.written += 1
-        for t, _, n in staged:
+        for t, n in staged:
             os.replace(t, out_dir / disk_name(n.id))
         for t, n in new:
             os.replace(t, out_dir / disk_name(n.id))
@@ -267,19 +263,22 @@ def _differs(path: Path, data: bytes) -> bool:
         return True
 
 
-def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None) -> bytes:
+def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None,
+                normalize_modes: bool = False, mtimes: MtimePolicy = None) -> bytes:
     """The root MAC ``build_image`` would give ``src``, writing nothing.  With ``cache_dir``,
     files whose stat key matches the manifest are not read (trusts the cache); without it
     every file is read (``occlum verify``)."""
-    order = _walk(Path(src))
+    order = _walk(Path(src), normalize_modes, mtimes)
     prev = {} if cache_dir is None else _load(Path(cache_dir), Path("/nonexistent"), key_tag(key))
     b = _Build(Path(src), Path("/nonexistent"), key, None)
+    work: list[tuple[Inode, Path | None]] = []
     for n in order:
         rec = _reusable(n, prev) if n.type == T_FILE else None
         if rec is not None and rec[0] == n.id:
             n.mac = bytes.fromhex(rec[3])
         elif n.type == T_FILE:  # changed, new, or kept under another id (node 0 differs)
-            b.write_file(n, None)
+            work.append((n, None))
         else:
             _, n.mac = pfs.protect_bytes(_small_content(n), disk_name(n.id).encode(), key)
+    b.protect(work)
     return pfs.protect_bytes(encode_metadata(order), METADATA_FILE.encode(), key)[1]

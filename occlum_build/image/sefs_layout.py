@@ -74,6 +74,14 @@ def ids(count: int) -> list[int]:
     return out
 
 
+def inodes_up_to(max_id: int) -> int:
+    """How many inodes get ids of at most ``max_id``: ROOT_ID..max_id less the free-map blocks."""
+    return (max_id - 1) - (max_id - 1) // GROUP_BLOCKS
+
+
+MAX_INODES = inodes_up_to(MAX_ID)  # the most an image can hold: ids are u32
+
+
 def groups_for(max_id: int) -> int:
     """Groups of an image whose highest inode id is ``max_id`` (added only when needed)."""
     return max_id // GROUP_BLOCKS + 1

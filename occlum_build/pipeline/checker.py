@@ -4,8 +4,8 @@ doit's default ``md5`` checker trusts an unchanged mtime (a content edit with th
 is missed) and, after a bare ``touch``, re-hashes the touched file on every later run because
 doit saves state only for tasks that ran (research/doit_ecosystem.md 1.4, PR #431).  Here:
 
-* a file's *stat key* is ``(mtime_ns, size, ctime_ns, ino)``; ctime cannot be set by
-  ``touch -d``/``utime``, so an edit whose mtime was reset still changes the key;
+* a file's *stat key* is fsutil.stat_key (dev, ino, size, mtime_ns, ctime_ns, mode); ctime
+  cannot be set by ``touch -d``/``utime``, so an edit whose mtime was reset still changes it;
 * when the key differs from the saved one, the file is hashed (SHA-256) and compared by
   content, so ``touch`` alone never makes a task run;
 * every digest computed is kept in :class:`HashCache` (``build/.state/hashes.json``) under its
@@ -23,16 +23,13 @@ from typing import Any
 from doit.dependency import FileChangedChecker
 
 from .. import log
-from ..fsutil import atomic_write
+from ..fsutil import StatKey, atomic_write, stat_key
 
 _log = log.get("pipeline")
 
-StatKey = tuple[int, int, int, int]
-CACHE_VERSION = 1
-
-
-def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino)
+CACHE_VERSION = 2  # 2: the six-field fsutil.stat_key
+_K = 6  # len(StatKey)
+_SIZE = 2  # StatKey's st_size field
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -61,7 +58,7 @@ class HashCache:
             if raw.get("version") != CACHE_VERSION:
                 return
             for p, (k, d) in raw["files"].items():
-                if len(k) == 4 and isinstance(d, str) and len(d) == 64:
+                if len(k) == _K and isinstance(d, str) and len(d) == 64:
                     self._map[p] = (tuple(int(x) for x in k), d)  # type: ignore[misc]
         except FileNotFoundError:
             return
@@ -99,7 +96,7 @@ class HashCache:
 
 
 class Sha256Checker(FileChangedChecker):
-    """doit checker: state is ``[mtime_ns, size, ctime_ns, ino, sha256]``.
+    """doit checker: state is the stat key's fields and the sha256: ``[*stat_key, sha256]``.
 
     doit instantiates the checker class without arguments, so the cache is a class attribute;
     :func:`checker_class` makes a subclass bound to one cache (same class name, so doit does
@@ -109,19 +106,19 @@ class Sha256Checker(FileChangedChecker):
     cache: HashCache = HashCache()
 
     def check_modified(self, file_path: str, file_stat: os.stat_result, state: Any) -> bool:
-        if not isinstance(state, list) or len(state) != 5:
-            return True  # state written by another checker or corrupt: rebuild
+        if not isinstance(state, list) or len(state) != _K + 1:
+            return True  # state written by another checker (or version) or corrupt: rebuild
         key = list(stat_key(file_stat))
-        if state[:4] == key:
+        if state[:_K] == key:
             return False
-        if file_stat.st_size != state[1]:
+        if file_stat.st_size != state[_SIZE]:
             return True
-        return self.cache.digest(file_path, file_stat) != state[4]
+        return self.cache.digest(file_path, file_stat) != state[_K]
 
     def get_state(self, dep: str, current_state: Any) -> list[Any] | None:
         st = os.stat(dep)
         key = list(stat_key(st))
-        if isinstance(current_state, list) and len(current_state) == 5 and current_state[:4] == key:
+        if isinstance(current_state, list) and len(current_state) == _K + 1 and current_state[:_K] == key:
             return None
         return key + [self.cache.digest(dep, st)]
 

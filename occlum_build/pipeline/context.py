@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import keys, log, paths
 from ..errors import ConfigError, KeyFileError, OcclumError
+from ..install import OcclumInstall, load_install
 from ..paths import Instance
 from .state import StateDir
 
@@ -38,6 +39,24 @@ class BuildOptions:
     buildin_image_key: bool = False
     edmm_platform: bool = False
     force: bool = False
+    occlum_dir: Path | None = None  # build for this real Occlum install (install.py)
+    normalize_modes: bool = False  # image/ modes as git sees them (sefs.normalized_mode)
+    keep_mtimes: bool = False  # image/ files keep their mtimes, capped at $SOURCE_DATE_EPOCH
+
+
+YES = ("Y", "YES", "Yes", "yes", "True", "true", "1")  # tools/occlum's --enable-edmm values
+
+
+def env_defaults(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The BuildOptions fields the environment sets when a caller does not (one place for
+    `occlum build` and dodo()): $SGX_MODE (else HW), $ENABLE_EDMM, $OCCLUM_DIR."""
+    from ..install import OCCLUM_DIR_ENV
+
+    e = os.environ if env is None else env
+    occlum_dir = e.get(OCCLUM_DIR_ENV) or None
+    return {"sgx_mode": (e.get("SGX_MODE") or "HW").upper(),
+            "edmm_platform": e.get("ENABLE_EDMM", "N") in YES,
+            "occlum_dir": Path(occlum_dir).absolute() if occlum_dir else None}
 
 
 def key_fingerprint(key: bytes | None) -> str:
@@ -47,16 +66,31 @@ def key_fingerprint(key: bytes | None) -> str:
     return hashlib.sha256(b"occlum-build image key fingerprint\0" + key).hexdigest()[:32]
 
 
-def sign_date() -> int | None:
-    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (its UTC day, as sgx_sign's 0xYYYYMMDD),
-    or None: today (UTC).  The date is signed but not measured: it never changes MRENCLAVE."""
+def source_date_epoch() -> int | None:
+    """$SOURCE_DATE_EPOCH (reproducible-builds.org) as seconds, or None when unset or empty."""
     raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return None
     try:
-        return int(datetime.fromtimestamp(int(raw), UTC).strftime("%Y%m%d"), 16)
+        v = int(raw)
+        datetime.fromtimestamp(v, UTC)
     except (ValueError, OverflowError, OSError):
         raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} is not a number of seconds") from None
+    return v
+
+
+def sign_date() -> int | None:
+    """The SIGSTRUCT date pinned by SOURCE_DATE_EPOCH (its UTC day, as sgx_sign's 0xYYYYMMDD),
+    or None: today (UTC).  The date is signed but not measured: it never changes MRENCLAVE."""
+    v = source_date_epoch()
+    return None if v is None else int(datetime.fromtimestamp(v, UTC).strftime("%Y%m%d"), 16)
+
+
+def mtimes_desc(policy: Any) -> str:
+    """What the image stage records of its mtime policy (a change rebuilds the image)."""
+    if policy is None:
+        return "zero"
+    return "keep" if policy.clamp is None else f"keep, at most {policy.clamp}"
 
 
 @dataclass
@@ -69,6 +103,7 @@ class BuildContext:
     cache: HashCache
     run_id: str = field(default_factory=lambda: secrets.token_hex(16))
     image_key: bytes | None = None
+    install: OcclumInstall | None = None  # the real Occlum install targeted, if any
     progress: Callable[[str], Callable[..., None] | None] = lambda stage: None
     announce: Callable[[str], None] = lambda msg: None
     status_before: str | None = None  # the status before stages.outputs_changing
@@ -96,6 +131,8 @@ class BuildContext:
         ctx = cls(inst, opts, state, HashCache())
         if opts.image_key is not None:
             ctx.image_key = keys.read_image_key(opts.image_key)
+        if opts.occlum_dir is not None:
+            ctx.install = load_install(opts.occlum_dir, opts.sgx_mode)
         return ctx
 
     @property
@@ -104,6 +141,33 @@ class BuildContext:
 
     def native(self, name: str) -> Path:
         return paths.native_dir() / name
+
+    @property
+    def mtimes(self) -> Any:
+        """The image's mtime policy (sefs.KeepMtimes or None: zero, as sefs-cli)."""
+        if not self.opts.keep_mtimes:
+            return None
+        from ..image import KeepMtimes
+
+        return KeepMtimes(clamp=source_date_epoch())
+
+    @property
+    def libos_source(self) -> Path:
+        from .target import libos_source
+
+        return libos_source(self.inst, self.install, paths.native_dir())
+
+    @property
+    def libos_unsigned(self) -> Path:
+        from .target import libos_output
+
+        return libos_output(self.inst, self.install)
+
+    @property
+    def target(self) -> dict[str, str]:
+        from .target import describe
+
+        return describe(self.install)
 
 
 # ---------------------------------------------------------------------------- stage wrapper

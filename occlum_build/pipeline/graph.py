@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +35,8 @@ from typing import Any
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from .. import log, paths
-from ..errors import OcclumError, OutputError
+from .. import log, pathlimit, paths
+from ..errors import ConfigError, OcclumError, OutputError
 from . import stages as st
 from .context import (
     BUILTIN_CONFIG_SECTION,
@@ -44,6 +45,7 @@ from .context import (
     BuildContext,
     BuildOptions,
     key_fingerprint,
+    mtimes_desc,
     sign_date,
 )
 from .stages import builtin_config_bytes, conf_mac_of
@@ -65,9 +67,11 @@ def _stage(ctx: BuildContext, name: str, func: Callable[[], dict[str, Any] | Non
             ctx.error = ctx.error or e
             return _failed(str(e))
         except OSError as e:
-            err = OutputError(
+            too_long = pathlimit.error_message(e, e.filename) if e.filename else None
+            err = OcclumError(too_long) if too_long else OutputError(
                 "no space left on device; previous outputs kept" if e.errno == errno.ENOSPC
-                else f"{e.strerror or e}", where=e.filename or f"stage {name}")
+                else f"{e.strerror or e}",
+                where=pathlimit.shown(e.filename) if e.filename else f"stage {name}")
             ctx.error = ctx.error or err
             return _failed(str(err))
         except Exception as e:  # a bug: keep it for run.py, which reports it as internal
@@ -122,7 +126,8 @@ def _small_task(ctx: BuildContext, name: str, doc: str, func: Callable[[], None]
 
 # ---------------------------------------------------------------------------- stages
 def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out: Path,
-                    mac_file: Path, cache_dir: Path, key: Callable[[], bytes | None]) -> Callable[..., bool]:
+                    mac_file: Path, cache_dir: Path, key: Callable[[], bytes | None],
+                    normalize_modes: bool = False, mtimes: Any = None) -> Callable[..., bool]:
     """Up to date when the outputs are the ones this stage wrote, for the same key, and the
     source tree is unchanged: first by its stat-key stamp (treestamp.py: one walk, nothing
     read), else by recomputing its MAC with the stage's own manifest (files whose stat key is
@@ -137,6 +142,9 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
         stats = rec.get("stats") or {}
         if stats.get("key_fingerprint") != key_fingerprint(key()):
             return False
+        if bool(stats.get("normalize_modes")) != normalize_modes or \
+                stats.get("mtimes", "zero") != mtimes_desc(mtimes):
+            return False
         want = stats.get("outputs")
         if not isinstance(want, dict):
             return False
@@ -149,7 +157,8 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
             stamp, racy = tree_stamp(s)
             if stamp == stats.get("tree_stamp"):
                 return True
-            if compute_mac(s, key=key(), cache_dir=cache_dir) != read_mac_file(mac_file):
+            if compute_mac(s, key=key(), cache_dir=cache_dir, normalize_modes=normalize_modes,
+                           mtimes=mtimes) != read_mac_file(mac_file):
                 return False
             if not racy:
                 ctx.state.write_stage(stage, {**rec, "stats": {**stats, "tree_stamp": stamp}})
@@ -190,7 +199,8 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
                 "actions": [_stage(ctx, "image", lambda: st.build_image_layer(ctx))],
                 "targets": [str(inst.image_mac_file)],
                 "uptodate": [_layer_uptodate(ctx, "image", lambda: inst.image, inst.image_out,
-                                             inst.image_mac_file, sd.image_cache, lambda: ctx.image_key)],
+                                             inst.image_mac_file, sd.image_cache, lambda: ctx.image_key,
+                                             ctx.opts.normalize_modes, ctx.mtimes)],
                 "task_dep": ["prepare"], "verbosity": 2})
     # The init FS source is the staged mirror (staging.py); staging is cheap and happens in
     # the check, so the check sees exactly what the stage would build.
@@ -209,10 +219,10 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append(_small_task(
         ctx, "protect", "build/.Occlum_sys.json.protected (conf MAC)", lambda: st.write_protected(ctx),
         file_dep=[inst.sys_json], targets=[inst.sys_json_protected]))
-    libos_src = ctx.native(paths.LIBOS_SO)
     out.append(_small_task(
         ctx, "libos", "LibOS with the conf MAC in .builtin_config", lambda: st.patch_libos(ctx),
-        file_dep=[libos_src, inst.sys_json_protected], targets=[inst.libos_unsigned]))
+        file_dep=[ctx.libos_source, inst.sys_json_protected], targets=[ctx.libos_unsigned],
+        config={"target": ctx.target}))
     sign_state: dict[str, Any] = {}
 
     def do_sign() -> dict[str, Any]:
@@ -227,7 +237,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     desc = {"signer": sign_state["signer"][1], "date": sign_date()}
     out.append({"basename": "sign", "doc": "sign -> build/lib/libocclum-libos.signed.so",
                 "actions": [_stage(ctx, "sign", do_sign)],
-                "file_dep": [str(inst.libos_unsigned), str(inst.enclave_xml)],
+                "file_dep": [str(ctx.libos_unsigned), str(inst.enclave_xml)],
                 "targets": [str(inst.libos_signed)],
                 "uptodate": [_targets_intact(ctx, "sign", [inst.libos_signed]),
                              config_changed(json.dumps(desc, sort_keys=True))],
@@ -235,7 +245,7 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     rt = st.runtime_files(ctx)
     out.append(_small_task(ctx, "runtime", "PAL and occlum-run -> build/lib, build/bin",
                            lambda: st.copy_runtime(ctx, rt), file_dep=[s for s, _ in rt],
-                           targets=[d for _, d in rt]))
+                           targets=[d for _, d in rt], config={"target": ctx.target}))
     # Stages run in the order of `names` (doit would otherwise order independent tasks by
     # set iteration): Occlum.json is validated before any image is hashed, and the output
     # reads the same on every build.
@@ -248,7 +258,25 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
     out.append({"basename": "build", "doc": "build the instance: report.json, status 'built'",
                 "actions": [_stage(ctx, "build", lambda: finish(ctx))], "uptodate": [False],
                 "task_dep": names, "verbosity": 2})
+    _check_inputs(ctx, out)
     return out
+
+
+def _check_inputs(ctx: BuildContext, made: list[dict[str, Any]]) -> None:
+    """Every file a stage depends on that no stage makes must exist: doit would otherwise
+    stop with its own "checking dependencies: Dependent file ... does not exist"."""
+    targets = {t for task in made for t in task.get("targets", ())}
+    for task in made:
+        for dep in task.get("file_dep", ()):
+            if dep in targets or os.path.exists(dep):
+                continue
+            if dep == str(ctx.inst.config):
+                from ..config.model import missing_config_message
+
+                raise ConfigError(missing_config_message(ctx.inst.config))
+            if Path(dep).parent == paths.native_dir():
+                st.native_file(ctx, Path(dep).name)  # raises, naming it and how to build it
+            raise OcclumError(f"{dep}: input of the {task['basename']} stage is missing")
 
 
 __all__ = ["BUILTIN_CONFIG_SECTION", "SGX_MODES", "BuildContext", "BuildOptions", "builtin_config_bytes",

@@ -17,6 +17,7 @@ from typing import Any
 from .. import paths
 from ..fsutil import atomic_write
 from ..sizes import format_size
+from .context import mtimes_desc
 from .graph import BuildContext, conf_mac_of, stage_names
 from .state import StateDir
 
@@ -42,6 +43,9 @@ REPORT_FIELDS: dict[str, tuple[Callable[[Any], bool], bool]] = {
     "stages": (lambda v: isinstance(v, dict) and all(
         isinstance(x, dict) and set(x) == {"ran", "seconds"} for x in v.values()), True),
     "seconds": (lambda v: isinstance(v, int | float), True),
+    "normalize_modes": (lambda v: isinstance(v, bool), False),
+    "mtimes": (lambda v: isinstance(v, str), False),
+    "target": (lambda v: isinstance(v, dict) and v.get("kind") in ("sim-runtime", "occlum"), False),
 }
 
 
@@ -85,6 +89,9 @@ def make_report(ctx: BuildContext) -> dict[str, Any]:
         "image_mac": _mac_hex(inst.image_mac_file),
         "initfs_mac": _mac_hex(inst.initfs_mac_file),
         "conf_mac": conf_mac_of(inst).hex(),
+        "target": dict(ctx.target),
+        "normalize_modes": ctx.opts.normalize_modes,
+        "mtimes": mtimes_desc(ctx.mtimes),
     }
     signed = state.read_stage("sign")
     if signed is not None:

@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,9 +29,11 @@ from ..fsutil import atomic_write, own_dir
 from ..instance import require_instance
 from ..paths import Instance
 from .checker import HashCache, checker_class
+from .context import env_defaults
 from .graph import BuildContext, BuildOptions, tasks
 from .report import make_report, summary, write_report
 from .state import build_lock
+from .target import write_target
 
 _log = log.get("pipeline")
 
@@ -83,6 +85,7 @@ def finish(ctx: BuildContext) -> None:
     rep["seconds"] = round(time.monotonic() - ctx.started, 6)
     write_report(ctx, rep)
     _write_if_changed(inst.sgx_mode_file, ctx.opts.sgx_mode + "\n")
+    write_target(inst, ctx.target)
     # Occlum deletes run/ on every build: the writable layer of the previous image is stale.
     if inst.run.is_dir() and not inst.run.is_symlink():
         shutil.rmtree(inst.run)
@@ -246,21 +249,26 @@ def _runtimes_excluded(inst: Instance) -> Iterator[None]:
 _held: list[Any] = []
 
 
-def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str, Any]:
+def dodo(instance_dir: str | os.PathLike[str] = ".", *, after: Sequence[str] = (),
+         **options: Any) -> dict[str, Any]:
     """The namespace for an application's dodo.py (docs/build.md)::
 
         from occlum_build.pipeline.run import dodo
         globals().update(dodo("occlum_instance", sgx_mode="SIM"))
 
     ``options`` are :class:`BuildOptions` fields (paths relative to the dodo.py directory);
-    ``sgx_mode`` defaults to $SGX_MODE, else HW, as `occlum build` does.  The instance's build
-    lock is taken here and held until doit exits (`doit list` included).
+    ``sgx_mode``, ``edmm_platform`` and ``occlum_dir`` default to $SGX_MODE (else HW),
+    $ENABLE_EDMM and $OCCLUM_DIR, as for `occlum build` (context.env_defaults).  The instance's build
+    lock is taken here and held until doit exits (`doit list` included).  ``after``: names
+    of the app's tasks that write into image/ or initfs/ (apptasks.copy_bom_task, a compile
+    step): the image stages run after them.
     """
     log.setup()
     try:
         inst = require_instance(Path(instance_dir))
-        options.setdefault("sgx_mode", os.environ.get("SGX_MODE", "HW") or "HW")
-        for k in ("sign_key", "image_key"):
+        for k, v in env_defaults().items():
+            options.setdefault(k, v)
+        for k in ("sign_key", "image_key", "occlum_dir"):
             if options.get(k) is not None:
                 options[k] = Path(os.path.abspath(options[k]))
         ctx = BuildContext.create(inst, BuildOptions(**options))
@@ -282,6 +290,9 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", **options: Any) -> dict[str
                   file=status)
 
         made = tasks(ctx, print_summary)
+        for t in made:
+            if t["basename"] in ("image", "initfs"):
+                t["task_dep"] = [*t.get("task_dep", []), *after]
     except OcclumError as e:  # one line, the documented exit code; no doit traceback
         print(f"Error: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import keys, log, paths
-from ..errors import OcclumError, StateError
+from ..errors import KeyFileError, OcclumError, StateError
 from ..fsutil import atomic_write
+from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
 from ..paths import Instance
 from .context import (
     IMAGE_METADATA,
     BuildContext,
     key_fingerprint,
+    mtimes_desc,
     sign_date,
 )
 
@@ -75,19 +77,32 @@ def prepare(ctx: BuildContext) -> None:
         recorded = inst.sgx_mode_file.read_text().strip()
     except FileNotFoundError:
         pass
-    clean = opts.force or (recorded is not None and recorded != opts.sgx_mode)
+    from .target import read_target
+
+    target_was = read_target(inst)
+    target_changed = target_was is not None and target_was != ctx.target
+    clean = opts.force or (recorded is not None and recorded != opts.sgx_mode) or target_changed
     if clean:
         # A build that is bound to fail on its configuration must not first wipe the
         # previous outputs (Occlum's `make clean` does; we keep the last good build).
         _config(ctx)
     if opts.force:
         ctx.announce("Forced clean build")
+    elif target_changed:
+        ctx.announce(f"Target changed from {_target_text(target_was)} to {_target_text(ctx.target)}: "
+                     "clean build")
     elif clean:
         ctx.announce(f"SGX mode changed from {recorded} to {opts.sgx_mode}: clean build")
     if clean:
         outputs_changing(ctx)
         ctx.outputs_replaced = True
         clean_outputs(ctx)
+
+
+def _target_text(t: dict[str, Any] | None) -> str:
+    if not t or t.get("kind") != "occlum":
+        return "the SIM runtime"
+    return f"Occlum {t.get('occlum_version')} at {t.get('occlum_dir')}"
 
 
 def outputs_changing(ctx: BuildContext) -> None:
@@ -136,7 +151,8 @@ def write_image_config(ctx: BuildContext) -> None:
 
 
 def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: Path,
-                 cache_dir: Path, key: bytes | None) -> dict[str, Any]:
+                 cache_dir: Path, key: bytes | None, normalize_modes: bool = False,
+                 mtimes: Any = None) -> dict[str, Any]:
     from ..image import build_image
 
     fp = key_fingerprint(key)
@@ -151,7 +167,8 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
     stamp, racy = tree_stamp(src)  # before the build reads anything: a later edit changes it
     prog = ctx.progress(stage)
     try:
-        res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir, progress=prog)
+        res = build_image(src, out, mac_file, key=key, cache_dir=cache_dir, progress=prog,
+                          normalize_modes=normalize_modes, mtimes=mtimes)
     finally:
         if prog is not None and hasattr(prog, "close"):
             prog.close()  # end the progress line before the next stage's message
@@ -160,6 +177,8 @@ def _build_layer(ctx: BuildContext, stage: str, src: Path, out: Path, mac_file: 
         **outputs,
         "tree_stamp": None if racy else stamp,
         "key_fingerprint": fp,
+        "normalize_modes": normalize_modes,
+        "mtimes": mtimes_desc(mtimes),
         "encrypted": key is not None,
         "mac": res.mac.hex(),
         "entries": res.entries,
@@ -177,7 +196,7 @@ def build_image_layer(ctx: BuildContext) -> dict[str, Any]:
         raise StateError(f"{src} does not exist; put the application's files there "
                          "(occlum new creates it; copy_bom -f app.yaml --root image fills it)")
     return _build_layer(ctx, "image", src, ctx.inst.image_out, ctx.inst.image_mac_file,
-                        ctx.state.image_cache, ctx.image_key)
+                        ctx.state.image_cache, ctx.image_key, ctx.opts.normalize_modes, ctx.mtimes)
 
 
 def stage_initfs_src(ctx: BuildContext) -> Path:
@@ -188,6 +207,9 @@ def stage_initfs_src(ctx: BuildContext) -> Path:
         paths.INITFS_IMAGE_CONFIG: (image_config_json(ctx.image_key is not None), 0o644)}
     if ctx.inst.init_ra_conf.is_file():
         generated["etc/" + paths.INIT_RA_CONF] = (ctx.inst.init_ra_conf.read_bytes(), 0o644)
+    from .target import initfs_files
+
+    generated.update(initfs_files(ctx.install))
     if ctx.opts.buildin_image_key:
         assert ctx.image_key is not None
         generated[paths.INITFS_IMAGE_KEY] = ((keys.format_hex16(ctx.image_key) + "\n").encode(), 0o600)
@@ -244,7 +266,7 @@ def builtin_config_bytes(mac: bytes) -> bytes:
     return keys.format_hex16(mac).encode() + b"\n"
 
 
-def _native_file(ctx: BuildContext, name: str) -> Path:
+def native_file(ctx: BuildContext, name: str) -> Path:
     p = ctx.native(name)
     if not p.is_file():
         raise StateError(f"the native runtime is not built: {p} is missing "
@@ -254,11 +276,13 @@ def _native_file(ctx: BuildContext, name: str) -> Path:
 
 def patch_libos(ctx: BuildContext) -> None:
     from ..sgx.elf import update_builtin_config
+    from .target import make_libos_links
 
-    src = _native_file(ctx, paths.LIBOS_SO)
+    src = ctx.libos_source if ctx.install is not None else native_file(ctx, paths.LIBOS_SO)
     patched = update_builtin_config(src.read_bytes(), builtin_config_bytes(conf_mac_of(ctx.inst)),
                                     where=str(src))
-    atomic_write(ctx.inst.libos_unsigned, patched, mode=0o755)
+    atomic_write(ctx.libos_unsigned, patched, mode=0o755)
+    make_libos_links(ctx.inst, ctx.install)
 
 
 def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
@@ -272,6 +296,10 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
         signer: Any = ToolSigner(opts.sign_tool, opts.sign_key)
         return signer, {"tool": opts.sign_tool, "public_key": _public_key_sha256(signer.public_key)}
     key = opts.sign_key
+    if key is None and ctx.install is not None and ctx.install.sign_key.is_file():
+        key = ctx.install.sign_key  # real `occlum build`'s default: the install's Enclave.pem
+        ctx.announce(f"Signing with the install's development key {key} (not for release: "
+                     "sign releases with --sign-key)")
     if key is None:
         key = ctx.inst.dev_sign_key
         if not key.exists():
@@ -291,21 +319,21 @@ SIGNER_CACHE = "signer.json"
 
 def _pem_signer(ctx: BuildContext, key: Path) -> tuple[Any, dict[str, Any]]:
     cache_file = ctx.state.dir / SIGNER_CACHE
-    fp: str | None = None
+    # A key path naming /dev/zero, a FIFO or a huge file is refused here, naming it.
+    raw = read_limited(key, what="signing key file", limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
+    fp = hashlib.sha256(b"occlum-build signing key file\0" + raw).hexdigest()
     try:
-        fp = hashlib.sha256(b"occlum-build signing key file\0" + key.read_bytes()).hexdigest()
         cached = json.loads(cache_file.read_text())
         if isinstance(cached, dict) and cached.get("key_file") == fp and \
                 isinstance(cached.get("public_key"), str):
             return _LazyPemSigner(key), {"public_key": cached["public_key"]}
     except (OSError, ValueError):
-        pass  # no cache yet, or an unreadable key file (PemSigner says why below)
+        pass  # no cache yet
     pem = _LazyPemSigner(key)
     pub = _public_key_sha256(pem.public_key)  # loads the key: a bad key file fails the build here
-    if fp is not None:
-        with contextlib.suppress(OcclumError):
-            atomic_write(cache_file, json.dumps({"key_file": fp, "public_key": pub}) + "\n",
-                         durable=False)
+    with contextlib.suppress(OcclumError):
+        atomic_write(cache_file, json.dumps({"key_file": fp, "public_key": pub}) + "\n",
+                     durable=False)
     return pem, {"public_key": pub}
 
 
@@ -345,8 +373,8 @@ def _public_key_sha256(pub: Any) -> str:
 def sign(ctx: BuildContext, signer: Any) -> dict[str, Any]:
     from ..sgx.sign import sign_enclave
 
-    res = sign_enclave(ctx.inst.libos_unsigned.read_bytes(), ctx.inst.enclave_xml.read_bytes(),
-                       signer, date=sign_date(), where=str(ctx.inst.libos_unsigned),
+    res = sign_enclave(ctx.libos_unsigned.read_bytes(), ctx.inst.enclave_xml.read_bytes(),
+                       signer, date=sign_date(), where=str(ctx.libos_unsigned),
                        config_where=str(ctx.inst.enclave_xml))
     atomic_write(ctx.inst.libos_signed, res.signed, mode=0o755)
     return {"mrenclave": _hex(res.mrenclave), "mrsigner": _hex(res.mrsigner)}
@@ -366,6 +394,10 @@ def runtime_files(ctx: BuildContext) -> list[tuple[Path, Path]]:
     """(source, destination) of the runtime files to copy; a missing required one is an error
     when the stage runs, a missing optional one (a program the runtime build did not make)
     is left out with a warning."""
+    from .target import runtime_copies
+
+    if ctx.install is not None:
+        return runtime_copies(ctx.inst, ctx.install, [])
     out = []
     for name, sub, required in RUNTIME_FILES:
         src = ctx.native(name)
@@ -377,8 +409,13 @@ def runtime_files(ctx: BuildContext) -> list[tuple[Path, Path]]:
 
 
 def copy_runtime(ctx: BuildContext, files: list[tuple[Path, Path]]) -> None:
+    from .target import make_runtime_links
+
     for src, dst in files:
-        atomic_write(dst, _native_file(ctx, src.name).read_bytes(), mode=0o755)
+        if ctx.install is None:
+            src = native_file(ctx, src.name)
+        atomic_write(dst, src.read_bytes(), mode=0o755)
+    make_runtime_links(ctx.inst, ctx.install)
 
 
 # ---------------------------------------------------------------------------- the graph

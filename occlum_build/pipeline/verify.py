@@ -31,8 +31,14 @@ from .report import read_report
 from .stages import builtin_config_bytes
 
 
-def _src_entries(src: Path) -> dict[str, tuple[str, int, int, bytes]]:
+def _src_entries(src: Path, normalize_modes: bool) -> dict[str, tuple[str, int, int, bytes]]:
     """path -> (type, mode, size, link target) of a source tree, as the image keeps them."""
+    from ..image.sefs import normalized_mode
+    from ..image.sefs_layout import T_DIR, T_FILE
+
+    def mode(kind: int, m: int) -> int:
+        return normalized_mode(kind, m) if normalize_modes else m & 0o777
+
     out: dict[str, tuple[str, int, int, bytes]] = {}
     for root, dirs, files in os.walk(src):
         dirs.sort()
@@ -43,19 +49,20 @@ def _src_entries(src: Path) -> dict[str, tuple[str, int, int, bytes]]:
             if stat.S_ISLNK(st.st_mode):
                 out[rel] = ("symlink", 0, 0, os.fsencode(os.readlink(p)))
             elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", st.st_mode & 0o777, 0, b"")
+                out[rel] = ("dir", mode(T_DIR, st.st_mode), 0, b"")
             else:
-                out[rel] = ("file", st.st_mode & 0o777, st.st_size, b"")
+                out[rel] = ("file", mode(T_FILE, st.st_mode), st.st_size, b"")
     return out
 
 
-def _first_difference(label: str, src: Path, out_dir: Path, mac: bytes, key: bytes | None) -> str:
+def _first_difference(label: str, src: Path, out_dir: Path, mac: bytes, key: bytes | None,
+                      normalize_modes: bool = False) -> str:
     """Name the first path where ``src`` and the built image differ."""
     from ..image import SefsReader
 
     r = SefsReader(out_dir, mac, key)
     built: dict[str, Any] = {e.path.lstrip("/"): e for e in r.walk() if e.path != "/"}
-    have = _src_entries(src)
+    have = _src_entries(src, normalize_modes)
     for p in sorted(set(built) | set(have)):
         if p not in built:
             return f"{label}/{p} is not in the built image"
@@ -80,7 +87,8 @@ def _first_difference(label: str, src: Path, out_dir: Path, mac: bytes, key: byt
 
 
 def _check_layer(label: str, src: Path, out_dir: Path, mac_file: Path, key: bytes | None,
-                 say: Callable[[str], None]) -> bytes:
+                 say: Callable[[str], None], normalize_modes: bool = False,
+                 mtimes: Any = None) -> bytes:
     from ..image import compute_mac, read_mac_file, verify_image
 
     mac = read_mac_file(mac_file)
@@ -88,8 +96,8 @@ def _check_layer(label: str, src: Path, out_dir: Path, mac_file: Path, key: byte
         verify_image(out_dir, mac, key=key)
     except VerifyError as e:  # name the image, not only the path inside it
         raise VerifyError(str(e), where=str(out_dir)) from None
-    if compute_mac(src, key=key) != mac:
-        raise VerifyError(_first_difference(label, src, out_dir, mac, key),
+    if compute_mac(src, key=key, normalize_modes=normalize_modes, mtimes=mtimes) != mac:
+        raise VerifyError(_first_difference(label, src, out_dir, mac, key, normalize_modes),
                           where=str(mac_file))
     say(f"  ok  {label:<7} MAC {mac.hex()} (every block checked; recomputed from {label}/)")
     return mac
@@ -133,7 +141,7 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
         raise VerifyError("the image was built integrity-only but --image-key was given",
                           where=str(inst.image_config_json))
     image_mac = _check_layer("image", inst.image, inst.image_out, inst.image_mac_file,
-                             image_key, say)
+                             image_key, say, bool(rep.get("normalize_modes")), _mtimes_of(rep))
 
     # The init FS: the same generated files as the build puts in (graph._stage_initfs_src).
     initfs_mac_text = inst.initfs_mac_file.read_text().strip()
@@ -142,6 +150,13 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
         paths.INITFS_IMAGE_CONFIG: (image_config_json(encrypted), 0o644)}
     if inst.init_ra_conf.is_file():
         generated["etc/" + paths.INIT_RA_CONF] = (inst.init_ra_conf.read_bytes(), 0o644)
+    target = rep.get("target") or {}
+    if target.get("kind") == "occlum":
+        from ..install import load_install
+        from .target import initfs_files
+
+        generated.update(initfs_files(load_install(Path(target["occlum_dir"]),
+                                                   str(target.get("sgx_mode", rep["sgx_mode"])))))
     try:
         built_initfs.lookup("/" + paths.INITFS_IMAGE_KEY)
         has_key = True
@@ -190,6 +205,21 @@ def verify_instance(inst: Instance, *, image_key: bytes | None,
                               f"({rep.get(field)})", where=str(inst.libos_signed))
     say(f"  ok  enclave .builtin_config, signature, MRENCLAVE {rep.get('mrenclave')}")
     return rep
+
+
+def _mtimes_of(rep: dict[str, Any]) -> Any:
+    """The mtime policy a build used, from its report (mtimes_desc's text)."""
+    from ..image import KeepMtimes
+
+    desc = rep.get("mtimes", "zero")
+    if desc == "zero":
+        return None
+    if desc == "keep":
+        return KeepMtimes()
+    prefix = "keep, at most "
+    if isinstance(desc, str) and desc.startswith(prefix) and desc[len(prefix):].lstrip("-").isdigit():
+        return KeepMtimes(clamp=int(desc[len(prefix):]))
+    raise VerifyError(f"mtimes: unknown value {desc!r}", where=str(rep.get("_path", "build/report.json")))
 
 
 def _hexval(v: Any) -> str:

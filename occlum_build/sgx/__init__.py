@@ -1,4 +1,5 @@
-"""Intel SGX enclave measurement and signing, byte-compatible with SDK 2.26 ``sgx_sign``.
+"""Intel SGX enclave measurement and signing, byte-compatible with ``sgx_sign`` of SDK 2.26 and of
+Occlum's SDK 2.20/2.21 forks (the enclave's ``g_global_data.sdk_version`` selects: profiles.py).
 
 Public API (docs/sgx-signing.md):
 

@@ -1,7 +1,7 @@
 """Reading a signed enclave: its SIGSTRUCT and metadata, and replaying its measurement.
 
-Works on enclaves signed by any SDK with the ``.note.sgxmeta`` metadata (checked on 2.13
-and 2.26 output): the SIGSTRUCT is read from the embedded metadata, and the measurement is
+Works on enclaves signed by any SDK with the ``.note.sgxmeta`` metadata (checked on 2.13,
+2.20 and 2.26 output): the SIGSTRUCT is read from the embedded metadata, and the measurement is
 replayed from the embedded layout and patch tables as the SDK loader would add the pages.
 """
 
@@ -38,6 +38,7 @@ class EnclaveInfo:
     vendor: int
     enclave_size: int
     metadata_versions: list[str] = field(default_factory=list)
+    metadata: list[dict[str, int]] = field(default_factory=list)  # each metadata_t's header scalars
     signature_valid: bool = False
     signature_error: str = ""
     replayed_mrenclave: str = ""  # measurement recomputed from the file ("" if it could not be)
@@ -62,11 +63,19 @@ class EnclaveInfo:
             ("debuggable", "yes" if self.debuggable else "no"), ("KSS", "yes" if self.kss else "no"),
             ("ISV family id", self.isv_family_id), ("ISV ext product id", self.isv_ext_prod_id),
             ("enclave size", f"{self.enclave_size:#x}"), ("metadata", ", ".join(self.metadata_versions)),
+            *((f"  {v}", " ".join(f"{k} {x:#x}" for k, x in md.items() if k != "version"))
+              for v, md in zip(self.metadata_versions, self.metadata, strict=True)),
             ("signature", "valid" if self.signature_valid else f"INVALID ({self.signature_error})"),
             ("measurement", "matches the file" if self.measurement_matches
              else f"DOES NOT MATCH ({self.replay_error or self.replayed_mrenclave})"),
         ]
         return "\n".join(f"{k:<20}{v}" for k, v in rows)
+
+
+# metadata_t header fields reported per metadata (sgx_sign -dumpfile prints the same ones)
+METADATA_FIELDS = ("version", "size", "tcs_policy", "ssa_frame_size", "max_save_buffer_size",
+                   "desired_misc_select", "tcs_min_pool", "enclave_size", "attributes_flags",
+                   "attributes_xfrm")
 
 
 def _version_str(v: int) -> str:
@@ -92,11 +101,10 @@ def replay_mrenclave(data: bytes, md: M.ParsedMetadata, elf: EnclaveElf) -> byte
     h = md.header
     size = int(h["enclave_size"])
     delta = 0
-    el_off, el_size = int(h["dir_elrange_offset"]), int(h["dir_elrange_size"])
-    if (md.version >> 32) > 10 and el_off and el_size == M.ELRANGE_ENTRY.size:
-        e = M.ELRANGE_ENTRY.unpack(md.raw, el_off)
-        size = int(e["elrange_size"])
-        delta = int(e["enclave_image_address"]) - int(e["elrange_start_address"])
+    elrange = md.elrange()
+    if elrange is not None:
+        image_address, start, size = elrange
+        delta = image_address - start
     m = Measurement()
     m.ecreate(int(h["ssa_frame_size"]), size)
     measure_sections(m, bytes(image), elf.segments, md.version, delta, elf.reloc_bitmap)
@@ -119,7 +127,8 @@ def dump_enclave(data: bytes, where: str = "enclave") -> EnclaveInfo:
         misc_mask=int(f["miscmask"]), debuggable=not mask & 0x2, kss=bool(flags & 0x80),
         isv_family_id=bytes(f["isvfamilyid"]).hex(), isv_ext_prod_id=bytes(f["isvextprodid"]).hex(),
         vendor=int(f["vendor"]), enclave_size=int(mds[0].header["enclave_size"]),
-        metadata_versions=[_version_str(md.version) for md in mds])
+        metadata_versions=[_version_str(md.version) for md in mds],
+        metadata=[{k: int(md.header[k]) for k in METADATA_FIELDS} for md in mds])
     try:
         verify_sigstruct(css, where)
         info.signature_valid = True

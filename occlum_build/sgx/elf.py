@@ -1,4 +1,4 @@
-"""The enclave ELF as Intel's sgx_sign (SDK 2.26, psw/urts/parser/elfparser.cpp) sees it.
+"""The enclave ELF as Intel's sgx_sign (psw/urts/parser/elfparser.cpp, same in SDK 2.20 and 2.26) sees it.
 
 Parsing uses pyelftools; the checks are sgx_sign's: ELFCLASS64 little-endian ET_DYN x86-64,
 page-aligned non-overlapping PT_LOAD segments each with R/W/X, no undefined non-weak dynamic

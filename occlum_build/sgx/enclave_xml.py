@@ -1,4 +1,4 @@
-"""Enclave.xml (``<EnclaveConfiguration>``) as SDK 2.26 sgx_sign reads it.
+"""Enclave.xml (``<EnclaveConfiguration>``) as sgx_sign (SDK 2.20, 2.21, 2.26) reads it.
 
 Child elements only, no attributes, no repeats, no unknown names; each value an unsigned
 integer in sgx_sign's ``strtoull(text, 0)`` syntax (decimal or ``0x`` hex) and within the
@@ -73,7 +73,10 @@ class EnclaveConfig:
         return self.values[name]
 
 
-def parse_enclave_xml(text: bytes | str, where: str = "Enclave.xml") -> EnclaveConfig:
+def parse_enclave_xml(text: bytes | str, where: str = "Enclave.xml", *,
+                      absent: frozenset[str] = frozenset(), sdk: str = "") -> EnclaveConfig:
+    """Parse Enclave.xml.  ``absent``: elements the target SDK's sgx_sign does not know (its
+    profile's ``xml_parameters_absent``), refused as unknown, naming ``sdk``."""
     cfg = EnclaveConfig()
     parser = xml.parsers.expat.ParserCreate()
     stack: list[list] = []  # [name, line, col, text parts]
@@ -92,7 +95,11 @@ def parse_enclave_xml(text: bytes | str, where: str = "Enclave.xml") -> EnclaveC
             if attrs:
                 raise ConfigError(f"<{name}> must not have attributes", where=pos())
             if name not in PARAMETERS:
-                raise ConfigError(f"unknown element <{name}> (known: {', '.join(PARAMETERS)})", where=pos())
+                known = ", ".join(k for k in PARAMETERS if k not in absent)
+                raise ConfigError(f"unknown element <{name}> (known: {known})", where=pos())
+            if name in absent:
+                raise ConfigError(f"unknown element <{name}>: SDK {sdk} sgx_sign has no such parameter",
+                                  where=pos())
             if name in cfg.given:
                 raise ConfigError(f"<{name}> given twice", where=pos())
         else:

@@ -1,10 +1,12 @@
-"""The enclave layout and metadata that SDK 2.26 sgx_sign builds (sdk/sign_tool/SignTool/
+"""The enclave layout and metadata that sgx_sign builds (sdk/sign_tool/SignTool/
 manage_metadata.cpp ``CMetadata::build_metadata``), step by step in the same order, because
 the order of allocations inside the metadata buffer ends up in the measured ``g_global_data``.
 
-Input: a parsed enclave ELF and Enclave.xml.  Output: :class:`Built` with the primary
-metadata buffer (SIGSTRUCT not yet filled), its layout table and patch table, the enclave
-size and the metadata versions to write.
+Input: a parsed enclave ELF, Enclave.xml and the signer profile of the enclave's SDK
+(profiles.py).  Output: :class:`Built` with the primary metadata buffer (SIGSTRUCT not yet
+filled), its layout table and patch table, the enclave size and the metadata versions to
+write.  Enclave.xml checks and SIGSTRUCT attributes are in params.py, EDMM bookkeeping in
+edmm.py, the compatible (SGX1) metadata in compat.py.
 """
 
 from __future__ import annotations
@@ -13,61 +15,19 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from . import metadata as M
+from .edmm import user_region_size
 from .elf import PAGE, EnclaveElf, EnclaveError
 from .enclave_xml import EnclaveConfig
 from .measure import SI_FLAGS_RW, SI_FLAGS_RWX, SI_FLAGS_TCS
-from .sigstruct import SIGSTRUCT, build_unsigned
+from .params import FLAGS_AEX_NOTIFY, U64, Params, check_parameters, unsigned_css, xsave_size
+from .profiles import SdkProfile, global_data_offset, profile_for_enclave
+from .sigstruct import SIGSTRUCT
 
-U64 = (1 << 64) - 1
 GUARD_PAGES = 0x10000 // PAGE  # SE_GUARD_PAGE_SIZE
-
-# SGX attribute bits (arch.h)
-FLAGS_DEBUG = 0x2
-FLAGS_MODE64BIT = 0x4
-FLAGS_PROVISION_KEY = 0x10
-FLAGS_EINITTOKEN_KEY = 0x20
-FLAGS_KSS = 0x80
-FLAGS_AEX_NOTIFY = 0x400
-FLAGS_NON_CHECK_BITS = 0x00FF000000000000
-XFRM_LEGACY = 0x3
-XFRM_AVX = 0x6
-XFRM_MPX = 0x18
-XFRM_AVX512 = 0xE6
-XFRM_PKRU = 0x200
-XFRM_AMX = 0x60000
-XFRM_RESERVED = ~(XFRM_LEGACY | XFRM_AVX | XFRM_AVX512 | XFRM_PKRU | XFRM_AMX) & U64
-FEATURE_MUST_BE_DISABLED, FEATURE_MUST_BE_ENABLED, FEATURE_LOADER_SELECTS = 0, 1, 2
-XSAVE_SIZES = [(XFRM_LEGACY, 576), (XFRM_AVX, 832), (XFRM_MPX, 1088), (XFRM_AVX512, 2688),
-               (XFRM_PKRU, 2752), (XFRM_AMX, 11008)]
-# sgx-emm bookkeeping structures (calculate_rts_bk_overhead): sizeof(struct ema_t_) and
-# sizeof(struct bit_array_) on x86-64, intel/sgx-emm @ 893dcbc (pinned by linux-sgx 2.26)
-EMA_SIZE, BIT_ARRAY_SIZE = 72, 24
 
 
 def _page_round(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
-
-
-@dataclass
-class Params:
-    """sgx_sign's create_param_t: the values derived from Enclave.xml."""
-
-    heap_min: int
-    heap_init: int
-    heap_max: int
-    rsrv_min: int
-    rsrv_init: int
-    rsrv_max: int
-    rsrv_executable: int
-    user_region: int
-    stack_max: int
-    stack_min: int
-    tcs_num: int
-    tcs_max_num: int
-    tcs_min_pool: int
-    tcs_policy: int
-    xsave_size: int = 0
-    edmm_bk_overhead: int = 0
 
 
 @dataclass
@@ -80,164 +40,53 @@ class Built:
     ecreate_size: int  # ELRangeSize when ELRANGE is configured, else enclave_size
     page_delta: int  # EnclaveImageAddress - ELRangeStartAddress (0 without ELRANGE)
     ssa_frame_size: int
-    meta_versions: int  # bit 0: SGX1 (compat 1.5) metadata, bit 1: SGX2 (primary 3.3)
+    meta_versions: int  # bit 0: SGX1 (compat) metadata, bit 1: SGX2 (primary)
     params: Params
     cfg: EnclaveConfig
+    profile: SdkProfile
 
     @property
     def version(self) -> int:
-        return int(M.METADATA_HEADER.get(self.buf, "version"))
+        return int(self.profile.header.get(self.buf, "version"))
+
+    @property
+    def elrange(self) -> bool:
+        return self.cfg["ELRangeSize"] != 0
 
 
 def _err(msg: str, where: str) -> ConfigError:
     return ConfigError(msg, where=where)
 
 
-def check_parameters(cfg: EnclaveConfig, where: str) -> Params:
-    """CMetadata::check_xml_parameter, plus refusing what this signer does not implement (FIPS)."""
-    v, given = cfg.values, cfg.given
-    if v["StackMaxSize"] % PAGE or v["StackMinSize"] % PAGE:
-        raise _err("StackMaxSize and StackMinSize must be multiples of 4 KB", where)
-    if v["StackMinSize"] > v["StackMaxSize"]:
-        raise _err("StackMinSize is larger than StackMaxSize", where)
-    if any(v[k] % PAGE for k in ("HeapMaxSize", "HeapMinSize", "HeapInitSize")):
-        raise _err("HeapMaxSize, HeapMinSize and HeapInitSize must be multiples of 4 KB", where)
-    if "HeapInitSize" in given:
-        if v["HeapInitSize"] > v["HeapMaxSize"]:
-            raise _err("HeapInitSize is larger than HeapMaxSize", where)
-        if v["HeapMinSize"] > v["HeapInitSize"]:
-            raise _err("HeapMinSize is larger than HeapInitSize", where)
-    elif v["HeapMinSize"] > v["HeapMaxSize"]:
-        raise _err("HeapMinSize is larger than HeapMaxSize", where)
-    if any(v[k] % PAGE for k in ("ReservedMemMaxSize", "ReservedMemMinSize", "ReservedMemInitSize")):
-        raise _err("ReservedMem sizes must be multiples of 4 KB", where)
-    if "ReservedMemInitSize" in given:
-        if v["ReservedMemInitSize"] > v["ReservedMemMaxSize"]:
-            raise _err("ReservedMemInitSize is larger than ReservedMemMaxSize", where)
-        if v["ReservedMemMinSize"] > v["ReservedMemInitSize"]:
-            raise _err("ReservedMemMinSize is larger than ReservedMemInitSize", where)
-    elif v["ReservedMemMinSize"] > v["ReservedMemMaxSize"]:
-        raise _err("ReservedMemMinSize is larger than ReservedMemMaxSize", where)
-    if v["UserRegionSize"] % PAGE:
-        raise _err("UserRegionSize must be a multiple of 4 KB", where)
-    if (v["HW"] == 0) != (v["LaunchKey"] == 0):
-        raise _err("HW and LaunchKey must be both zero or both non-zero (only a launch enclave sets them)",
-                   where)
-    if "TCSMaxNum" in given:
-        if v["TCSMaxNum"] < v["TCSNum"]:
-            raise _err("TCSMaxNum is smaller than TCSNum", where)
-        if "TCSMinPool" in given and v["TCSMinPool"] > v["TCSMaxNum"]:
-            raise _err("TCSMinPool is larger than TCSMaxNum", where)
-    elif "TCSMinPool" in given and v["TCSMinPool"] > v["TCSNum"]:
-        raise _err("TCSMinPool is larger than TCSNum", where)
-    if (v["ISVEXTPRODID_H"] or v["ISVEXTPRODID_L"] or v["ISVFAMILYID_H"] or v["ISVFAMILYID_L"]) \
-            and not v["EnableKSS"]:
-        raise _err("ISVFAMILYID/ISVEXTPRODID need EnableKSS=1", where)
-    if "EnclaveImageAddress" in given and "ELRangeSize" not in given:
-        raise _err("EnclaveImageAddress needs ELRangeSize", where)
-    if "ELRangeStartAddress" in given and "ELRangeSize" not in given:
-        raise _err("ELRangeStartAddress needs ELRangeSize", where)
-    if v["EnableIPPFIPS"] or v["EnableOSSLFIPS"]:
-        raise _err("EnableIPPFIPS/EnableOSSLFIPS are not supported by this signer", where)
-    return Params(
-        heap_min=v["HeapMinSize"],
-        heap_init=v["HeapInitSize"] if "HeapInitSize" in given else v["HeapMaxSize"],
-        heap_max=v["HeapMaxSize"],
-        rsrv_min=v["ReservedMemMinSize"],
-        rsrv_init=v["ReservedMemInitSize"] if "ReservedMemInitSize" in given else v["ReservedMemMaxSize"],
-        rsrv_max=v["ReservedMemMaxSize"],
-        rsrv_executable=v["ReservedMemExecutable"] if "ReservedMemExecutable" in given else 0,
-        user_region=v["UserRegionSize"],
-        stack_max=v["StackMaxSize"],
-        stack_min=v["StackMinSize"],
-        tcs_num=v["TCSNum"],
-        tcs_max_num=v["TCSMaxNum"] if "TCSMaxNum" in given else v["TCSNum"],
-        tcs_min_pool=v["TCSMinPool"],
-        tcs_policy=v["TCSPolicy"],
-    )
-
-
-def unsigned_css(cfg: EnclaveConfig, date: int = 0) -> bytearray:
-    """CMetadata::fill_enclave_css + modify_metadata's MISCSELECT masking (ENCLAVEHASH still zero)."""
-    v = cfg.values
-    flags = 0
-    mask = ~(FLAGS_DEBUG | FLAGS_NON_CHECK_BITS) & U64
-    if v["DisableDebug"] == 1:
-        mask |= FLAGS_DEBUG
-    for name, bit in (("ProvisionKey", FLAGS_PROVISION_KEY), ("LaunchKey", FLAGS_EINITTOKEN_KEY),
-                      ("EnableKSS", FLAGS_KSS), ("EnableAEXNotify", FLAGS_AEX_NOTIFY)):
-        if v[name] == 1:
-            flags |= bit
-            mask |= bit
-    flags |= FLAGS_MODE64BIT
-    mask |= FLAGS_MODE64BIT
-    xfrm = XFRM_LEGACY
-    xmask = XFRM_LEGACY | XFRM_RESERVED
-    if v["PKRU"] == FEATURE_MUST_BE_DISABLED:
-        xmask |= XFRM_PKRU
-    elif v["PKRU"] == FEATURE_MUST_BE_ENABLED:
-        xfrm |= XFRM_PKRU
-        xmask |= XFRM_PKRU
-    else:
-        xmask &= ~XFRM_PKRU
-    if v["AMX"] == FEATURE_MUST_BE_ENABLED:
-        xfrm |= XFRM_AMX
-        xmask |= XFRM_AMX
-    elif v["AMX"] == FEATURE_LOADER_SELECTS:
-        xmask &= ~XFRM_AMX
-    else:
-        xmask |= XFRM_AMX
-    le = "little"
-    return build_unsigned(
-        enclavehash=bytes(32), date=date, attributes_flags=flags, attributes_xfrm=xfrm,
-        attributemask_flags=mask, attributemask_xfrm=xmask,
-        miscselect=v["MiscSelect"] & v["MiscMask"], miscmask=v["MiscMask"],
-        isvprodid=v["ProdID"], isvsvn=v["ISVSVN"],
-        isvfamilyid=v["ISVFAMILYID_L"].to_bytes(8, le) + v["ISVFAMILYID_H"].to_bytes(8, le),
-        isvextprodid=v["ISVEXTPRODID_L"].to_bytes(8, le) + v["ISVEXTPRODID_H"].to_bytes(8, le),
-        vendor=0x8086 if v["IntelSigned"] & 1 else 0, type_=(1 << 31) if v["ReleaseType"] & 1 else 0,
-        swdefined=v["HW"])
-
-
-def xsave_size(xfrm: int) -> int:
-    if not xfrm or xfrm & XFRM_RESERVED:
-        raise ValueError(f"XFRM {xfrm:#x} has reserved bits")
-    size = 0
-    for bits, s in XSAVE_SIZES:
-        if xfrm & bits == bits:
-            size = s
-    return size
-
-
 class _Builder:
-    def __init__(self, elf: EnclaveElf, cfg: EnclaveConfig, where: str):
-        self.elf, self.cfg, self.where = elf, cfg, where
-        self.buf = bytearray(M.METADATA_SIZE)
-        self.size = M.METADATA_DATA_OFFSET
+    def __init__(self, elf: EnclaveElf, cfg: EnclaveConfig, where: str, profile: SdkProfile):
+        self.elf, self.cfg, self.where, self.profile = elf, cfg, where, profile
+        self.buf = bytearray(profile.metadata_size)
+        self.size = profile.header.size  # offsetof(metadata_t, data)
         self.layouts: list[M.Entry] = []
         self.patches: list[tuple[int, int, int]] = []
 
     def hdr(self, name: str, value: int | bytes) -> None:
-        M.METADATA_HEADER.set(self.buf, name, value)
+        self.profile.header.set(self.buf, name, value)
 
     def alloc(self, n: int) -> int:
         off = self.size
         self.size += n
-        if self.size > M.METADATA_SIZE:
-            raise EnclaveError(f"metadata does not fit in {M.METADATA_SIZE:#x} bytes (layout too large)",
-                               where=self.where)
+        if self.size > self.profile.metadata_size:
+            raise EnclaveError(f"metadata does not fit in {self.profile.metadata_size:#x} bytes "
+                               "(layout too large)", where=self.where)
         return off
 
     # -- modify_metadata ---------------------------------------------------------------------
     def modify_metadata(self) -> None:
         v = self.cfg.values
         self.p = check_parameters(self.cfg, self.where)
-        css = unsigned_css(self.cfg)
+        css = unsigned_css(self.cfg, self.profile)
         self.elrange = (v["EnclaveImageAddress"], v["ELRangeStartAddress"], v["ELRangeSize"])
-        self.hdr("version", M.VERSION_PRIMARY if v["ELRangeSize"] == 0 else M.VERSION_PRIMARY_ELRANGE)
+        self.hdr("version", self.profile.metadata_version(compat=False, elrange=v["ELRangeSize"] != 0))
         self.hdr("tcs_policy", v["TCSPolicy"])
         self.hdr("magic_num", M.METADATA_MAGIC)
-        self.hdr("desired_misc_select", v["MiscSelect"])
+        self.hdr("desired_misc_select", v["MiscSelect"] if self.profile.misc_select_masked else 0)
         self.hdr("tcs_min_pool", v["TCSMinPool"])
         flags = int(SIGSTRUCT.get(css, "attributes_flags"))
         xmask = int(SIGSTRUCT.get(css, "attributemask_xfrm"))
@@ -245,7 +94,7 @@ class _Builder:
         self.hdr("attributes_flags", flags)
         self.hdr("attributes_xfrm", xfrm)
         self.css = css
-        self.p.xsave_size = xsave_size(xfrm)
+        self.p.xsave_size = xsave_size(xfrm, self.profile)
         self.ssa_frame_size = _page_round(self.p.xsave_size + M.SSA_GPR_SIZE) // PAGE
         self.hdr("ssa_frame_size", self.ssa_frame_size)
         self.hdr("max_save_buffer_size", self.p.xsave_size)
@@ -280,11 +129,21 @@ class _Builder:
         image, start, size = self.elrange
         if size == 0:
             return
+        dir_at = None if self.profile.elrange_dir_in_header else self.alloc(M.DATA_DIRECTORY.size)
         off = self.alloc(M.ELRANGE_ENTRY.size)
-        self.buf[off:off + 24] = M.ELRANGE_ENTRY.pack(
+        self.buf[off:off + M.ELRANGE_ENTRY.size] = M.ELRANGE_ENTRY.pack(
             {"enclave_image_address": image, "elrange_start_address": start, "elrange_size": size})
-        self.hdr("dir_elrange_offset", off)
-        self.hdr("dir_elrange_size", 24)
+        if dir_at is None:
+            self.hdr("dir_elrange_offset", off)
+            self.hdr("dir_elrange_size", M.ELRANGE_ENTRY.size)
+        else:  # SDK 2.18-2.23: a data_directory_t at the start of data[] points at the entry
+            self.buf[dir_at:dir_at + M.DATA_DIRECTORY.size] = M.DATA_DIRECTORY.pack(
+                {"offset": off, "size": M.ELRANGE_ENTRY.size})
+
+    def build_extend_table(self) -> None:
+        if self.profile.dir_num > 2:  # SDK 2.24+: an empty extend table (FIPS is refused)
+            self.hdr("dir_extend_offset", 0)
+            self.hdr("dir_extend_size", 0)
 
     def build_layout_table(self) -> None:
         p = self.p
@@ -346,68 +205,10 @@ class _Builder:
                 L.append(E(M.RSRV_MAX, M.PAGE_ATTR_POST_ADD, (p.rsrv_max - p.rsrv_init) // PAGE,
                            si_flags=SI_FLAGS_RW))
         if self.meta_versions & 2:
-            user = 0
-            if p.user_region > 0:
-                user = p.user_region
-                overhead = p.user_region >> 15
-                p.edmm_bk_overhead += _page_round(overhead) if _page_round(overhead) > 0 else PAGE
-            p.edmm_bk_overhead += self.rts_bk_overhead()
-            aligned = -(-(p.edmm_bk_overhead + 32) // 0x10000) * 0x10000
-            user += aligned + (0x8000 << 1)
-            p.edmm_bk_overhead = aligned
+            user = user_region_size(p, self.elf, self.ssa_frame_size, minpool, erem)
             L.append(E(M.USER_REGION, M.PAGE_ATTR_POST_ADD, user // PAGE, si_flags=SI_FLAGS_RW))
         self.update_layout_entries()
         self.build_tcs_template()
-
-    def rts_bk_overhead(self) -> int:
-        """CMetadata::calculate_rts_bk_overhead (EDMM bookkeeping, from sgx-emm struct sizes)."""
-        def aligned(size: int) -> int:
-            b = -(-(size + 8) // 8) * 8
-            return max(b, 0x10)
-
-        ema, bit = aligned(EMA_SIZE), aligned(BIT_ARRAY_SIZE)
-
-        def node(pages: int) -> int:
-            return ema + bit + aligned(-(-pages // 8) * 8 >> 3)
-
-        p = self.p
-        heap = node(p.heap_min // PAGE)
-        if p.heap_init > p.heap_min:
-            heap += node((p.heap_init - p.heap_min) // PAGE)
-        if p.heap_max > p.heap_init:
-            heap += node((p.heap_max - p.heap_init) // PAGE)
-        rsrv = node(p.rsrv_min // PAGE)
-        if p.rsrv_init > p.rsrv_min:
-            rsrv += node((p.rsrv_init - p.rsrv_min) // PAGE)
-        if p.rsrv_max > p.rsrv_init:
-            rsrv += node((p.rsrv_max - p.rsrv_init) // PAGE)
-        keep = ema + node(p.stack_min // PAGE)
-        removed = ema + ema
-        if p.stack_max > p.stack_min:
-            keep += node((p.stack_max - p.stack_min) // PAGE)
-            removed += ema
-        keep += ema
-        removed += ema
-        keep += node(1)
-        removed += ema
-        keep += node(self.ssa_frame_size * M.SSA_NUM)
-        removed += ema
-        keep += ema
-        removed += ema
-        td = 1 + (_page_round(self.elf.tls_size) // PAGE if self.elf.tls_size is not None else 0)
-        keep += node(td)
-        removed += ema
-        minpool, erem = self._minpool()
-        total_keep = keep
-        if minpool > 0:
-            total_keep += keep + (keep * (minpool - 1) if minpool > 1 else 0)
-        total_removed = removed
-        if erem > 0:
-            total_removed += removed + (removed * (erem - 1) if erem > 1 else 0)
-        if p.tcs_max_num > minpool + 1:
-            total_keep += keep * (p.tcs_max_num - minpool)
-        sections = sum(node(_page_round(s.memsz) // PAGE) for s in self.elf.segments)
-        return heap + rsrv + total_keep + total_removed + sections + ema
 
     def sections_size(self) -> int:
         last = None
@@ -449,29 +250,18 @@ class _Builder:
         tcs, ssa, td = self.first(M.TCS_ID), self.first(M.SSA), self.first(M.TD)
         assert tcs and ssa and td
         fs = (td.rva - tcs.rva + (td.page_count - 1) * PAGE + offset) & U64
-        flags = 1 if int(SIGSTRUCT.get(self.css, "attributes_flags")) & FLAGS_AEX_NOTIFY else 0
+        aex = int(SIGSTRUCT.get(self.css, "attributes_flags")) & FLAGS_AEX_NOTIFY
+        flags = M.TCS_FLAG_AEXNOTIFY if aex else 0
         self.buf[self.tcs_template:self.tcs_template + M.TCS.size] = M.TCS.pack({
             "flags": flags, "oentry": (oentry + offset) & U64, "nssa": M.SSA_NUM, "cssa": 0,
             "ossa": (ssa.rva - tcs.rva + offset) & U64, "ofs_base": fs, "ogs_base": fs,
             "ofs_limit": 0xFFFFFFFF, "ogs_limit": 0xFFFFFFFF})
 
     def build_patch_table(self) -> None:
-        self.gd = self.alloc(M.GLOBAL_DATA.size)
-        rva = self.elf.symbols.get("g_global_data", 0)
-        if rva == 0:
-            raise EnclaveError("no g_global_data symbol in .dynsym (link the enclave with the SGX SDK trts)",
-                               where=self.where)
-        dst = self.elf.file_offset_of(rva, 8)
-        found = int.from_bytes(self.elf.data[dst:dst + 8], "little")
-        if found != M.VERSION_UINT:
-            major, minor, rev = found >> 32, (found >> 16) & 0xFFFF, found & 0xFFFF
-            raise EnclaveError(f"g_global_data.sdk_version is {found:#x} ({major}.{minor}.{rev}); "
-                               "this signer "
-                               f"implements SDK {'.'.join(map(str, M.SDK_VERSION))} ({M.VERSION_UINT:#x})",
-                               where=self.where)
-        if dst + M.GLOBAL_DATA.size > len(self.elf.data):
-            raise EnclaveError("g_global_data extends past the end of the file", where=self.where)
-        self.patches.append((dst, self.gd, M.GLOBAL_DATA.size))
+        gd_size = self.profile.global_data.size
+        self.gd = self.alloc(gd_size)
+        dst = global_data_offset(self.elf, self.where)  # sdk_version checked by profile_for_enclave
+        self.patches.append((dst, self.gd, gd_size))
         zero = self.alloc(0)
         self.patches += [(0x3C, zero, 2), (0x28, zero, 8), (0x3E, zero, 2)]  # e_shnum, e_shoff, e_shstrndx
         self.alloc(8)
@@ -541,7 +331,9 @@ class _Builder:
                        f"{M.LAYOUT_ENTRY_NUM}", self.where)
         table = M.pack_entries(self.layouts)
         image, start, size = self.elrange
-        gd = M.GLOBAL_DATA.pack({
+        if size == 0 and self.profile.gd_elrange_size_is_enclave_size:
+            size = self.enclave_size  # SDK < 2.24 update_global_data.hxx (image, start stay 0)
+        gd = self.profile.global_data.pack({
             "enclave_size": self.enclave_size, "heap_offset": heap.rva, "heap_size": p.heap_init,
             "rsrv_offset": rsrv.rva if rsrv else 0, "rsrv_size": p.rsrv_init if rsrv else 0,
             "rsrv_executable": p.rsrv_executable if rsrv else 0, "thread_policy": p.tcs_policy,
@@ -549,18 +341,22 @@ class _Builder:
             "tcs_template": bytes(self.buf[self.tcs_template:self.tcs_template + M.TCS.size]),
             "layout_entry_num": len(self.layouts),
             "layout_table": table + bytes(32 * M.LAYOUT_ENTRY_NUM - len(table)),
-            "enclave_image_address": image if size else 0, "elrange_start_address": start if size else 0,
-            "elrange_size": size, "edmm_bk_overhead": p.edmm_bk_overhead, "fips_on": 0})
+            "enclave_image_address": image, "elrange_start_address": start,
+            "elrange_size": size, "edmm_bk_overhead": p.edmm_bk_overhead})
         self.buf[self.gd:self.gd + len(gd)] = gd
 
 
-def build_metadata(elf: EnclaveElf, cfg: EnclaveConfig, where: str = "enclave") -> Built:
-    """CMetadata::build_metadata: everything but the date, ENCLAVEHASH and signature."""
-    b = _Builder(elf, cfg, where)
+def build_metadata(elf: EnclaveElf, cfg: EnclaveConfig, where: str = "enclave",
+                   profile: SdkProfile | None = None) -> Built:
+    """CMetadata::build_metadata: everything but the date, ENCLAVEHASH and signature.
+
+    ``profile`` defaults to the one the enclave's g_global_data.sdk_version selects."""
+    if profile is None:
+        profile = profile_for_enclave(elf, where)
+    b = _Builder(elf, cfg, where, profile)
     b.modify_metadata()
     b.build_elrange_entry()
-    b.hdr("dir_extend_offset", 0)
-    b.hdr("dir_extend_size", 0)
+    b.build_extend_table()
     b.build_layout_table()
     b.build_patch_table()
     b.build_layout_entries()
@@ -571,46 +367,5 @@ def build_metadata(elf: EnclaveElf, cfg: EnclaveConfig, where: str = "enclave") 
     image, start, size = b.elrange
     return Built(buf=b.buf, size=b.size, layout=b.layouts, patches=b.patches, enclave_size=b.enclave_size,
                  ecreate_size=size if size else b.enclave_size, page_delta=(image - start) if size else 0,
-                 ssa_frame_size=b.ssa_frame_size, meta_versions=b.meta_versions, params=b.p, cfg=cfg)
-
-
-def compat_metadata(primary: bytes, layout: list[M.Entry], tcs_num: int, elrange: bool) -> bytes:
-    """sign_tool.cpp generate_compatible_metadata: the SGX1 (version 1.5) copy of ``primary``."""
-    h = M.METADATA_HEADER.unpack(primary)
-    lo = int(h["dir_layout_offset"])
-    entries = list(layout)
-    ut_start = next(i for i, e in enumerate(entries) if e.id == M.GUARD)
-    ut_end = next(i for i, e in enumerate(entries) if e.id == M.TD)
-    rsrv = {e.id: i for i, e in enumerate(entries) if e.id in (M.RSRV_MIN, M.RSRV_INIT, M.RSRV_MAX)}
-
-    def cleanup(es: list[M.Entry]) -> None:
-        for ident in (M.HEAP_MAX, M.HEAP_INIT, M.STACK_MAX):
-            i = next((k for k, e in enumerate(es) if e.id == ident), None)
-            if i is None:
-                continue
-            e = es[i].with_(attributes=es[i].attributes & ~M.PAGE_ATTR_POST_ADD)
-            es[i] = e.with_(si_flags=0) if ident == M.HEAP_MAX else e
-
-    def rsrv_fix(e: M.Entry) -> M.Entry:
-        e = e.with_(attributes=e.attributes & ~M.PAGE_ATTR_POST_ADD)
-        return e.with_(si_flags=0) if e.id == M.RSRV_MAX else e
-
-    if ut_end + 1 == len(entries):
-        cleanup(entries)
-    elif rsrv.get(M.RSRV_MIN) == ut_end + 1:
-        cleanup(entries)
-        entries = [rsrv_fix(e) if e.id in (M.RSRV_INIT, M.RSRV_MAX) else e for e in entries]
-    else:
-        count = ut_end + 1 - ut_start
-        step = sum(e.page_count for e in entries[ut_start:ut_end + 1]) * PAGE
-        added = [entries[i] for i in (rsrv.get(M.RSRV_MIN), rsrv.get(M.RSRV_INIT), rsrv.get(M.RSRV_MAX))
-                 if i is not None] if M.RSRV_MIN in rsrv else []
-        entries = entries[:ut_end + 1] + [M.Entry.group(M.THREAD_GROUP, count, tcs_num - 1, step)]
-        cleanup(entries)
-        entries += [rsrv_fix(e) for e in added]
-    raw = M.pack_entries(entries)
-    out = bytearray(primary[:lo]) + raw
-    M.METADATA_HEADER.set(out, "version", M.VERSION_COMPAT_ELRANGE if elrange else M.VERSION_COMPAT)
-    M.METADATA_HEADER.set(out, "size", len(out))
-    M.METADATA_HEADER.set(out, "dir_layout_size", len(raw))
-    return bytes(out)
+                 ssa_frame_size=b.ssa_frame_size, meta_versions=b.meta_versions, params=b.p, cfg=cfg,
+                 profile=profile)

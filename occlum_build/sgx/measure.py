@@ -210,12 +210,19 @@ class _Window:
             buf[9::RECORD_SIZE] = bytes(((j & 0xF) << 4) for j in range(_ADD_WINDOW))
             buf[10::RECORD_SIZE] = bytes((j >> 4) for j in range(_ADD_WINDOW))
             return bytes(buf)
-        buf = bytearray()
+        # one page's records at offset 0 repeated, then the offset bytes 1 and 2 of every record
+        # (page j, chunk c: offset j << 12 | c << 8) with strided assignments
         chunk = bytes([fill]) * CHUNK_SIZE
-        for j in range(_EXT_WINDOW):
-            buf += eadd_record(j * PAGE_SIZE, flags)
-            for c in range(0, PAGE_SIZE, CHUNK_SIZE):
-                buf += eextend_header(j * PAGE_SIZE + c) + chunk
+        page = eadd_record(0, flags) + b"".join(eextend_header(c) + chunk for c in range(0, PAGE_SIZE,
+                                                                                         CHUNK_SIZE))
+        buf = bytearray(page * _EXT_WINDOW)
+        low = bytes(((j & 0xF) << 4) for j in range(_EXT_WINDOW))
+        high = bytes((j >> 4) for j in range(_EXT_WINDOW))
+        step = RECORD_SIZE + CHUNK_SIZE
+        for k, pos in enumerate([0] + [RECORD_SIZE + c * step for c in range(PAGE_SIZE // CHUNK_SIZE)]):
+            c = k - 1 if k else 0  # record k > 0 is the EEXTEND of chunk k - 1
+            buf[pos + 9::_EXT_PAGE] = low.translate(bytes(x | c for x in range(256))) if c else low
+            buf[pos + 10::_EXT_PAGE] = high
         return bytes(buf)
 
     def set_high(self, high: bytes) -> None:

@@ -1,7 +1,9 @@
-"""SDK 2.26 enclave metadata (``metadata_t``) and the structures the signer writes or measures.
+"""Enclave metadata (``metadata_t``) and the structures the signer writes or measures.
 
 Declared once as field tables (SDK common/inc/internal/metadata.h, arch.h, global_data.h,
-thread_data.h); tests assert the offsets.
+thread_data.h); tests assert the offsets.  Where SDK releases differ (``metadata_t`` has 2
+or 4 data directories, ``global_data_t`` 1760 or 1768 bytes) both tables are here and the
+signer profile (profiles.py) says which one a release uses.
 """
 
 from __future__ import annotations
@@ -11,23 +13,16 @@ from dataclasses import dataclass, replace
 from .structs import Struct
 
 METADATA_MAGIC = 0x86A80294635D0E4C
-METADATA_SIZE = 0x6000
-
-SDK_VERSION = (2, 26, 100)
-VERSION_UINT = SDK_VERSION[0] << 32 | SDK_VERSION[1] << 16 | SDK_VERSION[2]  # 0x2001A0064
+SGX_MAJOR_VERSION_GAP = 10  # ELRANGE metadata: major + 10 (13.x primary, 11.x compat)
 
 
 def make_version(major: int, minor: int) -> int:
     return major << 32 | minor
 
 
-VERSION_PRIMARY = make_version(3, 3)
-VERSION_PRIMARY_ELRANGE = make_version(13, 3)
-VERSION_COMPAT = make_version(1, 5)  # SGX_1_9 (written as 1.5)
-VERSION_COMPAT_ELRANGE = make_version(11, 5)
 VERSION_LEGACY_1_3 = make_version(1, 3)  # SGX_1_5: loader adds a page after unaligned segment ends
 
-METADATA_HEADER = Struct("metadata_t", 0x770, [
+_HEADER_FIELDS: list = [
     ("magic_num", 0, 8, "u"),
     ("version", 8, 8, "u"),
     ("size", 16, 4, "u"),
@@ -44,12 +39,20 @@ METADATA_HEADER = Struct("metadata_t", 0x770, [
     ("dir_patch_size", 1876, 4, "u"),
     ("dir_layout_offset", 1880, 4, "u"),
     ("dir_layout_size", 1884, 4, "u"),
+]
+METADATA_DIRS_OFFSET = 1872  # offsetof(metadata_t, dirs)
+# SDK 2.18-2.23: dirs[DIR_NUM = 2] (patch, layout); data[] at 0x760.  Also the prefix every
+# metadata_t shares, used to read metadata of any version.
+METADATA_HEADER_DIR2 = Struct("metadata_t (DIR_NUM 2)", 0x760, _HEADER_FIELDS)
+# SDK 2.24+: dirs[DIR_NUM = 4] (+ ELRANGE, EXTEND); data[] at 0x770.
+METADATA_HEADER_DIR4 = Struct("metadata_t (DIR_NUM 4)", 0x770, [
+    *_HEADER_FIELDS,
     ("dir_elrange_offset", 1888, 4, "u"),
     ("dir_elrange_size", 1892, 4, "u"),
     ("dir_extend_offset", 1896, 4, "u"),
     ("dir_extend_size", 1900, 4, "u"),
 ])
-METADATA_DATA_OFFSET = METADATA_HEADER.size  # offsetof(metadata_t, data)
+DATA_DIRECTORY = Struct("data_directory_t", 8, [("offset", 0, 4, "u"), ("size", 4, 4, "u")])
 
 LAYOUT_ENTRY = Struct("layout_entry_t", 32, [
     ("id", 0, 2, "u"), ("attributes", 2, 2, "u"), ("page_count", 4, 4, "u"), ("rva", 8, 8, "u"),
@@ -81,7 +84,7 @@ THREAD_DATA = Struct("thread_data_t", 192, [
     ("aex_notify_entropy_cache", 184, 4, "u"), ("aex_notify_entropy_remaining", 188, 4, "u"),
 ])
 LAYOUT_ENTRY_NUM = 43
-GLOBAL_DATA = Struct("global_data_t", 1768, [
+_GLOBAL_DATA_FIELDS: list = [
     ("sdk_version", 0, 8, "u"), ("enclave_size", 8, 8, "u"), ("heap_offset", 16, 8, "u"),
     ("heap_size", 24, 8, "u"), ("rsrv_offset", 32, 8, "u"), ("rsrv_size", 40, 8, "u"),
     ("rsrv_executable", 48, 8, "u"), ("thread_policy", 56, 8, "u"), ("tcs_max_num", 64, 8, "u"),
@@ -90,8 +93,14 @@ GLOBAL_DATA = Struct("global_data_t", 1768, [
     ("layout_table", 352, 32 * LAYOUT_ENTRY_NUM, "bytes"), ("enclave_image_address", 1728, 8, "u"),
     ("elrange_start_address", 1736, 8, "u"), ("elrange_size", 1744, 8, "u"),
     ("edmm_bk_overhead", 1752, 8, "u"),
-    ("fips_on", 1760, 4, "u"), ("reserved2", 1764, 4, "u"),
+]
+# SDK 2.20-2.24 (ELF64): ends with edmm_bk_overhead.
+GLOBAL_DATA_NO_FIPS = Struct("global_data_t (1760)", 1760, _GLOBAL_DATA_FIELDS)
+# SDK 2.25+: fips_on and a reserved u32 appended.
+GLOBAL_DATA_FIPS = Struct("global_data_t (1768, fips_on)", 1768, [
+    *_GLOBAL_DATA_FIELDS, ("fips_on", 1760, 4, "u"), ("reserved2", 1764, 4, "u"),
 ])
+TCS_FLAG_AEXNOTIFY = 0x2  # tcs_t.flags with EnableAEXNotify (thread_data.h, 2.20 and 2.26)
 SSA_GPR_SIZE = 184  # sizeof(ssa_gpr_t)
 SSA_NUM = 2
 
@@ -207,15 +216,39 @@ class ParsedMetadata:
     def css(self) -> bytes:
         return bytes(self.header["enclave_css"])
 
+    def elrange(self) -> tuple[int, int, int] | None:
+        """(enclave_image_address, elrange_start_address, elrange_size) of ELRANGE metadata
+        (major > 10), else None.  Metadata 13.2/11.5 and later (SDK 2.24+) point at the entry
+        with dirs[DIR_ELRANGE]; earlier ELRANGE metadata with a data_directory_t at the start
+        of data[] (SDK 2.18-2.23 loader.cpp set_elrange_config)."""
+        major, minor = self.version >> 32, self.version & 0xFFFFFFFF
+        if major <= SGX_MAJOR_VERSION_GAP:
+            return None
+        if (major % SGX_MAJOR_VERSION_GAP, minor) >= (3, 2) or (major % SGX_MAJOR_VERSION_GAP == 1
+                                                             and minor >= 5):
+            hdr = METADATA_HEADER_DIR4
+            if len(self.raw) < hdr.size:
+                raise ValueError("ELRANGE metadata shorter than its header")
+            off = int(hdr.get(self.raw, "dir_elrange_offset"))
+            size = int(hdr.get(self.raw, "dir_elrange_size"))
+        else:
+            d = DATA_DIRECTORY.unpack(self.raw, METADATA_HEADER_DIR2.size)
+            off, size = int(d["offset"]), int(d["size"])
+        if size != ELRANGE_ENTRY.size or off < METADATA_HEADER_DIR2.size or off + size > len(self.raw):
+            raise ValueError("ELRANGE metadata without a valid ELRANGE entry")
+        e = ELRANGE_ENTRY.unpack(self.raw, off)
+        return int(e["enclave_image_address"]), int(e["elrange_start_address"]), int(e["elrange_size"])
+
 
 def parse_metadata_block(block: bytes) -> list[ParsedMetadata]:
     """All metadata_t records chained in a .note.sgxmeta descriptor (primary, then compat)."""
     out = []
     pos = 0
-    while pos + METADATA_HEADER.size <= len(block):
-        h = METADATA_HEADER.unpack(block, pos)
+    hdr = METADATA_HEADER_DIR2  # the prefix all versions share
+    while pos + hdr.size <= len(block):
+        h = hdr.unpack(block, pos)
         size = int(h["size"])
-        if h["magic_num"] != METADATA_MAGIC or size < METADATA_HEADER.size or pos + size > len(block):
+        if h["magic_num"] != METADATA_MAGIC or size < hdr.size or pos + size > len(block):
             break
         raw = block[pos:pos + size]
         lo, ls = int(h["dir_layout_offset"]), int(h["dir_layout_size"])

@@ -1,6 +1,7 @@
-"""Signing an enclave as SDK 2.26 ``sgx_sign sign / gendata / catsig`` does.
+"""Signing an enclave as ``sgx_sign sign / gendata / catsig`` of the enclave's SDK does
+(the signer profile its g_global_data.sdk_version selects, profiles.py).
 
-The output file differs from the input only in the 0x6000 metadata bytes of
+The output file differs from the input only in the METADATA_SIZE metadata bytes of
 ``.note.sgxmeta`` (the patch table is applied to a private copy for measuring; the runtime
 loader applies it again).
 """
@@ -14,11 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ..errors import OcclumError, VerifyError
 from . import metadata as M
+from .compat import metadata_block
 from .elf import EnclaveElf, parse_enclave
 from .enclave_xml import parse_enclave_xml
-from .layout import Built, build_metadata, compat_metadata
+from .layout import Built, build_metadata
 from .loader import measure_layout, measure_sections
 from .measure import Measurement
+from .profiles import profile_for_enclave
 from .signer import Signer, check_key
 from .sigstruct import (
     KEY_BYTES,
@@ -38,7 +41,8 @@ class SignResult:
     mrenclave: bytes
     mrsigner: bytes
     sigstruct: bytes  # 1808 bytes
-    metadata_version: int  # of the first metadata written (0x300000003 or 0x100000005)
+    metadata_version: int  # of the first metadata written (e.g. 0x300000003 or 0x100000005 for SDK 2.26)
+    sdk: str = ""  # the signer profile used: the enclave's SDK version, "2.26.100"
 
 
 def today() -> int:
@@ -62,12 +66,9 @@ def _measure(enclave: bytes, config_xml: bytes, date: int, where: str, config_wh
     magic = int.from_bytes(enclave[elf.metadata_offset:elf.metadata_offset + 8], "little")
     if magic == M.METADATA_MAGIC and not resign:
         raise OcclumError("the enclave is already signed (sign the unsigned .so)", where=where)
-    if elf.metadata_size < M.METADATA_SIZE:
-        raise OcclumError(f".note.sgxmeta holds {elf.metadata_size:#x} bytes; SDK 2.26 needs "
-                          f"{M.METADATA_SIZE:#x}",
-                          where=where)
-    cfg = parse_enclave_xml(config_xml, config_where)
-    built = build_metadata(elf, cfg, where)
+    profile = profile_for_enclave(elf, where)
+    cfg = parse_enclave_xml(config_xml, config_where, absent=profile.xml_parameters_absent, sdk=profile.name)
+    built = build_metadata(elf, cfg, where, profile)
     image = bytearray(enclave)
     for dst, src, size in built.patches:
         image[dst:dst + size] = built.buf[src:src + size]
@@ -76,7 +77,7 @@ def _measure(enclave: bytes, config_xml: bytes, date: int, where: str, config_wh
     measure_sections(m, bytes(image), elf.segments, built.version, built.page_delta, elf.reloc_bitmap)
     measure_layout(m, built.layout, built.buf, built.page_delta)
     mrenclave = m.digest()
-    css = bytearray(M.METADATA_HEADER.get(built.buf, "enclave_css"))  # type: ignore[arg-type]
+    css = bytearray(profile.header.get(built.buf, "enclave_css"))  # type: ignore[arg-type]
     SIGSTRUCT.set(css, "date", date)
     SIGSTRUCT.set(css, "enclavehash", mrenclave)
     return _Measured(elf, built, css, mrenclave)
@@ -85,21 +86,15 @@ def _measure(enclave: bytes, config_xml: bytes, date: int, where: str, config_wh
 def _finish(meas: _Measured, enclave: bytes, css: bytearray) -> SignResult:
     verify_sigstruct(css)
     built = meas.built
-    M.METADATA_HEADER.set(built.buf, "enclave_css", bytes(css))
+    profile = built.profile
+    profile.header.set(built.buf, "enclave_css", bytes(css))
     primary = bytes(built.buf[:built.size])
-    if built.meta_versions & 3 == 2:
-        block = primary
-    else:
-        compat = compat_metadata(primary, built.layout, built.params.tcs_num, built.page_delta != 0 or
-                                 built.cfg["ELRangeSize"] != 0)
-        block = compat if built.meta_versions & 3 == 1 else primary + compat
-    if len(block) > M.METADATA_SIZE:
-        raise OcclumError("metadata does not fit in .note.sgxmeta")
-    block += bytes(M.METADATA_SIZE - len(block))
+    block = metadata_block(primary, built.layout, built.meta_versions, built.params.tcs_num, built.elrange,
+                           profile)
     off = meas.elf.metadata_offset
-    signed = enclave[:off] + block + enclave[off + M.METADATA_SIZE:]
-    version = int.from_bytes(block[8:16], "little")
-    return SignResult(signed, meas.mrenclave, mrsigner(css), bytes(css), version)
+    signed = enclave[:off] + block + enclave[off + len(block):]
+    version = int(M.METADATA_HEADER_DIR2.get(block, "version"))
+    return SignResult(signed, meas.mrenclave, mrsigner(css), bytes(css), version, profile.name)
 
 
 def sign_enclave(enclave: bytes, config_xml: bytes, signer: Signer, *, date: int | None = None,

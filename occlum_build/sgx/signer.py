@@ -18,9 +18,6 @@ signature, or one that does not verify with the configured public key is an erro
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import EXIT_FAILURE, KeyFileError, OcclumError, VerifyError
 from ..fsutil import atomic_write
+from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
 from .sigstruct import EXPONENT, KEY_BYTES, verify_signature
 
 KEY_BITS = 3072
@@ -61,13 +59,7 @@ def check_key(key: rsa.RSAPublicKey | rsa.RSAPrivateKey | object, where: str) ->
 
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    p = Path(path)
-    try:
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"{what} does not exist", where=str(p)) from None
-    except OSError as e:
-        raise KeyFileError(f"cannot read {what}: {e.strerror}", where=str(p)) from None
+    return read_limited(path, what=what, limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
 
 
 def load_signing_key(path: str | os.PathLike[str], *, validate: bool = True) -> rsa.RSAPrivateKey:
@@ -160,6 +152,8 @@ class ToolSigner:
 
     def __init__(self, tool: str, public_key_path: str | os.PathLike[str], *, timeout: float | None = 600):
         self.tool = tool
+        import shlex  # here, not at module level: `sign` with a PEM key never needs it
+
         self.argv = shlex.split(tool)
         if not self.argv:
             raise OcclumError("empty --sign-tool command")
@@ -171,6 +165,9 @@ class ToolSigner:
         return self._public_key
 
     def sign(self, data: bytes) -> bytes:
+        import subprocess
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="occlum-sign-") as d:
             data_file = Path(d) / "sigstruct.data"
             sig_file = Path(d) / "sigstruct.sig"

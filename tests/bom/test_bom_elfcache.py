@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from occlum_build import fsutil
 from occlum_build.bom import copy_bom, elfcache, elfdeps
 from occlum_build.bom.elfcache import ElfCache, default_path
 from occlum_build.bom.elfdeps import NotElf, Resolver
@@ -102,7 +103,7 @@ def test_unwritable_cache_is_no_error(tmp_path, monkeypatch):
 
 
 def test_a_rewritten_file_is_read_again_even_with_size_and_mtime_kept(tmp_path, cache_file, monkeypatch):
-    monkeypatch.setattr(elfcache, "RACY_NS", 0)  # cache even a file written a moment ago
+    monkeypatch.setattr(fsutil, "RACY_NS", 0)  # cache even a file written a moment ago
     prog = tmp_path / "prog"
     shutil.copy2("/usr/bin/true", prog)
     config = load_loader_config()
@@ -139,7 +140,8 @@ def test_format_vector():
 
     def st(key: str):
         dev, ino, size, mtime, ctime = map(int, key.split(":"))
-        return SimpleNamespace(st_dev=dev, st_ino=ino, st_size=size, st_mtime_ns=mtime, st_ctime_ns=ctime)
+        return SimpleNamespace(st_dev=dev, st_ino=ino, st_size=size, st_mtime_ns=mtime, st_ctime_ns=ctime,
+                               st_mode=0o100755)
 
     true = c.get("/x/true", st("2049:1311:35336:1673622446000000000:1700000000123456789"))
     assert true == ElfInfo("/x/true", 64, 62, "ET_DYN", "/lib64/ld-linux-x86-64.so.2", ("libc.so.6",),

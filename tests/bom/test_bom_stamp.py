@@ -261,24 +261,24 @@ def test_stamp_file_layout_matches_the_spec(ws):
     assert sp.stat().st_mode & 0o777 == 0o600
     raw = sp.read_bytes()
     line1, line2, rest = raw.split(b"\n", 2)
-    assert line1 == b"occlum-build copy_bom stamp 1"
+    assert line1 == b"occlum-build copy_bom stamp 2"
     assert line2.decode() == hashlib.sha256(rest).hexdigest()
     head_raw, body = rest.split(b"\n", 1)
     head = json.loads(head_raw)
     assert head["env"] == {"APP_DIR": "app"}
     s, n = head["stat"], head["stat"] + head["lstat"]
-    keys = body[len(body) - 36 * n :]
-    names = body[: len(body) - 36 * n].split(b"\0")[:-1]
+    keys = body[len(body) - 44 * n :]
+    names = body[: len(body) - 44 * n].split(b"\0")[:-1]
     assert len(names) == n
     by_path = {}
     for i, p in enumerate(names):
-        ino, size, mtime, ctime, mode = struct.unpack_from("<QqqqI", keys, 36 * i)
+        dev, ino, size, mtime, ctime, mode = struct.unpack_from("<QQqqqI", keys, 44 * i)
         try:
             st = os.stat(p) if i < s else os.lstat(p)
-            want = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+            want = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
         except FileNotFoundError:
-            want = (0, 0, 0, 0, 0)  # probed and absent
-        assert (ino, size, mtime, ctime, mode) == want, p
+            want = (0, 0, 0, 0, 0, 0)  # probed and absent
+        assert (dev, ino, size, mtime, ctime, mode) == want, p
         by_path[os.fsdecode(p)] = i < s
     assert by_path[str(bom)] and by_path[str(tmp / "inc.yaml")]  # boms: stat
     assert by_path[str(tmp / "src" / "tree" / "link")] is False  # a copied symlink: lstat

@@ -82,6 +82,18 @@ def test_gen_image_key(tmp_path):
     assert (tmp_path / "key").read_text() != text
 
 
+@pytest.mark.parametrize("parent", ["nodir", "afile"])
+def test_gen_image_key_into_a_missing_directory(tmp_path, parent):
+    """Was FileNotFoundError (exit 70); the directory is not created behind the user's back."""
+    (tmp_path / "afile").write_text("")
+    r = occlum("gen-image-key", f"{parent}/key", cwd=tmp_path)
+    why = "does not exist" if parent == "nodir" else "is not a directory"
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"Error: {tmp_path / parent / 'key'}: cannot write the key: the directory "
+                        f"{tmp_path / parent} {why}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 @pytest.mark.parametrize("cmd", ["new", "init", "status", "gen-image-key"])
 def test_help(cmd):
     r = occlum(cmd, "--help")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from occlum_build.errors import OutputError
 from occlum_build.image import pfs, sefs
 from occlum_build.image.sefs_layout import (
     DISK_ENTRY,
@@ -23,6 +24,7 @@ from occlum_build.image.sefs_layout import (
     disk_name,
     groups_for,
     ids,
+    inodes_up_to,
     metadata_size,
 )
 from occlum_build.keys import parse_hex16
@@ -165,3 +167,30 @@ def test_bad_names_are_refused(tmp_path):
     with pytest.raises(sefs.SefsSourceError, match=r"/d/bad\\xff: the name is not UTF-8"):
         sefs.zip_tree(src, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # refused while planning: nothing written
+
+
+def test_inode_limit_formula_matches_the_allocator():
+    # ids() allocates as sefs-cli does; inodes_up_to() is the closed form the limit uses.
+    for count in (1, 1021, 1022, 1023, 2046, 2047, 5000):
+        assert inodes_up_to(ids(count)[-1]) == count
+
+
+def test_a_tree_over_the_inode_limit_is_refused_naming_the_path(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    for i in range(6):
+        (src / "a" / f"f{i}").write_text("x")
+    monkeypatch.setattr(sefs, "MAX_INODES", 5)  # the real limit (~4.29e9) cannot be built here
+    with pytest.raises(sefs.SefsSourceError, match=r"/a/f3: over 5 inodes"):
+        sefs.zip_tree(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path):
+    r, w = os.pipe()
+    try:
+        with pytest.raises(OutputError, match="over the Protected FS limit"):
+            pfs.write_body(w, r, pfs.MAX_SIZE + 1, where="/big")
+    finally:
+        os.close(r)
+        os.close(w)

@@ -234,3 +234,38 @@ def test_a_users_initfs_image_key_never_reaches_the_init_fs(inst, occlum, caplog
     assert "/etc/image_key" not in {e.path for e in r.walk()}
     rc, _, err = occlum("verify")
     assert rc == 0, err
+
+
+def test_normalize_modes_gives_the_same_mrenclave_under_any_umask(tmp_path, capsys):
+    """Two checkouts of one tree, one under umask 022 and one under 077 (files 0600, dirs 0700,
+    one script 0700): as they are, the MACs differ (Occlum's behaviour); with
+    --normalize-modes they are the same, and the image stores 0755/0644/0755."""
+    from pipeline_helpers import Occlum, make_instance
+
+    reps = {}
+    for name, fmode, dmode, xmode in (("a", 0o644, 0o755, 0o755), ("b", 0o600, 0o700, 0o700)):
+        inst = make_instance(tmp_path, name)
+        app = inst / "image" / "app"
+        app.mkdir()
+        (app / "data.txt").write_text("data\n")
+        (app / "run.sh").write_text("#!/bin/sh\necho hi\n")
+        os.chmod(app / "data.txt", fmode)
+        os.chmod(app / "run.sh", xmode)
+        os.chmod(app, dmode)
+        o = Occlum(inst, capsys)
+        plain = o.build()
+        norm = o.build("--normalize-modes")
+        # The option alone rebuilds the image; its MAC changes only where a mode does.
+        assert o.ran(norm) >= ({"image"} if name == "a" else {"image", "sys_json", "sign"})
+        assert o.ran(o.build("--normalize-modes")) == set()  # and is then up to date
+        rc, out, err = o("verify")
+        assert rc == 0, err
+        reps[name] = (plain, norm)
+        r = SefsReader(inst / "build/mount/__ROOT", read_mac_file(inst / "build/mount/.ROOT_MAC"))
+        modes = {e.path: e.mode & 0o777 for e in r.walk()}
+        assert (modes["/app"], modes["/app/data.txt"], modes["/app/run.sh"]) == (0o755, 0o644, 0o755)
+    assert reps["a"][0]["image_mac"] != reps["b"][0]["image_mac"]
+    assert reps["a"][1]["image_mac"] == reps["b"][1]["image_mac"]
+    # The same image MAC, Occlum.json and key give the same MRENCLAVE (dev keys differ per
+    # instance, so compare the measurement, not MRSIGNER).
+    assert reps["a"][1]["mrenclave"] == reps["b"][1]["mrenclave"]

@@ -6,7 +6,7 @@ import os
 
 from pipeline_helpers import needs_native
 
-from occlum_build.pipeline import treestamp
+from occlum_build import fsutil
 from occlum_build.pipeline.treestamp import tree_stamp
 
 
@@ -42,13 +42,13 @@ def test_stamp_changes_on_every_kind_of_change(tmp_path):
 
 def test_old_tree_is_not_racy(tmp_path, monkeypatch):
     t = _tree(tmp_path)
-    monkeypatch.setattr(treestamp, "RACY_NS", 0)
+    monkeypatch.setattr(fsutil, "RACY_NS", 0)
     assert tree_stamp(t)[1] is False
 
 
 @needs_native
 def test_stamped_noop_then_edit_with_mtime_reset(inst, occlum, monkeypatch):
-    monkeypatch.setattr(treestamp, "RACY_NS", 0)  # no file counts as just written
+    monkeypatch.setattr(fsutil, "RACY_NS", 0)  # no file counts as just written
     rep = occlum.build()
     rec = (inst / "build/.state/stages/image.json").read_text()
     assert '"tree_stamp": "' in rec
@@ -72,7 +72,7 @@ def test_initfs_noop_settles_on_its_stamp(inst, occlum, monkeypatch):
     """The initfs mirror is staged on every build; staging an unchanged initfs/ must not
     touch the mirror (a chmod alone moves the ctime), or its stamp never matches and every
     no-op build re-hashes the init FS."""
-    monkeypatch.setattr(treestamp, "RACY_NS", 0)
+    monkeypatch.setattr(fsutil, "RACY_NS", 0)
     big = inst / "initfs/lib/big"
     big.write_bytes(os.urandom(1 << 16))
     occlum.build()

@@ -12,16 +12,22 @@ import pytest
 
 HAVE_GCC = shutil.which("gcc") is not None
 
-NOTE = """
+def note(size: int = 0x6000) -> str:
+    """.note.sgxmeta with a zero descriptor of ``size`` bytes (METADATA_SIZE: 0x6000 for SDK 2.26,
+    0x5000 for 2.20/2.21)."""
+    return f"""
 .section .note.sgxmeta,"",@note
 .balign 4
 .long 13
-.long 0x6000
+.long {size:#x}
 .long 1
 .ascii "sgx_metadata\\0"
-.fill 0x6000,1,0
+.fill {size:#x},1,0
 .balign 4
 """
+
+
+NOTE = note()
 
 TEXT = """
 .text
@@ -32,17 +38,22 @@ enclave_entry:
 """
 
 
-def gdata(version: int = 0x2001A0064, name: str = "g_global_data") -> str:
+def gdata(version: int = 0x2001A0064, name: str = "g_global_data", size: int = 1768) -> str:
     return f"""
 .data
 .balign 64
 .globl {name}
 .type {name},@object
-.size {name},1768
+.size {name},{size}
 {name}:
 .quad {version:#x}
-.fill 1760,1,0
+.fill {size - 8},1,0
 """
+
+
+def minimal_220(tmp: Path) -> bytes:
+    """An SDK 2.20-layout enclave: sdk_version 2.20.100, 1760-byte g_global_data, 0x5000 note."""
+    return build(tmp, "minimal220", TEXT, gdata(0x200140064, size=1760), note(0x5000))
 
 
 TLS = """

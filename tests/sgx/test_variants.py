@@ -157,3 +157,16 @@ def test_absurd_bss_refused(tmp, key):
                      ".section .bss\n.globl big\nbig: .zero 0x1100000000\n")
     with pytest.raises(EnclaveError, match="more than 64 GiB is refused"):
         sign_enclave(so, xml(), key, date=0x20250101)
+
+
+def test_aex_notify_tcs_flag(minimal, key):
+    """EnableAEXNotify: SIGSTRUCT attribute 0x400 and TCS_FLAG_AEXNOTIFY (0x2) in the TCS template."""
+    r, _ = signed(minimal, xml(EnableAEXNotify=1), key)
+    f = SIGSTRUCT.unpack(r.sigstruct)
+    assert f["attributes_flags"] & 0x400 and f["attributemask_flags"] & 0x400
+    mds, _ = read_metadata(r.signed)
+    tcs = next(e for e in mds[0].layout if e.id == M.TCS_ID)
+    assert M.TCS.get(mds[0].raw, "flags", tcs.content_offset) == M.TCS_FLAG_AEXNOTIFY
+    base, _ = signed(minimal, xml(), key)
+    tcs = next(e for e in read_metadata(base.signed)[0][0].layout if e.id == M.TCS_ID)
+    assert M.TCS.get(read_metadata(base.signed)[0][0].raw, "flags", tcs.content_offset) == 0

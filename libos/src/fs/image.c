@@ -74,9 +74,12 @@ int ofs_image_parse(struct ofs_image *img, const uint8_t *meta, size_t len, char
         in->mode = ofs_get_u16(r + 12);
         in->nlinks = ofs_get_u16(r + 14);
         in->blocks = ofs_get_u32(r + 16);
+        in->mtime_sec = (int64_t)ofs_get_u64(r + 48); /* Timespec {i64 sec, i64 nsec} */
+        uint64_t nsec = ofs_get_u64(r + 56);
+        in->mtime_nsec = (uint32_t)nsec;
         memcpy(in->mac, r + 96, 16);
         if (memcmp(r + 80, want, 16) != 0 || in->type < OFS_T_FILE || in->type > OFS_T_SYMLINK ||
-            in->mode > 0777 || (in->type == OFS_T_DIR && in->blocks < 2))
+            in->mode > 0777 || (in->type == OFS_T_DIR && in->blocks < 2) || nsec >= 1000000000u)
             return ofs_fail(err, errlen, OFS_ERR_VERIFY, "%s: metadata: inode %llu is malformed", d,
                             (unsigned long long)b);
     }
@@ -177,6 +180,8 @@ static int add_entry(struct load *L, const char *name, size_t nl, uint32_t id, u
     e->path = (const char *)(uintptr_t)off;
     e->path_len = (uint32_t)total;
     e->mode = in->mode;
+    e->mtime_sec = in->mtime_sec;
+    e->mtime_nsec = in->mtime_nsec;
     e->type = (uint8_t)type;
     e->size = type == OFS_T_DIR ? 0 : in->size;
     e->id = id;
@@ -234,6 +239,8 @@ static int load_tree(struct ofs_image *img, char *err, size_t errlen) {
     }
     L.n = 1;
     L.es[0] = (struct ofs_entry){.path = (const char *)(uintptr_t)off, .mode = img->inodes[ROOT_ID].mode,
+                                 .mtime_sec = img->inodes[ROOT_ID].mtime_sec,
+                                 .mtime_nsec = img->inodes[ROOT_ID].mtime_nsec,
                                  .type = OFS_T_DIR, .id = ROOT_ID};
     memcpy(L.es[0].mac, img->inodes[ROOT_ID].mac, 16);
     L.seen[ROOT_ID] = 1;

@@ -37,6 +37,8 @@ struct ofs_entry {
     const char *target; /* symlinks: target bytes (size of them) */
     uint32_t id;        /* SEFS inode id */
     uint8_t mac[16];    /* inode_mac: the PFS MAC of the inode's file */
+    int64_t mtime_sec;  /* mtime (0 as sefs-cli writes it; occlum build --keep-mtimes) */
+    uint32_t mtime_nsec;
     uint32_t parent;    /* index of the parent directory (the root is its own parent) */
     uint32_t first_child, child_count; /* directories: children[first_child ..] */
 };
@@ -45,6 +47,8 @@ struct ofs_entry {
 struct ofs_inode {
     uint64_t size;
     uint32_t type, mode, nlinks, blocks;
+    int64_t mtime_sec;
+    uint32_t mtime_nsec;
     uint8_t mac[16];
 };
 

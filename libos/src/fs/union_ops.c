@@ -39,6 +39,9 @@ static void fill_upper(struct state *s, const struct unode *n, struct stat *st) 
 
 static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *st) {
     fill_common(s, e->type, e->mode, e->size, st);
+    st->st_mtim.tv_sec = e->mtime_sec;
+    st->st_mtim.tv_nsec = e->mtime_nsec;
+    st->st_atim = st->st_ctim = st->st_mtim;
 }
 
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
