@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import keys, log, paths
 from .errors import EXIT_FAILURE, OcclumError, StateError
-from .fsutil import own_dir
+from .fsutil import makedirs, own_dir
 
 _log = log.get("runtime")
 
@@ -116,8 +116,13 @@ def hold_run_lock(inst: paths.Instance, *, inheritable: bool = True) -> int:
     inheritable (by default) so that it stays held by a program exec'd from here.  As
     libos/src/runlock.c does, a busy lock is tried again for 50 ms: :func:`lock_held` holds it
     shared for a moment."""
-    own_dir(inst.run, paths.OUTPUT_DIR_MODE)
-    fd = os.open(inst.run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = inst.run / RUN_LOCK
+    try:
+        makedirs(inst.run, paths.OUTPUT_DIR_MODE)  # an existing run/ is left as it is
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise OcclumError(f"cannot open the runtime lock: {e.strerror or e}", where=str(lock),
+                          exit_code=EXIT_FAILURE) from None
     for attempt in range(11):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -136,10 +141,14 @@ def lock_held(inst: paths.Instance) -> bool:
     """Whether a runtime (occlum run, the occlum start server, occlum mount) holds the
     instance's runtime lock.  The kernel drops an flock with the last process holding it, so a
     crashed server never looks alive; never blocks."""
+    lock = inst.run / RUN_LOCK
     try:
-        fd = os.open(inst.run / RUN_LOCK, os.O_RDONLY)
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO there must not block
     except FileNotFoundError:
         return False
+    except OSError as e:  # e.g. not root: the runtime's state cannot be told
+        raise OcclumError(f"cannot read the runtime lock: {e.strerror or e}", where=str(lock),
+                          exit_code=EXIT_FAILURE) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
