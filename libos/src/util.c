@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -104,4 +105,23 @@ void ocb_format_key16(const uint8_t in[16], char out[48])
         out[3 * i + 1] = digits[in[i] & 15];
         out[3 * i + 2] = i < 15 ? '-' : '\0';
     }
+}
+
+static const char *const level_names[] = {"off", "error", "warn", "info", "debug", "trace"};
+
+int ocb_log_level(const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        return OCB_LOG_DEFAULT;
+    for (int i = 0; i <= OCB_LOG_TRACE; i++)
+        if (strcasecmp(name, level_names[i]) == 0)
+            return i;
+    if (strcasecmp(name, "warning") == 0)
+        return OCB_LOG_WARN;
+    return OCB_LOG_DEFAULT;
+}
+
+const char *ocb_log_level_name(int level)
+{
+    return level >= 0 && level <= OCB_LOG_TRACE ? level_names[level] : "log";
 }
