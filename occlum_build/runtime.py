@@ -139,6 +139,7 @@ def gdb(inst: paths.Instance, path: str, args: Sequence[str], launch: Sequence[s
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is gdb's, it stops the program
     try:
+        _trace_exec(argv)
         try:
             rc = subprocess.run(argv).returncode
         except OSError as e:
@@ -266,6 +267,7 @@ def start(inst: paths.Instance, launch: Sequence[str] = ()) -> None:
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), *launch,
             "--serve", "--ready-fd", str(w)]
     check_runnable(Path(argv[0]))
+    _trace_exec(argv)
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -317,6 +319,7 @@ def stop(inst: paths.Instance) -> int:
         raise OcclumError(f"{inst.root}: the instance is not running", exit_code=EXIT_FAILURE)
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--stop"]
     check_runnable(Path(argv[0]))
+    _trace_exec(argv)
     try:
         return subprocess.run(argv).returncode
     except OSError as e:
@@ -324,10 +327,16 @@ def stop(inst: paths.Instance) -> int:
 
 
 # ---------------------------------------------------------------- native files that cannot run
+def _trace_exec(argv: Sequence[str]) -> None:
+    """OCCLUM_LOG_LEVEL=trace: every program started (the runtime then logs its own)."""
+    _log.log(log.TRACE, "exec %s", " ".join(argv))
+
+
 def _execv(argv: list[str]) -> None:
     """os.execv, with a native program or PAL that cannot run reported as one line."""
     binary = Path(argv[0])
     check_runnable(binary)
+    _trace_exec(argv)
     try:
         os.execv(binary, argv)
     except OSError as e:

@@ -68,6 +68,7 @@ class _Exec:
         self.dry = dry
         self.r = report
         self._dirs: set[str] = set()
+        self.trace = log.isEnabledFor(oclog.TRACE)  # one line per file, changed or not
 
     def did(self, text: str) -> None:
         self.r.operations.append(text)
@@ -119,6 +120,8 @@ class _Exec:
             self.did(f"set mode/owner of {dest} from {src}")
         else:
             self.r.up_to_date += 1
+            if self.trace:
+                log.log(oclog.TRACE, "up to date: %s (from %s)", dest, src)
 
     @staticmethod
     def _dry_file(st: os.stat_result, dest: str) -> str:
@@ -151,6 +154,8 @@ class _Exec:
                             d.st_mode == st.st_mode and (not IS_ROOT or (d.st_uid == st.st_uid
                                                                          and d.st_gid == st.st_gid)):
                         same += 1
+                        if self.trace:
+                            log.log(oclog.TRACE, "up to date: %s (from %s)", dest, e.src)
                         continue
                 except OSError:
                     pass

@@ -189,6 +189,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     done = 0
     # One listing instead of a stat per kept file (a no-op build is mostly this loop).
     present = {e.name for e in os.scandir(out_dir) if e.is_file(follow_symlinks=False)}
+    trace = _log.isEnabledFor(log.TRACE)  # OCCLUM_LOG_LEVEL=trace: one line per file
     try:
         for n in order:
             rec = _reusable(n, prev) if n.type == T_FILE else None
@@ -196,11 +197,17 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
                 n.mac = bytes.fromhex(rec[3])
                 if rec[0] != n.id:
                     moves.append((rec[0], n))
+                if trace:
+                    _log.log(log.TRACE, "%s: /%s: unchanged (%d bytes, MAC %s)", src,
+                             os.fsdecode(n.path), n.size, n.mac.hex())
                 continue
             if n.type == T_FILE:
                 t = b.tmp(n.id)
                 b.write_file(n, t)
                 new.append((t, n))
+                if trace:
+                    _log.log(log.TRACE, "%s: /%s: hashed and stored (%d bytes, MAC %s)", src,
+                             os.fsdecode(n.path), n.size, n.mac.hex())
                 done += n.size
                 if progress is not None:
                     progress(done, todo)

@@ -20,7 +20,12 @@ pytestmark = [pytest.mark.native, pytest.mark.slow, needs_runtime,
 
 TZ_C = """#include <stdio.h>
 #include <time.h>
-int main(void) { time_t t = 0; struct tm *m = localtime(&t); printf("%s %02d\\n", m->tm_zone, m->tm_hour); return 0; }
+int main(void) {
+    time_t t = 0;
+    struct tm *m = localtime(&t);
+    printf("%s %02d\\n", m->tm_zone, m->tm_hour);
+    return 0;
+}
 """
 IGNORED = "is ignored at run time"
 
