@@ -33,6 +33,14 @@ static inline void ocb_put_le64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* OCCLUM_LOG_LEVEL, as Occlum names its levels (docs/runtime.md "Log levels").  Unset or empty
+ * is OCB_LOG_DEFAULT (warn: unlike Occlum's off, failures of verification while a program runs
+ * are shown); an unknown name is OCB_LOG_DEFAULT too. */
+enum { OCB_LOG_OFF, OCB_LOG_ERROR, OCB_LOG_WARN, OCB_LOG_INFO, OCB_LOG_DEBUG, OCB_LOG_TRACE };
+#define OCB_LOG_DEFAULT OCB_LOG_WARN
+int ocb_log_level(const char *name);
+const char *ocb_log_level_name(int level);
+
 /* Read a whole file (at most max_size bytes) into a malloc'ed buffer. */
 int ocb_read_file(const char *path, size_t max_size, uint8_t **data, size_t *size,
                   struct ocb_err *e);

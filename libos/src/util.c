@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,3 +70,21 @@ void ocb_hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+static const char *const level_names[] = {"off", "error", "warn", "info", "debug", "trace"};
+
+int ocb_log_level(const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        return OCB_LOG_DEFAULT;
+    for (int i = 0; i <= OCB_LOG_TRACE; i++)
+        if (strcasecmp(name, level_names[i]) == 0)
+            return i;
+    if (strcasecmp(name, "warning") == 0)
+        return OCB_LOG_WARN;
+    return OCB_LOG_DEFAULT;
+}
+
+const char *ocb_log_level_name(int level)
+{
+    return level >= 0 && level <= OCB_LOG_TRACE ? level_names[level] : "log";
+}

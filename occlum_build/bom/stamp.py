@@ -164,6 +164,10 @@ def load(path: Path, env: Mapping[str, str]) -> dict | None:
     if now != keys:
         log.debug("copy_bom stamp: %s changed; full run", _first_change(paths, now, keys, n_stat))
         return None
+    if log.isEnabledFor(oclog.TRACE):  # every path the decision rested on
+        for i, p in enumerate(paths):
+            log.log(oclog.TRACE, "copy_bom stamp: %s%s unchanged", "" if i < n_stat else "destination ",
+                    os.fsdecode(p))
     return h["report"]
 
 
