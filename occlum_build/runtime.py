@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import keys, log, paths
 from .errors import EXIT_FAILURE, OcclumError, StateError
-from .fsutil import own_dir
+from .fsutil import makedirs, own_dir
 
 _log = log.get("runtime")
 
@@ -83,17 +83,76 @@ def require_built(inst: paths.Instance) -> None:
                          "without --occlum-dir")
 
 
-def run_argv(inst: paths.Instance, path: str, args: Sequence[str]) -> list[str]:
-    """Command line of ``occlum run <path> [args]`` for ``inst``."""
+def run_argv(inst: paths.Instance, path: str, args: Sequence[str],
+             launch: Sequence[str] = ()) -> list[str]:
+    """Command line of ``occlum run [launch options] <path> [args]`` for ``inst`` (the
+    options checked by occlum_build.launch)."""
     require_built(inst)
-    return [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), path, *args]
+    return [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), *launch, path,
+            *args]
 
 
-def exec_run(inst: paths.Instance, path: str, args: Sequence[str]) -> None:
+def exec_run(inst: paths.Instance, path: str, args: Sequence[str],
+             launch: Sequence[str] = ()) -> None:
     """Replace this process with occlum-run, so that stdio, signals and the exit status are
     the program's own (occlum-run's rules: status & 0x7f, 128+signal, 127, 1)."""
-    argv = run_argv(inst, path, args)
+    argv = run_argv(inst, path, args, launch)
     _execv(argv)
+
+
+# The gdb commands of `occlum gdb` (docs/runtime.md "occlum gdb").
+GDB_SCRIPT = paths.DATA_DIR / "occlum-gdb.gdb"
+GDB_ARGS_ENV = "OCCLUM_GDB_ARGS"
+
+
+def gdb_argv(inst: paths.Instance, path: str, args: Sequence[str], launch: Sequence[str] = (),
+             gdb_args: str | None = None) -> list[str]:
+    """Command line of ``occlum gdb``: Debian's gdb runs occlum-run (the verified boot) with
+    our commands, which make it follow the sandbox's clone into the program."""
+    import shlex
+    import shutil
+
+    run = run_argv(inst, path, args, launch)
+    check_runnable(Path(run[0]))
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        raise OcclumError("gdb is not installed (apt-get install gdb)", exit_code=EXIT_FAILURE)
+    text = gdb_args if gdb_args is not None else os.environ.get(GDB_ARGS_ENV, "")
+    try:
+        extra = shlex.split(text)
+    except ValueError as e:
+        raise OcclumError(f"cannot split {text!r}: {e}",
+                          where="--gdb-args" if gdb_args is not None else GDB_ARGS_ENV) from None
+    return [gdb, "-q", "-x", str(GDB_SCRIPT), *extra, "--args", *run]
+
+
+def gdb(inst: paths.Instance, path: str, args: Sequence[str], launch: Sequence[str] = (),
+        gdb_args: str | None = None) -> int:
+    """`occlum gdb`: run gdb (its exit status is ours) and wait for the runtime it started.
+    gdb detaches from occlum-run when it follows the program, so occlum-run may still be
+    unmounting after gdb ends: as a child subreaper we inherit it and wait for it, so the
+    instance is free again when `occlum gdb` returns."""
+    import ctypes
+    import signal
+
+    argv = gdb_argv(inst, path, args, launch, gdb_args)
+    pr_set_child_subreaper = 36
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C is gdb's, it stops the program
+    try:
+        _trace_exec(argv)
+        try:
+            rc = subprocess.run(argv).returncode
+        except OSError as e:
+            raise exec_error(Path(argv[0]), e) from None
+        while True:  # the runtime gdb detached from, and what it still runs
+            try:
+                os.wait()
+            except ChildProcessError:
+                break
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return rc
 
 
 def mount_argv(inst: paths.Instance, mountpoint: str, image_key: str | None = None) -> list[str]:
@@ -116,8 +175,13 @@ def hold_run_lock(inst: paths.Instance, *, inheritable: bool = True) -> int:
     inheritable (by default) so that it stays held by a program exec'd from here.  As
     libos/src/runlock.c does, a busy lock is tried again for 50 ms: :func:`lock_held` holds it
     shared for a moment."""
-    own_dir(inst.run, paths.OUTPUT_DIR_MODE)
-    fd = os.open(inst.run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = inst.run / RUN_LOCK
+    try:
+        makedirs(inst.run, paths.OUTPUT_DIR_MODE)  # an existing run/ is left as it is
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise OcclumError(f"cannot open the runtime lock: {e.strerror or e}", where=str(lock),
+                          exit_code=EXIT_FAILURE) from None
     for attempt in range(11):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -136,10 +200,14 @@ def lock_held(inst: paths.Instance) -> bool:
     """Whether a runtime (occlum run, the occlum start server, occlum mount) holds the
     instance's runtime lock.  The kernel drops an flock with the last process holding it, so a
     crashed server never looks alive; never blocks."""
+    lock = inst.run / RUN_LOCK
     try:
-        fd = os.open(inst.run / RUN_LOCK, os.O_RDONLY)
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO there must not block
     except FileNotFoundError:
         return False
+    except OSError as e:  # e.g. not root: the runtime's state cannot be told
+        raise OcclumError(f"cannot read the runtime lock: {e.strerror or e}", where=str(lock),
+                          exit_code=EXIT_FAILURE) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -191,9 +259,10 @@ def exec_mount(inst: paths.Instance, mountpoint: str, image_key: str | None = No
     _execv(argv)
 
 
-def start(inst: paths.Instance) -> None:
+def start(inst: paths.Instance, launch: Sequence[str] = ()) -> None:
     """`occlum start`: boot the instance in a background server (occlum-run --serve) and
-    return once it accepts `occlum exec`; a boot failure is raised with the server's message."""
+    return once it accepts `occlum exec`; a boot failure is raised with the server's message.
+    ``launch``: occlum-run launch options (occlum_build.launch), for every program."""
     require_built(inst)
     if lock_held(inst):
         if _server_answers(inst):
@@ -205,9 +274,10 @@ def start(inst: paths.Instance) -> None:
     own_dir(inst.run, paths.OUTPUT_DIR_MODE)
     log_path = inst.run / EXEC_LOG
     r, w = os.pipe()
-    argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--serve",
-            "--ready-fd", str(w)]
+    argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), *launch,
+            "--serve", "--ready-fd", str(w)]
     check_runnable(Path(argv[0]))
+    _trace_exec(argv)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     os.fchmod(log_fd, 0o600)  # the server's messages name paths of the app: not for everyone
     with os.fdopen(log_fd, "ab") as log:
@@ -261,6 +331,7 @@ def stop(inst: paths.Instance) -> int:
         raise OcclumError(f"{inst.root}: the instance is not running", exit_code=EXIT_FAILURE)
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), "--stop"]
     check_runnable(Path(argv[0]))
+    _trace_exec(argv)
     try:
         return subprocess.run(argv).returncode
     except OSError as e:
@@ -268,10 +339,16 @@ def stop(inst: paths.Instance) -> int:
 
 
 # ---------------------------------------------------------------- native files that cannot run
+def _trace_exec(argv: Sequence[str]) -> None:
+    """OCCLUM_LOG_LEVEL=trace: every program started (the runtime then logs its own)."""
+    _log.log(log.TRACE, "exec %s", " ".join(argv))
+
+
 def _execv(argv: list[str]) -> None:
     """os.execv, with a native program or PAL that cannot run reported as one line."""
     binary = Path(argv[0])
     check_runnable(binary)
+    _trace_exec(argv)
     try:
         os.execv(binary, argv)
     except OSError as e:

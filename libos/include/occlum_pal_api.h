@@ -16,7 +16,7 @@ int occlum_pal_get_version(void);
 struct occlum_pal_attr {
     /* Occlum instance directory (default "."). */
     const char *instance_dir;
-    /* "off", "error", "warn", "info" or "trace" (default: OCCLUM_LOG_LEVEL or "off"). */
+    /* "off", "error", "warn", "info", "debug" or "trace" (default: OCCLUM_LOG_LEVEL, else "warn"). */
     const char *log_level;
 };
 

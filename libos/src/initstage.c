@@ -87,6 +87,7 @@ int ocb_init_stage(const char *initfs_dir, const uint8_t mac[16], const char *ke
             ocb_fail(e, "%s:/etc/image_key: not an image key (xx-xx-...)", initfs_dir);
             goto out;
         }
+        out->key_from_initfs = 1;
         rc = 0;
         goto out;
     }

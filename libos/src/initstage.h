@@ -7,6 +7,7 @@
 struct ocb_init_result {
     int encrypted;         /* image_config.json image_type */
     uint8_t image_key[16]; /* valid when encrypted */
+    int key_from_initfs;   /* the key was the init FS's /etc/image_key */
 };
 
 /* Open the init FS image in `initfs_dir` against `mac`, read /etc/image_config.json

@@ -15,6 +15,7 @@
 #include "occlum_pal_api.h"
 
 #include "conf.h"
+#include "identity.h"
 #include "image.h"
 #include "initstage.h"
 #include "runlock.h"
@@ -51,7 +52,12 @@ static struct {
     struct ocb_config conf;
     struct ocb_init_result init;
     pid_t fs_pid;
-    int log_level; /* 0 off, 1 error, 2 warn, 3 info, 4 trace */
+    int log_level; /* OCB_LOG_OFF .. OCB_LOG_TRACE */
+    struct ocb_identity identity;
+    uint8_t report[OCB_REPORT_BODY_SIZE];
+    char identity_json[1024];
+    cpu_set_t cpus; /* occlum run --cpus N: the first N CPUs we may use */
+    int ncpus;      /* 0: no limit */
     struct {
         int used;
         struct ocb_proc proc;
@@ -73,7 +79,7 @@ static double now_ms(void)
 static void info(const char *fmt, const char *arg)
 {
     static double t0;
-    if (g.log_level >= 3) {
+    if (g.log_level >= OCB_LOG_INFO) {
         double t = now_ms();
         if (t0 == 0)
             t0 = t;
@@ -85,15 +91,44 @@ static void info(const char *fmt, const char *arg)
 
 int occlum_pal_get_version(void) { return OCCLUM_PAL_VERSION; }
 
-static int parse_log_level(const char *s)
+/* Messages at or above `level` (ocb.h) go to stderr as "occlum: <level>: ...". */
+static void logf_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_at(int level, const char *fmt, ...)
 {
-    static const char *const names[] = {"off", "error", "warn", "info", "trace"};
-    if (s == NULL)
-        return 0;
-    for (int i = 0; i < 5; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    return 1;
+    if (g.log_level < level)
+        return;
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "occlum: %s: %s\n", ocb_log_level_name(level), line);
+}
+
+/* OCCLUM_CPUS=N (occlum run --cpus N): the first N CPUs of those this process may use. */
+static int parse_cpus(const char *text, struct ocb_err *e)
+{
+    cpu_set_t avail;
+    CPU_ZERO(&avail);
+    if (sched_getaffinity(0, sizeof avail, &avail) != 0)
+        return ocb_fail(e, "sched_getaffinity: %s", strerror(errno));
+    int have = CPU_COUNT(&avail);
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno != 0 || n < 1 || n > have || text[0] == '+' ||
+        text[0] == ' ')
+        return ocb_fail(e, "OCCLUM_CPUS (--cpus): \"%.40s\" is not a number of CPUs from 1 to %d "
+                           "(the CPUs this process may use)", text, have);
+    CPU_ZERO(&g.cpus);
+    int taken = 0;
+    for (int c = 0; c < CPU_SETSIZE && taken < n; c++)
+        if (CPU_ISSET(c, &avail)) {
+            CPU_SET(c, &g.cpus);
+            taken++;
+        }
+    g.ncpus = (int)n;
+    return 0;
 }
 
 static int inst_path(char *out, size_t n, const char *rel, struct ocb_err *e)
@@ -189,6 +224,7 @@ static int mount_root(struct ocb_err *e)
         o.ready_fd = ready[1];
         o.log = fs_log;
         o.log_ctx = &logfd;
+        o.log_files = g.log_level >= OCB_LOG_TRACE;
         _exit(ofs_serve(&o));
     }
     close(ready[1]);
@@ -214,8 +250,8 @@ static int mount_root(struct ocb_err *e)
     if (fork() == 0) {
         char buf[512];
         setpgid(0, 0);
-        while ((n = read(errp[0], buf, sizeof buf)) > 0)
-            if (write(2, buf, (size_t)n) < 0)
+        while ((n = read(errp[0], buf, sizeof buf)) > 0) /* shown from OCCLUM_LOG_LEVEL=error */
+            if (g.log_level >= OCB_LOG_ERROR && write(2, buf, (size_t)n) < 0)
                 break;
         _exit(0);
     }
@@ -248,8 +284,11 @@ static int check_sgx_mode(struct ocb_err *e)
         if (access(sgx_devices[i], F_OK) == 0)
             return 0;
     const char *o = getenv("OCCLUM_SIM_RUNS_HW");
-    if (o != NULL && strcmp(o, "1") == 0)
+    if (o != NULL && strcmp(o, "1") == 0) {
+        logf_at(OCB_LOG_WARN, "%s: a HW build (.sgx_mode %s) runs on the SIM runtime "
+                              "(OCCLUM_SIM_RUNS_HW=1): no enclave protects it", g.inst, mode);
         return 0;
+    }
     return ocb_fail(e, "%s: built for SGX hardware (.sgx_mode %s) but this machine has no SGX device "
                        "(/dev/sgx_enclave, /dev/sgx/enclave, /dev/isgx): rebuild with "
                        "'occlum build --sgx-mode SIM', or set OCCLUM_SIM_RUNS_HW=1 to run this HW "
@@ -284,12 +323,26 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
     if (ocb_verify_libos(p, &g.libos, e) != 0)
         return -1;
     info("verified LibOS %s", p);
-    if (g.log_level >= 3) {
+    {
         char mre[65], mrs[65];
         ocb_hex(g.libos.mrenclave, 32, mre);
         ocb_hex(g.libos.mrsigner, 32, mrs);
-        fprintf(stderr, "occlum: MRENCLAVE %s MRSIGNER %s\n", mre, mrs);
+        if (g.log_level >= OCB_LOG_INFO)
+            fprintf(stderr, "occlum: MRENCLAVE %s MRSIGNER %s\n", mre, mrs);
+        logf_at(OCB_LOG_DEBUG, "ISVPRODID %u ISVSVN %u attributes 0x%llx (KSS %s)",
+                (unsigned)g.libos.isvprodid, (unsigned)g.libos.isvsvn,
+                (unsigned long long)g.libos.attributes_flags,
+                (g.libos.attributes_flags & OCB_FLAGS_KSS) ? "on" : "off");
     }
+    /* KSS values given at launch and the measurement the user expects (identity.c). */
+    if (ocb_identity_from_env(p, &g.libos, &g.identity, e) != 0)
+        return -1;
+    ocb_report_body(&g.libos, &g.identity, g.report);
+    if (ocb_identity_json(&g.libos, &g.identity, g.identity_json, sizeof g.identity_json) < 0)
+        return ocb_fail(e, "internal error: the identity does not fit its buffer");
+    const char *cpus = getenv(OCB_ENV_CPUS);
+    if (cpus != NULL && cpus[0] != '\0' && parse_cpus(cpus, e) != 0)
+        return -1;
     snprintf(p, sizeof p, "%s/build/.Occlum_sys.json.protected", g.inst);
     if (ocb_conf_load(p, g.libos.conf_mac, &g.conf, e) != 0)
         return -1;
@@ -300,6 +353,10 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
     if (ocb_init_stage(initfs, g.conf.init_lower->mac, getenv("OCCLUM_IMAGE_KEY_FILE"), &g.init, e) != 0)
         return -1;
     info("verified init FS %s", initfs);
+    logf_at(OCB_LOG_TRACE, "init FS file /etc/image_config.json: %s root FS; image key %s",
+            g.init.encrypted ? "encrypted" : "integrity-only",
+            !g.init.encrypted ? "not needed" : g.init.key_from_initfs ? "from /etc/image_key of the init FS"
+                                                                       : "from OCCLUM_IMAGE_KEY_FILE");
     char image[PATH_MAX];
     if (inst_path(image, sizeof image, g.conf.root_lower->source, e) != 0)
         return -1;
@@ -325,7 +382,7 @@ int occlum_pal_init(const struct occlum_pal_attr *attr)
         errno = EEXIST;
         return -1;
     }
-    g.log_level = parse_log_level(attr && attr->log_level ? attr->log_level : getenv("OCCLUM_LOG_LEVEL"));
+    g.log_level = ocb_log_level(attr && attr->log_level ? attr->log_level : getenv("OCCLUM_LOG_LEVEL"));
     if (boot(attr, &e) != 0) {
         report(&e);
         ocb_config_free(&g.conf);
@@ -446,7 +503,27 @@ int occlum_pal_create_process(struct occlum_pal_create_process_args *args)
                    .mmap_size = g.conf.mmap_size,
                    .as = g.conf.user_space_max,
                    .nproc = g.libos.tcs_max_num},
+        .cpus = g.ncpus ? &g.cpus : NULL,
+        .report = g.report,
+        .identity_json = g.identity_json,
+        .log_level = g.log_level,
     };
+    if (g.log_level >= OCB_LOG_DEBUG) {
+        size_t nenv = 0;
+        for (char **p = env; p && *p; p++)
+            nenv++;
+        int cpus = g.ncpus;
+        if (cpus == 0) {
+            cpu_set_t all;
+            CPU_ZERO(&all);
+            cpus = sched_getaffinity(0, sizeof all, &all) == 0 ? CPU_COUNT(&all) : 0;
+        }
+        logf_at(OCB_LOG_DEBUG, "start %s: %zu environment variables, stack %llu, heap+mmap %llu, "
+                               "address space %llu bytes, %llu threads, %d CPUs", path, nenv,
+                (unsigned long long)s.limits.stack, (unsigned long long)s.limits.data,
+                (unsigned long long)s.limits.as, (unsigned long long)s.limits.nproc,
+                cpus);
+    }
     int rc = env ? ocb_sandbox_spawn(&s, &g.procs[slot].proc, &e) : ocb_fail(&e, "out of memory");
     free(env);
     if (rc != 0) {

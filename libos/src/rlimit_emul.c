@@ -7,6 +7,7 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,36 +21,50 @@
 
 #define ARG(n) (offsetof(struct seccomp_data, args) + 8 * (n))
 
-int ocb_rlemul_install(int sock, int count_tasks)
+/* Append one instruction; the caller sized the array for the longest program. */
+#define EMIT(insn) (f[n++] = (struct sock_filter)insn)
+
+int ocb_rlemul_install(int sock, unsigned what)
 {
     /* x86-64 only: getrlimit/setrlimit(resource, ...) and prlimit64(pid, resource, ...) with
-     * resource == RLIMIT_DATA, and (count_tasks) the clone family go to the listener;
-     * everything else is allowed.  Jump offsets count instructions after the jump. */
-    const unsigned clone_nr = count_tasks ? SYS_clone : 0xffffffffu;
-    const unsigned clone3_nr = count_tasks ? SYS_clone3 : 0xffffffffu;
-    const unsigned fork_nr = count_tasks ? SYS_fork : 0xffffffffu;
-    const unsigned vfork_nr = count_tasks ? SYS_vfork : 0xffffffffu;
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, clone_nr, 12, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, clone3_nr, 11, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, fork_nr, 10, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, vfork_nr, 9, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getrlimit, 2, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setrlimit, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prlimit64, 3, 2),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(0)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RLIMIT_DATA, 4, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(1)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RLIMIT_DATA, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-    };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+     * resource == RLIMIT_DATA always go to the listener; with OCB_FILTER_TASKS the clone
+     * family, with OCB_FILTER_AFFINITY sched_setaffinity, with OCB_FILTER_EXEC execve and
+     * execveat too; everything else is allowed.  Jump offsets count instructions after the
+     * jump: the program ends with ALLOW, the two argument checks, and NOTIFY. */
+    unsigned nrs[8], k = 0;
+    if (what & OCB_FILTER_TASKS) {
+        nrs[k++] = SYS_clone;
+        nrs[k++] = SYS_clone3;
+        nrs[k++] = SYS_fork;
+        nrs[k++] = SYS_vfork;
+    }
+    if (what & OCB_FILTER_AFFINITY)
+        nrs[k++] = SYS_sched_setaffinity;
+    if (what & OCB_FILTER_EXEC) {
+        nrs[k++] = SYS_execve;
+        nrs[k++] = SYS_execveat;
+    }
+    struct sock_filter f[32];
+    unsigned n = 0;
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+    /* Each jump to NOTIFY skips the jumps after it and the 9 instructions before NOTIFY. */
+    for (unsigned i = 0; i < k; i++)
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nrs[i], (uint8_t)(k - 1 - i + 9), 0));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getrlimit, 3, 0)); /* to LD arg0 */
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setrlimit, 2, 0));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_prlimit64, 4, 0)); /* to LD arg1 */
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(0)));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RLIMIT_DATA, 3, 0)); /* to NOTIFY */
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG(1)));
+    EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, RLIMIT_DATA, 0, 1));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF));
+    EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    struct sock_fprog prog = {.len = (unsigned short)n, .filter = f};
     int fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     if (fd < 0)
         return -errno;
@@ -187,6 +202,57 @@ uint64_t ocb_count_tasks(int procfd)
     return count;
 }
 
+/* sched_setaffinity(pid, len, mask) of the caller: applied by the init with the mask limited to
+ * the init's own CPUs (those of --cpus), so that the program cannot leave them. */
+static int limit_affinity(const struct seccomp_notif *n)
+{
+    pid_t target = n->data.args[0] ? (pid_t)n->data.args[0] : (pid_t)n->pid;
+    size_t len = (size_t)n->data.args[1];
+    cpu_set_t want, mine;
+    CPU_ZERO(&want);
+    if (len == 0)
+        return -EINVAL;
+    if (mem_rw((pid_t)n->pid, n->data.args[2], &want, len < sizeof want ? len : sizeof want, 0) != 0)
+        return -EFAULT;
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0)
+        return -errno;
+    CPU_AND(&want, &want, &mine);
+    if (CPU_COUNT(&want) == 0)
+        return -EINVAL; /* as the kernel answers a mask with none of the allowed CPUs */
+    return sched_setaffinity(target, sizeof want, &want) == 0 ? 0 : -errno;
+}
+
+/* execve(path, ...) / execveat(dirfd, path, ...): log the path, let the call go on. */
+static void log_exec(const struct seccomp_notif *n)
+{
+    uint64_t addr = n->data.nr == SYS_execve ? n->data.args[0] : n->data.args[1];
+    char path[512];
+    size_t got = 0;
+    /* Page by page: a string near the end of a mapping must not fail the whole read. */
+    while (got < sizeof path - 1) {
+        size_t chunk = 64;
+        if (chunk > sizeof path - 1 - got)
+            chunk = sizeof path - 1 - got;
+        if (mem_rw((pid_t)n->pid, addr + got, path + got, chunk, 0) != 0)
+            break;
+        if (memchr(path + got, '\0', chunk) != NULL) {
+            got += chunk;
+            break;
+        }
+        got += chunk;
+    }
+    path[got] = '\0';
+    ocb_rlemul_log_exec((pid_t)n->pid, got ? path : "?");
+}
+
+void ocb_rlemul_log_exec(pid_t pid, const char *path)
+{
+    char line[600];
+    int len = snprintf(line, sizeof line, "occlum: trace: exec [pid %d] %s\n", (int)pid, path);
+    if (len > 0 && write(2, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1) < 0)
+        return;
+}
+
 void ocb_rlemul_handle(int fd, uint64_t mmap_size, int procfd, uint64_t max_tasks)
 {
     struct seccomp_notif_sizes sz;
@@ -210,6 +276,13 @@ void ocb_rlemul_handle(int fd, uint64_t mmap_size, int procfd, uint64_t max_task
             resp->error = 0;
             resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
         }
+    } else if (nr == SYS_execve || nr == SYS_execveat) {
+        log_exec(req);
+        resp->error = 0;
+        resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    } else if (nr == SYS_sched_setaffinity) {
+        resp->error = limit_affinity(req);
+        resp->flags = 0;
     } else {
         resp->error = emulate(req, mmap_size);
         resp->flags = 0;

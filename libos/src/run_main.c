@@ -1,6 +1,11 @@
 /* occlum-run: boot an instance with the PAL and run one program (Occlum's src/run/main.c).
  *
- *   occlum-run [--instance DIR] <path> [args...]
+ *   occlum-run [--instance DIR] [OPTIONS] <path> [args...]
+ *
+ *   OPTIONS (also before --serve): --config-id B64, --config-svn N (KSS, as Occlum's
+ *   occlum run), --expect-mrenclave HEX, --expect-mrsigner HEX, --cpus N; each sets the
+ *   PAL's environment variable (OCCLUM_CONF_ID_BASE64, OCCLUM_CONF_SVN,
+ *   OCCLUM_EXPECT_MRENCLAVE, OCCLUM_EXPECT_MRSIGNER, OCCLUM_CPUS) read at boot.
  *
  *   occlum-run [--instance DIR] --serve [--ready-fd N]   serve the booted instance (occlum start)
  *   occlum-run [--instance DIR] --exec <path> [args...]  run in the served instance (occlum exec)
@@ -64,6 +69,28 @@ int main(int argc, char **argv)
         i += 2;
     }
     const char *inst = instance && instance[0] ? instance : ".";
+    /* Launch options: the PAL reads them from its environment at occlum_pal_init, where real
+     * Occlum's PAL reads OCCLUM_CONF_ID_BASE64 and OCCLUM_CONF_SVN (docs/runtime.md). */
+    static const char *const launch_opts[][2] = {
+        {"--config-id", "OCCLUM_CONF_ID_BASE64"},     {"--config-svn", "OCCLUM_CONF_SVN"},
+        {"--expect-mrenclave", "OCCLUM_EXPECT_MRENCLAVE"}, {"--expect-mrsigner", "OCCLUM_EXPECT_MRSIGNER"},
+        {"--cpus", "OCCLUM_CPUS"},
+    };
+    for (int matched = 1; matched && i < argc;) {
+        matched = 0;
+        for (size_t k = 0; k < sizeof launch_opts / sizeof launch_opts[0]; k++) {
+            if (strcmp(argv[i], launch_opts[k][0]) != 0)
+                continue;
+            if (i + 1 >= argc || argv[i + 1][0] == '\0') {
+                fprintf(stderr, "occlum-run: %s needs a value\n", launch_opts[k][0]);
+                return 1;
+            }
+            setenv(launch_opts[k][1], argv[i + 1], 1);
+            i += 2;
+            matched = 1;
+            break;
+        }
+    }
     if (i < argc && strcmp(argv[i], "--serve") == 0) {
         int ready = -1;
         if (i + 2 < argc && strcmp(argv[i + 1], "--ready-fd") == 0)
@@ -75,7 +102,8 @@ int main(int argc, char **argv)
     if (i + 1 < argc && strcmp(argv[i], "--exec") == 0)
         return ocb_client_exec(inst, argv[i + 1], &argv[i + 1]);
     if (i >= argc || argv[i][0] == '-') {
-        fprintf(stderr, "usage: occlum-run [--instance DIR] <path> [args...]\n"
+        fprintf(stderr, "usage: occlum-run [--instance DIR] [--config-id B64] [--config-svn N] [--expect-mrenclave HEX]\n"
+                        "                  [--expect-mrsigner HEX] [--cpus N] <path> [args...]\n"
                         "       occlum-run [--instance DIR] --serve [--ready-fd N] | --exec <path> [args...] | --stop\n");
         return 1;
     }

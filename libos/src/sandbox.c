@@ -138,8 +138,14 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
     close(req_fd);
     close(sync_fd);
 
+    /* The CPUs of --cpus: the init's own affinity, inherited by the program, is also the set
+     * the seccomp handler limits every later sched_setaffinity to. */
+    if (s->cpus != NULL && sched_setaffinity(0, sizeof *s->cpus, s->cpus) != 0)
+        ocb_sandbox_die(efd, "cannot limit the CPUs (--cpus): %s", strerror(errno));
+    unsigned what = (s->limits.nproc ? OCB_FILTER_TASKS : 0) | (s->cpus ? OCB_FILTER_AFFINITY : 0) |
+                    (s->log_level >= OCB_LOG_TRACE ? OCB_FILTER_EXEC : 0);
     int sv[2] = {-1, -1};
-    const int filter = s->limits.mmap_size || s->limits.nproc;
+    const int filter = s->limits.mmap_size || what;
     if (filter && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         ocb_sandbox_die(efd, "socketpair: %s", strerror(errno));
     /* Kept open: the app may cover /proc later, the count must not follow. */
@@ -174,7 +180,7 @@ __attribute__((noreturn)) static void ns_init(const struct ocb_sandbox_spec *s, 
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
             ocb_sandbox_die(efd, "prctl: %s", strerror(errno));
         if (filter) {
-            int rc = ocb_rlemul_install(sv[1], s->limits.nproc != 0);
+            int rc = ocb_rlemul_install(sv[1], what);
             if (rc != 0)
                 ocb_sandbox_die(efd, "cannot install the RLIMIT_DATA filter: %s", strerror(-rc));
         }
@@ -243,6 +249,11 @@ static int write_file(const char *path, const char *text)
     return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+__attribute__((noinline)) void ocb_gdb_enter_sandbox(void)
+{
+    __asm__ volatile("" ::: "memory"); /* keep the call: gdb breaks on it */
+}
+
 int ocb_sandbox_spawn(const struct ocb_sandbox_spec *s, struct ocb_proc *out, struct ocb_err *e)
 {
     memset(out, 0, sizeof *out);
@@ -262,6 +273,7 @@ int ocb_sandbox_spawn(const struct ocb_sandbox_spec *s, struct ocb_proc *out, st
         return ocb_fail(e, "pipe: %s", strerror(errno));
     }
     fflush(NULL);
+    ocb_gdb_enter_sandbox();
     long pid = syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL);
     if (pid == 0) {
         close(req[0]), close(sync[1]), close(errp[0]), close(statp[0]);

@@ -6,6 +6,7 @@
 
 #include "conf.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -17,6 +18,9 @@ struct ocb_limits {
     rlim_t nproc;   /* RLIMIT_NPROC soft and hard: max_num_of_threads (0: unchanged) */
 };
 
+/* occlum run --cpus N reaches the PAL as OCCLUM_CPUS=N (as the KSS values do, identity.h). */
+#define OCB_ENV_CPUS "OCCLUM_CPUS"
+
 struct ocb_sandbox_spec {
     const char *root;            /* directory to chroot into */
     const char *instance_dir;    /* hostfs sources are relative to it */
@@ -26,6 +30,10 @@ struct ocb_sandbox_spec {
     const char *const *envp;
     int stdio[3];
     struct ocb_limits limits;
+    const cpu_set_t *cpus;       /* the CPUs of the program (--cpus), NULL: unchanged */
+    const uint8_t *report;       /* the simulated report body (identity.h) for /dev/attestation */
+    const char *identity_json;   /* its JSON form; both NULL: no /dev/attestation */
+    int log_level;               /* OCB_LOG_*: trace logs every mount and every exec */
 };
 
 struct ocb_proc {
@@ -34,6 +42,10 @@ struct ocb_proc {
     int done;
     int status;
 };
+
+/* Called right before the sandbox's first process is cloned: `occlum gdb` breaks here to
+ * follow the clone (and then the program) instead of the runtime (docs/runtime.md "gdb"). */
+void ocb_gdb_enter_sandbox(void);
 
 /* Start the program.  Returns 0 once it has exec'd; -1 with a message if the sandbox could not
  * be set up or the program could not be executed (nothing of the app has run then). */

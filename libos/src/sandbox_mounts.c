@@ -2,6 +2,8 @@
  * every target opened without following symlinks, a minimal /dev and a hardened /proc. */
 #include "sandbox_int.h"
 
+#include "identity.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -56,6 +58,8 @@ static int walk(int efd, const char *root, const char *rel, int create)
 
 static void fd_path(int fd, char out[64]) { snprintf(out, 64, "/proc/self/fd/%d", fd); }
 
+static int trace_mounts; /* OCCLUM_LOG_LEVEL=trace: one line per mount */
+
 /* mount(source, <root>/<rel>, ...) through a verified descriptor of the target. */
 static void mount_at(int efd, const char *root, const char *rel, const char *src, const char *type,
                      unsigned long flags, const char *data, const char *what)
@@ -66,6 +70,33 @@ static void mount_at(int efd, const char *root, const char *rel, const char *src
     if (mount(src, p, type, flags, data) != 0)
         ocb_sandbox_die(efd, "cannot mount %s at /%s: %s", what, rel, strerror(errno));
     close(fd);
+    if (trace_mounts)
+        fprintf(stderr, "occlum: trace: mount %s at /%s%s%s\n", what, rel,
+                flags & MS_BIND ? " from " : "", flags & MS_BIND ? src : "");
+}
+
+/* /dev/attestation: the simulated report of the enclave (identity.h), read-only: a tmpfs of
+ * its own, remounted read-only once written (the program cannot remount: its user namespace
+ * does not own the mount namespace). */
+static void write_at(int efd, int dfd, const char *name, const void *data, size_t n)
+{
+    int fd = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0444);
+    if (fd < 0 || write(fd, data, n) != (ssize_t)n || close(fd) != 0)
+        ocb_sandbox_die(efd, "cannot write /dev/attestation/%s: %s", name, strerror(errno));
+}
+
+static void setup_attestation(int efd, const char *root, const struct ocb_sandbox_spec *s)
+{
+    mount_at(efd, root, "dev/attestation", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+             "mode=0555,size=16k", "the simulated report");
+    int afd = walk(efd, root, "dev/attestation", 0);
+    write_at(efd, afd, "report_body", s->report, OCB_REPORT_BODY_SIZE);
+    write_at(efd, afd, "identity.json", s->identity_json, strlen(s->identity_json));
+    char p[64];
+    fd_path(afd, p);
+    if (mount(NULL, p, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        ocb_sandbox_die(efd, "cannot make /dev/attestation read-only: %s", strerror(errno));
+    close(afd);
 }
 
 /* /proc of the sandbox: the app is root, mapped to host root, and the kernel checks writes to
@@ -104,9 +135,9 @@ static void harden_proc(int efd, const char *root, const char *procrel)
     close(pfd);
 }
 
-static void setup_dev(int efd, const char *root)
+static void setup_dev(int efd, const char *root, const struct ocb_sandbox_spec *s)
 {
-    mount_at(efd, root, "dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k", "/dev");
+    mount_at(efd, root, "dev", "tmpfs", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k", "devfs (tmpfs)");
     int dfd = walk(efd, root, "dev", 0); /* the fresh tmpfs: nothing of the app in it */
     char p[64];
     static const char *const nodes[] = {"null", "zero", "random", "urandom", "tty"};
@@ -133,13 +164,16 @@ static void setup_dev(int efd, const char *root)
     if (mkdirat(dfd, "shm", 01777) != 0)
         ocb_sandbox_die(efd, "cannot create /dev/shm: %s", strerror(errno));
     close(dfd);
-    mount_at(efd, root, "dev/shm", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", "/dev/shm");
+    mount_at(efd, root, "dev/shm", "tmpfs", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", "tmpfs");
+    if (s->report != NULL && s->identity_json != NULL)
+        setup_attestation(efd, root, s);
 }
 
 void ocb_sandbox_mounts(int efd, const struct ocb_sandbox_spec *s)
 {
     char src[PATH_MAX];
     int have_proc = 0, have_dev = 0;
+    trace_mounts = s->log_level >= OCB_LOG_TRACE;
     for (size_t i = 0; i < s->stage->nmounts; i++) {
         const struct ocb_mount *m = &s->stage->mounts[i];
         const char *rel = m->target;
@@ -156,7 +190,7 @@ void ocb_sandbox_mounts(int efd, const struct ocb_sandbox_spec *s)
         } else if (strcmp(m->type, "devfs") == 0) {
             if (strcmp(rel, "dev") != 0)
                 ocb_sandbox_die(efd, "devfs must be mounted at /dev, not %s", m->target);
-            setup_dev(efd, s->root);
+            setup_dev(efd, s->root, s);
             have_dev = 1;
         } else if (strcmp(m->type, "hostfs") == 0) {
             if (m->source == NULL)
@@ -178,5 +212,5 @@ void ocb_sandbox_mounts(int efd, const struct ocb_sandbox_spec *s)
         harden_proc(efd, s->root, "proc");
     }
     if (!have_dev)
-        setup_dev(efd, s->root);
+        setup_dev(efd, s->root, s);
 }

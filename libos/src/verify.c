@@ -153,6 +153,12 @@ int ocb_verify_libos_buf(const char *name, const uint8_t *data, size_t size,
     ocb_sigstruct_mrsigner(&f.css, out->mrsigner);
     out->isvprodid = f.css.isvprodid;
     out->isvsvn = f.css.isvsvn;
+    out->miscselect = f.css.miscselect;
+    out->attributes_flags = f.css.attributes_flags;
+    out->attributes_xfrm = f.css.attributes_xfrm;
+    out->attributemask_flags = f.css.attributemask_flags;
+    memcpy(out->isvfamilyid, f.css.isvfamilyid, 16);
+    memcpy(out->isvextprodid, f.css.isvextprodid, 16);
     /* Patch 0 is the g_global_data template (measured); tcs_max_num is at offset 64. */
     if (f.meta.dir_size[OCB_DIR_PATCH] >= 32) {
         const uint8_t *p0 = f.meta.raw + f.meta.dir_offset[OCB_DIR_PATCH];

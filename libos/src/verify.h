@@ -10,6 +10,10 @@ struct ocb_libos {
     uint32_t version;      /* LibOS version reported by the enclave */
     uint8_t conf_mac[16];  /* from .builtin_config */
     uint64_t tcs_max_num;  /* from the measured g_global_data template (max_num_of_threads) */
+    /* From the verified SIGSTRUCT (signed): what SECS and a report of the enclave carry. */
+    uint32_t miscselect;
+    uint64_t attributes_flags, attributes_xfrm, attributemask_flags;
+    uint8_t isvfamilyid[16], isvextprodid[16];
 };
 
 /* Read `path`, check its SIGSTRUCT signature, replay the measurement and compare it with

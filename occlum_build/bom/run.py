@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import fsutil, paths
+from .. import fsutil, ignored_paths, paths
 from .. import log as oclog
 from ..errors import OcclumError, OutputError
 from . import stamp
@@ -45,6 +45,7 @@ class CopyReport:
     operations: list[str] = field(default_factory=list)  # every change, in order
     conflicts: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # paths written that no program reads
 
     @property
     def changed(self) -> bool:
@@ -67,6 +68,7 @@ class _Exec:
         self.dry = dry
         self.r = report
         self._dirs: set[str] = set()
+        self.trace = log.isEnabledFor(oclog.TRACE)  # one line per file, changed or not
 
     def did(self, text: str) -> None:
         self.r.operations.append(text)
@@ -118,6 +120,8 @@ class _Exec:
             self.did(f"set mode/owner of {dest} from {src}")
         else:
             self.r.up_to_date += 1
+            if self.trace:
+                log.log(oclog.TRACE, "up to date: %s (from %s)", dest, src)
 
     @staticmethod
     def _dry_file(st: os.stat_result, dest: str) -> str:
@@ -150,6 +154,8 @@ class _Exec:
                             d.st_mode == st.st_mode and (not IS_ROOT or (d.st_uid == st.st_uid
                                                                          and d.st_gid == st.st_gid)):
                         same += 1
+                        if self.trace:
+                            log.log(oclog.TRACE, "up to date: %s (from %s)", dest, e.src)
                         continue
                 except OSError:
                     pass
@@ -260,6 +266,10 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
         else:
             e.message += " (nothing was written to the root)"
         raise
+    root = planner.root.rstrip("/")
+    report.ignored = ignored_paths.notes(root, {"/" + os.path.relpath(d, root) for d in _dests(plan)})
+    for msg in report.ignored:
+        log.warning("%s", msg)
     if resolver.cache is not None and not dry_run:
         resolver.cache.save()
     if watch is not None and spath is not None and not report.warnings and not planner.missing:
@@ -313,7 +323,8 @@ def _dests(plan: Plan) -> set[str]:
 def _record(r: CopyReport) -> stamp.RunRecord:
     """What a later no-change run reports (stamp.py): every file is then up to date."""
     return {"boms": [str(b) for b in r.boms], "files": r.files_copied + r.attrs_updated + r.up_to_date,
-            "libraries": [list(x) for x in r.libraries], "conflicts": r.conflicts}
+            "libraries": [list(x) for x in r.libraries], "conflicts": r.conflicts,
+            "ignored": r.ignored}
 
 
 def _recorded(report: CopyReport, rec: stamp.RunRecord) -> CopyReport:
@@ -324,6 +335,10 @@ def _recorded(report: CopyReport, rec: stamp.RunRecord) -> CopyReport:
     report.conflicts = list(rec["conflicts"])
     for msg in report.conflicts:
         log.info("%s", msg)
+    ignored = rec.get("ignored")  # absent in stamps of older versions
+    report.ignored = [m for m in ignored if isinstance(m, str)] if isinstance(ignored, list) else []
+    for msg in report.ignored:
+        log.warning("%s", msg)
     log.debug("copy_bom: every input and destination is as the last run left it (stamp)")
     log.info("%s", report.summary())
     return report

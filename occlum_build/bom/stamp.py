@@ -38,7 +38,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from .. import __version__
 from .. import log as oclog
@@ -61,6 +61,7 @@ class RunRecord(TypedDict):
     files: int
     libraries: list[list[str]]  # [name, path] pairs
     conflicts: list[str]
+    ignored: NotRequired[list[str]]  # absent in older stamps; unchecked here (run.py checks it)
 
 
 def key(st: os.stat_result | None) -> bytes:
@@ -174,6 +175,10 @@ def load(path: Path, env: Mapping[str, str]) -> RunRecord | None:
     if now != keys:
         log.debug("copy_bom stamp: %s changed; full run", _first_change(paths, now, keys, n_stat))
         return None
+    if log.isEnabledFor(oclog.TRACE):  # every path the decision rested on
+        for i, p in enumerate(paths):
+            log.log(oclog.TRACE, "copy_bom stamp: %s%s unchanged", "" if i < n_stat else "destination ",
+                    os.fsdecode(p))
     report: RunRecord = h["report"]  # its shape is checked by _valid_head
     return report
 

@@ -24,14 +24,16 @@ commands (as in the Occlum manual):
   occlum init [--init-ra grpc_ratls|aecs]
   occlum build [--sign-key <key>] [--sign-tool <tool>] [--image-key <key>] [--buildin-image-key]
                [--sgx-mode <HW|SIM>] [-f/--force]
-  occlum run <program_name> <program_args>
-  occlum start / exec [cmd1] [args1] / stop
+  occlum run [--config-id <base64>] [--config-svn <n>] <program_name> <program_args>
+  occlum start [--config-id <base64>] [--config-svn <n>] / exec [cmd1] [args1] / stop
+  occlum gdb <program_name> <program_args>
   occlum package [<package_name>.tar.gz] [--debug]
-  occlum verify [--image-key <key>]
   occlum mount [--sign-key <key>] [--image-key <key>] <path>
   occlum gen-image-key <key_path>
   occlum status
   occlum print mrsigner|mrenclave|enclave-xml|sys-json
+occlum-build's own: occlum verify, occlum gen-sign-key; occlum run/start/gdb [--cpus <n>]
+  [--expect-mrenclave <hex>] [--expect-mrsigner <hex>]; occlum gdb [--gdb-args <args>]
 environment: OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace
              OCCLUM_SIM_RUNS_HW=1  run a HW build on the SIM runtime of a machine without SGX
 """

@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import argparse
 
-from .. import paths, runtime
+from .. import launch, paths, runtime
 from .common import Parser, main_with
+
+LAUNCH_USAGE = ("[--cpus <n>] [--config-id <base64>] [--config-svn <n>] "
+                "[--expect-mrenclave <hex>] [--expect-mrsigner <hex>]")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="verify the instance and run a program in it",
-                       usage="occlum run <program_name> <program_args>",
+                       usage=f"occlum run {LAUNCH_USAGE} <program_name> <program_args>",
                        description="Boot the instance in the current directory (verified: signed "
                                    "LibOS, protected config, init FS, root FS) and run the "
                                    "program, which must lie under an entry point. Exit status: "
                                    "the program's & 0x7f, 128+signal, 127 if it cannot start, "
                                    "1 if the boot fails (docs/runtime.md).")
+    launch.add_arguments(p)
     p.add_argument("program")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("start", help="boot the instance in the background for occlum exec",
-                       usage="occlum start",
+                       usage=f"occlum start {LAUNCH_USAGE}",
                        description="Verify and boot the instance in the current directory (as "
                                    "occlum run does) in a background server on "
                                    "run/occlum_exec.sock; its later messages go to "
-                                   "run/occlum_exec.log.")
+                                   "run/occlum_exec.log. The options apply to every program "
+                                   "that occlum exec runs in it.")
+    launch.add_arguments(p)
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("exec", help="run a program in the started instance",
@@ -37,6 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stop", help="stop the started instance (kills what still runs)",
                        usage="occlum stop")
     p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("gdb", help="run a program in the instance under gdb",
+                       usage=f"occlum gdb [--gdb-args <args>] {LAUNCH_USAGE} "
+                             "<program_name> <program_args>",
+                       description="As occlum run (the same verified boot, mounts, environment "
+                                   "and entry points), under Debian's gdb: type 'run' at the "
+                                   "prompt; breakpoints on the program are pending until it is "
+                                   "loaded. --gdb-args (or $OCCLUM_GDB_ARGS) adds gdb options, "
+                                   "split as a shell does, e.g. --gdb-args '-batch -ex run'. "
+                                   "Exit status: gdb's (docs/runtime.md, \"occlum gdb\").")
+    p.add_argument("--gdb-args", metavar="ARGS",
+                   help="options for gdb, one string split as a shell does (default: "
+                        "$OCCLUM_GDB_ARGS)")
+    launch.add_arguments(p)
+    p.add_argument("program")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_gdb)
 
     p = sub.add_parser("mount", help="serve the instance's root FS at a directory (FUSE)",
                        usage="occlum mount [--sign-key <key>] [--sign-tool <tool>] "
@@ -53,11 +76,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    runtime.exec_run(paths.Instance.at("."), args.program, args.args)
+    runtime.exec_run(paths.Instance.at("."), args.program, args.args, launch.occlum_run_args(args))
 
 
 def cmd_start(args: argparse.Namespace) -> None:
-    runtime.start(paths.Instance.at("."))
+    runtime.start(paths.Instance.at("."), launch.occlum_run_args(args))
+
+
+def cmd_gdb(args: argparse.Namespace) -> int:
+    return runtime.gdb(paths.Instance.at("."), args.program, args.args,
+                       launch.occlum_run_args(args), args.gdb_args)
 
 
 def cmd_exec(args: argparse.Namespace) -> None:

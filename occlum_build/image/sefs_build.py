@@ -184,6 +184,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     work: list[tuple[Inode, Path | None]] = []  # files to protect, into their temp files
     # One listing instead of a stat per kept file (a no-op build is mostly this loop).
     present = {e.name for e in os.scandir(out_dir) if e.is_file(follow_symlinks=False)}
+    trace = _log.isEnabledFor(log.TRACE)  # OCCLUM_LOG_LEVEL=trace: one line per file
     try:
         for n in order:
             rec = _reusable(n, prev) if n.type == T_FILE else None
@@ -191,6 +192,9 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
                 n.mac = bytes.fromhex(rec[3])
                 if rec[0] != n.id:
                     moves.append((rec[0], n))
+                if trace:
+                    _log.log(log.TRACE, "%s: /%s: unchanged (%d bytes, MAC %s)", src,
+                             os.fsdecode(n.path), n.size, n.mac.hex())
                 continue
             if n.type == T_FILE:
                 t = b.tmp(n.id)
@@ -206,6 +210,10 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
             fsutil.write_file(t, data)
             new.append((t, n))
         b.protect(work, 0, todo)
+        if trace:
+            for n, _ in work:
+                _log.log(log.TRACE, "%s: /%s: hashed and stored (%d bytes, MAC %s)", src,
+                         os.fsdecode(n.path), n.size, n.mac.hex())
     except BaseException:
         for t in b.temps:
             t.unlink(missing_ok=True)

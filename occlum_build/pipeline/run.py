@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from .. import log, paths, runtime
+from .. import ignored_paths, log, paths, runtime
 from ..errors import OcclumError, OutputError
 from ..fsutil import atomic_write, own_dir
 from ..instance import require_instance
@@ -202,6 +202,7 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
     inst = require_instance(instance_dir)
     ctx = BuildContext.create(inst, opts)
     _warn_hw_without_sgx(opts)
+    _warn_ignored_paths(inst)
     factory, progresses = _progress_factory(out)
     ctx.progress = factory
     ctx.announce = lambda msg: print(msg, file=out, flush=True)
@@ -230,6 +231,12 @@ def run_build(instance_dir: str | os.PathLike[str], opts: BuildOptions, *,
 
 def _warn_hw_without_sgx(opts: BuildOptions) -> None:
     if opts.sgx_mode == "HW" and (note := runtime.hw_without_sgx_note("building")):
+        _log.warning("%s", note)
+
+
+def _warn_ignored_paths(inst: Instance) -> None:
+    """Files of image/ that Occlum's images use and no program here reads (ignored_paths)."""
+    for note in ignored_paths.notes(inst.image):
         _log.warning("%s", note)
 
 
@@ -273,6 +280,7 @@ def dodo(instance_dir: str | os.PathLike[str] = ".", *, after: Sequence[str] = (
                 options[k] = Path(os.path.abspath(options[k]))
         ctx = BuildContext.create(inst, BuildOptions(**options))
         _warn_hw_without_sgx(ctx.opts)
+        _warn_ignored_paths(inst)
         status = log.status_stream()
         ctx.announce = lambda msg: print(msg, file=status, flush=True)
         excluded = _runtimes_excluded(inst)

@@ -172,8 +172,12 @@ class ToolSigner:
             data_file = Path(d) / "sigstruct.data"
             sig_file = Path(d) / "sigstruct.sig"
             data_file.write_bytes(data)
+            from .. import log
+
+            argv = [*self.argv, str(data_file), str(sig_file)]
+            log.get("sign").log(log.TRACE, "exec %s", " ".join(argv))
             try:
-                r = subprocess.run([*self.argv, str(data_file), str(sig_file)], stdin=subprocess.DEVNULL,
+                r = subprocess.run(argv, stdin=subprocess.DEVNULL,
                                    capture_output=True, timeout=self.timeout, check=False)
             except FileNotFoundError:
                 raise OcclumError(f"sign tool not found: {self.argv[0]}", exit_code=EXIT_FAILURE) from None

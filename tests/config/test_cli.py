@@ -117,6 +117,22 @@ def test_top_level_help_lists_every_command(tmp_path: Path) -> None:
     assert r.returncode == 2 and "usage: occlum" in r.stderr
 
 
+# Every command of the Occlum manual (occlum_cmds.md and tools/occlum's usage).
+MANUAL_COMMANDS = ("new", "init", "build", "run", "start", "exec", "stop", "package", "mount",
+                   "gen-image-key", "status", "print", "gdb")
+
+
+def test_top_level_help_lists_every_manual_command(tmp_path: Path) -> None:
+    r = occlum("--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    listed = {line.split()[0] for line in r.stdout.splitlines() if line.startswith("    ") and line.split()}
+    assert set(MANUAL_COMMANDS) <= listed, set(MANUAL_COMMANDS) - listed
+    for cmd in MANUAL_COMMANDS:  # and in the manual-style usage summary
+        assert f"  occlum {cmd}" in r.stdout or f"/ {cmd}" in r.stdout, cmd
+        h = occlum(cmd, "--help", cwd=tmp_path)
+        assert h.returncode == 0 and h.stdout.startswith(f"usage: occlum {cmd}"), (cmd, h.stderr)
+
+
 def test_build_output_follows_log_level(tmp_path: Path) -> None:
     r = occlum("new", "b", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

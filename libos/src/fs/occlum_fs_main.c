@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ofs.h"
+#include "ocb.h"
 #include "ofs_crypto.h"
 
 static void usage(void) {
@@ -48,6 +49,7 @@ int main(int argc, char **argv) {
     int i;
     o.uid = (unsigned)getuid();
     o.gid = (unsigned)getgid();
+    o.log_files = ocb_log_level(getenv("OCCLUM_LOG_LEVEL")) >= OCB_LOG_TRACE;
     for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--read-only"))

@@ -36,6 +36,7 @@ struct ofs_options {
     /* One line per failure (setup error, block failing verification); NULL = stderr. */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    int log_files; /* also one line per image file opened (OCCLUM_LOG_LEVEL=trace) */
     char *errbuf; /* optional: the setup error message also lands here */
     size_t errlen;
 };

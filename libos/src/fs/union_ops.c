@@ -220,6 +220,9 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
             rc = -EIO;
             continue;
         }
+        if (s->o->log_files) /* OCCLUM_LOG_LEVEL=trace */
+            union_log(s->o, "trace: verified open of image file %s (%llu bytes; each block is checked against its hash tree when read)",
+                      path, (unsigned long long)r.l->size);
         fi->fh = (uintptr_t)h;
         fi->keep_cache = 1; /* the image never changes under a mount */
     }

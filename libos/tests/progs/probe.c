@@ -1,5 +1,7 @@
 /* A small static program run inside the sandbox by the tests: reports what it sees. */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -118,6 +120,19 @@ int main(int argc, char **argv)
         return spawn(atoi(argv[2]), 0);
     } else if (strcmp(cmd, "threads") == 0 && argc > 2) {
         return spawn(atoi(argv[2]), 1);
+    } else if (strcmp(cmd, "cpus") == 0) {
+        /* How many CPUs it may use; then asks for every CPU and says what it got. */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof set, &set) != 0)
+            return 1;
+        printf("%d\n", CPU_COUNT(&set));
+        for (int c = 0; c < CPU_SETSIZE; c++)
+            CPU_SET(c, &set);
+        int rc = sched_setaffinity(0, sizeof set, &set);
+        CPU_ZERO(&set);
+        sched_getaffinity(0, sizeof set, &set);
+        printf("%s %d\n", rc == 0 ? "set" : "refused", CPU_COUNT(&set));
     } else if (strcmp(cmd, "wait") == 0) {
         puts("ready");
         fflush(stdout);
