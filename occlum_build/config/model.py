@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConfigError
 from ..inputfile import MAX_CONFIG_BYTES, read_limited
@@ -108,7 +108,8 @@ class OcclumConfig:
 
     @property
     def init_num_of_threads(self) -> int | None:
-        return self.data["resource_limits"].get("init_num_of_threads")
+        n: int | None = self.data["resource_limits"].get("init_num_of_threads")  # schema: an integer
+        return n
 
     @property
     def default_stack_size(self) -> int:
@@ -140,7 +141,8 @@ class OcclumConfig:
     @property
     def mounts(self) -> list[dict[str, Any]]:
         """The user's mount list as written (the build adds /proc and /dev)."""
-        return self.data["mount"]
+        mounts: list[dict[str, Any]] = self.data["mount"]  # schema: an array of mount objects
+        return mounts
 
     def limits(self, *, edmm_platform: bool = False) -> limits.EnclaveLimits:
         """Enclave numbers; EDMM is on when the platform has it or feature.enable_edmm is set."""
@@ -182,4 +184,5 @@ def load_config(path: str | os.PathLike[str]) -> OcclumConfig:
                           where=f"{p}:1:1")
     doc = jsonc.parse(text, str(p))
     schema.validate(doc)
-    return OcclumConfig(path=p, data=doc.value)  # type: ignore[arg-type]
+    # cast: schema.validate raised unless the document is an object (Validator.obj)
+    return OcclumConfig(path=p, data=cast(dict[str, Any], doc.value))

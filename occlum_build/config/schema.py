@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 from ..keys import HEX16_RE
@@ -26,7 +27,7 @@ _HEX64 = re.compile(r"(?:0x)?([0-9a-fA-F]+)")
 _ENV_NAME = re.compile(r"[^=\s\x00]+")
 
 # Keys people carry over from other Occlum versions: say where they went.
-_HINTS = {
+_HINTS: dict[tuple[str | int | None, str], str] = {  # (parent key, key) -> hint
     ("metadata", "pkru"): "pkru moved to feature.pkru in Occlum 0.30",
     ("options", "index"): "Occlum's build drops mount option 'index'; remove it",
 }
@@ -47,7 +48,7 @@ class Validator:
         return ConfigError(f"{path_text(path)}: {msg}", where=self.doc.where(path, key=key))
 
     # -- primitive checks ----------------------------------------------------------------
-    def obj(self, path: Path, value: object, fields: dict[str, tuple[Check, bool]]) -> dict:
+    def obj(self, path: Path, value: object, fields: Mapping[str, tuple[Check, bool]]) -> dict[str, Any]:
         """An object with exactly the given fields (name -> (check, required))."""
         if not isinstance(value, dict):
             raise self.error(path, f"expected an object, found {_kind(value)}")
@@ -89,7 +90,7 @@ class Validator:
             raise self.error(path, f"{_show(value)} is too large (sizes must fit in 64 bits)")
         return n
 
-    def array(self, path: Path, value: object) -> list:
+    def array(self, path: Path, value: object) -> list[Any]:
         if not isinstance(value, list):
             raise self.error(path, f"expected an array, found {_kind(value)}")
         return value
@@ -286,7 +287,7 @@ def validate(doc: Document) -> None:
     _cross_checks(v, data)
 
 
-def _cross_checks(v: Validator, data: dict) -> None:
+def _cross_checks(v: Validator, data: dict[str, Any]) -> None:
     rl = data["resource_limits"]
     p = ("resource_limits",)
     if "init_num_of_threads" in rl and rl["init_num_of_threads"] > rl["max_num_of_threads"]:
@@ -307,7 +308,7 @@ def _cross_checks(v: Validator, data: dict) -> None:
     _check_macs_and_root(v, data["mount"])
 
 
-def _check_caches(v: Validator, p: Path, mounts: list, heap_max: int) -> None:
+def _check_caches(v: Validator, p: Path, mounts: list[dict[str, Any]], heap_max: int) -> None:
     for i, m in enumerate(mounts):
         opts = m.get("options", {})
         if "cache_size" in opts:
@@ -322,7 +323,7 @@ def _check_caches(v: Validator, p: Path, mounts: list, heap_max: int) -> None:
             _check_caches(v, (*p, i, "options", "layers"), opts["layers"], heap_max)
 
 
-def root_layers(mounts: list) -> tuple[int | None, int | None]:
+def root_layers(mounts: list[dict[str, Any]]) -> tuple[int | None, int | None]:
     """Index of the root unionfs in ``mounts`` and of its image layer, as Occlum finds them.
 
     Occlum takes the first mount with target "/" and type "unionfs", then its first layer
@@ -337,7 +338,7 @@ def root_layers(mounts: list) -> tuple[int | None, int | None]:
     return None, None
 
 
-def _check_macs_and_root(v: Validator, mounts: list) -> None:
+def _check_macs_and_root(v: Validator, mounts: list[dict[str, Any]]) -> None:
     root, image = root_layers(mounts)
     if root is None:
         raise v.error(("mount",), 'no root file system: add a mount {"target": "/", "type": "unionfs"} '
@@ -346,7 +347,7 @@ def _check_macs_and_root(v: Validator, mounts: list) -> None:
         raise v.error(("mount", root, "options", "layers"),
                       'no image layer: one sefs layer at "/" needs options.MAC ("") for the image MAC')
 
-    def walk(p: Path, ms: list) -> None:
+    def walk(p: Path, ms: list[dict[str, Any]]) -> None:
         for i, m in enumerate(ms):
             opts = m.get("options", {})
             here = (*p, i)
@@ -362,7 +363,7 @@ def _check_macs_and_root(v: Validator, mounts: list) -> None:
 
 
 # -- message helpers ---------------------------------------------------------------------
-def _unknown(parent: Path, key: str, fields: dict) -> str:
+def _unknown(parent: Path, key: str, fields: Mapping[str, object]) -> str:
     last = parent[-1] if parent else None
     if (last, key) in _HINTS:
         return f"unknown key {_show(key)} ({_HINTS[(last, key)]})"

@@ -8,15 +8,20 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import KeyFileError, OcclumError
 from ..fsutil import atomic_write
 from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
 from .context import BuildContext, sign_date
 
+if TYPE_CHECKING:  # for annotations only: an up-to-date build imports no cryptography
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
-def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
+    from ..sgx.signer import PemSigner, Signer
+
+
+def signer_for(ctx: BuildContext) -> tuple[Signer, dict[str, str]]:
     """The signer and a description of it for up-to-date checks (no secret in it: the
     digest of the public key, which MRSIGNER follows from, and the tool command)."""
     opts = ctx.opts
@@ -24,7 +29,7 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
         from ..sgx.signer import ToolSigner
 
         assert opts.sign_key is not None
-        signer: Any = ToolSigner(opts.sign_tool, opts.sign_key)
+        signer = ToolSigner(opts.sign_tool, opts.sign_key)
         return signer, {"tool": opts.sign_tool, "public_key": _public_key_sha256(signer.public_key)}
     key = opts.sign_key
     if key is None and ctx.install is not None and ctx.install.sign_key.is_file():
@@ -48,7 +53,7 @@ def signer_for(ctx: BuildContext) -> tuple[Any, dict[str, Any]]:
 SIGNER_CACHE = "signer.json"
 
 
-def _pem_signer(ctx: BuildContext, key: Path) -> tuple[Any, dict[str, Any]]:
+def _pem_signer(ctx: BuildContext, key: Path) -> tuple[Signer, dict[str, str]]:
     cache_file = ctx.state.dir / SIGNER_CACHE
     # A key path naming /dev/zero, a FIFO or a huge file is refused here, naming it.
     raw = read_limited(key, what="signing key file", limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
@@ -76,9 +81,9 @@ class _LazyPemSigner:
 
     def __init__(self, path: Path):
         self.path = path
-        self._signer: Any = None
+        self._signer: PemSigner | None = None
 
-    def _get(self) -> Any:
+    def _get(self) -> PemSigner:
         if self._signer is None:
             from ..sgx.signer import PemSigner
 
@@ -86,14 +91,14 @@ class _LazyPemSigner:
         return self._signer
 
     @property
-    def public_key(self) -> Any:
+    def public_key(self) -> rsa.RSAPublicKey:
         return self._get().public_key
 
     def sign(self, data: bytes) -> bytes:
         return self._get().sign(data)
 
 
-def _public_key_sha256(pub: Any) -> str:
+def _public_key_sha256(pub: rsa.RSAPublicKey) -> str:
     from cryptography.hazmat.primitives import serialization
 
     der = pub.public_bytes(serialization.Encoding.DER,
@@ -101,7 +106,7 @@ def _public_key_sha256(pub: Any) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def sign(ctx: BuildContext, signer: Any) -> dict[str, Any]:
+def sign(ctx: BuildContext, signer: Signer) -> dict[str, Any]:
     from ..sgx.sign import sign_enclave
 
     res = sign_enclave(ctx.libos_unsigned.read_bytes(), ctx.inst.enclave_xml.read_bytes(),
