@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..pipeline.context import BuildOptions
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "build", help="build the image and the signed enclave (incremental)",
         usage="occlum build [--sgx-mode HW|SIM] [--sign-key <key>] [--sign-tool <tool>] "

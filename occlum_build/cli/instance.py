@@ -9,7 +9,7 @@ from .. import instance, keys
 from ..errors import OcclumError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("new", help="create a new instance directory",
                        description="Create <path> and initialize it as an Occlum instance.",
                        usage="occlum new <path> [--init-ra grpc_ratls|aecs]")

@@ -40,10 +40,13 @@ environment: OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace
 
 
 def build_parser() -> Parser:
+    import argparse
+
     from .common import Parser
 
+    # RawDescriptionHelpFormatter: keeps the epilog's layout
     parser = Parser(prog="occlum", description="Build and run Occlum instances (occlum-build).",
-                    epilog=USAGE_EPILOG, formatter_class=_RawFmt)
+                    epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"occlum-build {__version__}")
     sub = parser.add_subparsers(title="command", metavar="<command>")
     for name in _MODULES:
@@ -64,13 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .common import main_with
 
     return main_with(build_parser(), argv)
-
-
-class _RawFmt:  # argparse formatter that keeps the epilog's layout
-    def __new__(cls, *a, **k):  # type: ignore[no-untyped-def]
-        import argparse
-
-        return argparse.RawDescriptionHelpFormatter(*a, **k)
 
 
 if __name__ == "__main__":

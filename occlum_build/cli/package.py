@@ -6,7 +6,7 @@ import argparse
 import os
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("package", help="pack the runtime files of a built instance (tar.gz)",
                        usage="occlum package [<package_name>[.tar.gz]] [--debug]",
                        description="Write a reproducible tar.gz with what is needed to run the "

@@ -32,7 +32,7 @@ def printer(name: str, help: str) -> Callable[[PrintFunc], PrintFunc]:
     return deco
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for mod in _EXTRA_MODULES:
         importlib.import_module(mod)
     names = "|".join(PRINTERS)

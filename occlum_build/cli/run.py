@@ -11,7 +11,7 @@ LAUNCH_USAGE = ("[--cpus <n>] [--config-id <base64>] [--config-svn <n>] "
                 "[--expect-mrenclave <hex>] [--expect-mrsigner <hex>]")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[Parser]) -> None:
     p = sub.add_parser("run", help="verify the instance and run a program in it",
                        usage=f"occlum run {LAUNCH_USAGE} <program_name> <program_args>",
                        description="Boot the instance in the current directory (verified: signed "

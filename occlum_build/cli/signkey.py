@@ -6,7 +6,7 @@ import argparse
 import os
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("gen-sign-key", help="generate an enclave signing key (RSA-3072, exponent 3)",
                        usage="occlum gen-sign-key <key_path> [-f]")
     p.add_argument("key_path")

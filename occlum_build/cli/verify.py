@@ -6,7 +6,7 @@ import argparse
 import os
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("verify", help="recompute every MAC from image/ and initfs/ and compare with build/",
                        usage="occlum verify [--image-key <key>]",
                        description="Check build/ against the instance's inputs; exit 3 naming the "
