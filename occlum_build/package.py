@@ -130,11 +130,11 @@ def make_package(inst: Instance, dest: Path, folder: str) -> int:
             with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 # The folder itself first, as `tar --transform` of the instance dir would.
                 tar.addfile(_dir_info(folder, mtime))
-                for arcname, p in entries:
-                    if p is None:  # an empty directory of RUN_DIRS
+                for arcname, src in entries:
+                    if src is None:  # an empty directory of RUN_DIRS
                         tar.addfile(_dir_info(arcname, mtime))
                     else:
-                        _add(tar, arcname, p, mtime)
+                        _add(tar, arcname, src, mtime)
     return dest.stat().st_size
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from .. import pathlimit
 from ..errors import BomError, VerifyError
 from .elfdeps import NotElf, Resolution, Resolver
+from .elfread import ElfInfo
 from .fscopy import Entry, walk_tree
 from .includes import expand
 from .loaders import Loader
@@ -307,7 +308,7 @@ def _realpath(p: str, real_dirs: dict[str, str]) -> str:
     return os.path.realpath(p)
 
 
-def _common_loader(resolver: Resolver, infos: list) -> Loader | None:
+def _common_loader(resolver: Resolver, infos: list[ElfInfo]) -> Loader | None:
     """Occlum's default loader: the one loader all ELFs with a PT_INTERP share, if unique."""
     interps = {i.interp for i in infos if i.interp}
     if len(interps) == 1:

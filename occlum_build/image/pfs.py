@@ -93,7 +93,7 @@ class _Keys:
         k_det = hmac.new(user_key, b"occlum-build pfs deterministic keys v2", hashlib.sha256).digest()
         self._hmac = hmac.new(k_det, digestmod=hashlib.sha256)  # copied per use: keyed once
 
-    def node(self, phys: int, plain: bytes | memoryview) -> bytes:
+    def node(self, phys: int, plain: bytes | bytearray | memoryview) -> bytes:
         h = self._hmac.copy()
         h.update(b"node\0" + phys.to_bytes(8, "little"))
         h.update(plain)

@@ -115,12 +115,12 @@ def protect_all(src: str, jobs: Sequence[Job], key: bytes | None,
     batch.  The first error stops the build (files already written are the caller's temps)."""
     n = workers_for(sum(j.size for j in jobs))
     if n == 1:
-        macs = []
+        out = []  # not `macs`: that is the slot list below
         for j in jobs:
-            macs.append(protect_file(src, j, key))
+            out.append(protect_file(src, j, key))
             if progress is not None:
                 progress(j.size)
-        return macs
+        return out
     # Batches of about 16 MiB, largest files first, so the workers finish together.
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].size)
     batches: list[list[int]] = []

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from doit.dependency import FileChangedChecker
 
@@ -59,7 +59,8 @@ class HashCache:
                 return
             for p, (k, d) in raw["files"].items():
                 if len(k) == _K and isinstance(d, str) and len(d) == 64:
-                    self._map[p] = (tuple(int(x) for x in k), d)  # type: ignore[misc]
+                    # cast: a StatKey, as len(k) == _K was checked
+                    self._map[p] = (cast(StatKey, tuple(int(x) for x in k)), d)
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -95,7 +96,7 @@ class HashCache:
         self._dirty = False
 
 
-class Sha256Checker(FileChangedChecker):
+class Sha256Checker(FileChangedChecker):  # type: ignore[misc]  # doit is untyped: its class is Any
     """doit checker: state is the stat key's fields and the sha256: ``[*stat_key, sha256]``.
 
     doit instantiates the checker class without arguments, so the cache is a class attribute;
@@ -113,7 +114,8 @@ class Sha256Checker(FileChangedChecker):
             return False
         if file_stat.st_size != state[_SIZE]:
             return True
-        return self.cache.digest(file_path, file_stat) != state[_K]
+        recorded: object = state[_K]  # the digest it recorded (a str unless corrupt)
+        return self.cache.digest(file_path, file_stat) != recorded
 
     def get_state(self, dep: str, current_state: Any) -> list[Any] | None:
         st = os.stat(dep)

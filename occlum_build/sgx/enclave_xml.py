@@ -79,13 +79,13 @@ def parse_enclave_xml(text: bytes | str, where: str = "Enclave.xml", *,
     profile's ``xml_parameters_absent``), refused as unknown, naming ``sdk``."""
     cfg = EnclaveConfig()
     parser = xml.parsers.expat.ParserCreate()
-    stack: list[list] = []  # [name, line, col, text parts]
+    stack: list[tuple[str, str, list[str]]] = []  # (name, file:line:col, text parts)
     state = {"root": False}
 
     def pos() -> str:
         return f"{where}:{parser.CurrentLineNumber}:{parser.CurrentColumnNumber + 1}"
 
-    def start(name: str, attrs: dict) -> None:
+    def start(name: str, attrs: dict[str, str]) -> None:
         depth = len(stack)
         if depth == 0:
             if name != "EnclaveConfiguration":
@@ -105,7 +105,7 @@ def parse_enclave_xml(text: bytes | str, where: str = "Enclave.xml", *,
         else:
             raise ConfigError(f"<{name}>: elements of <EnclaveConfiguration> hold a number, not elements",
                               where=pos())
-        stack.append([name, pos(), []])
+        stack.append((name, pos(), []))
 
     def end(name: str) -> None:
         el, at, parts = stack.pop()

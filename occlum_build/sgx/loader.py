@@ -124,8 +124,8 @@ def _context(m: Measurement, e: Entry, start: int, md: bytes | bytearray, delta:
             if len(set(fill)) == 1:
                 m.add_pages(rva + delta, e.page_count, e.si_flags, extend=extend, fill=fill[0])
             else:
-                page = fill * (PAGE // 4)
+                filled = fill * (PAGE // 4)  # not `page`: a bytearray above
                 for k in range(e.page_count):
-                    m.add_page(rva + k * PAGE + delta, e.si_flags, page, extend=extend)
+                    m.add_page(rva + k * PAGE + delta, e.si_flags, filled, extend=extend)
         else:
             m.add_pages(rva + delta, e.page_count, e.si_flags, extend=extend)

@@ -87,7 +87,7 @@ class Measurement:
         self.size = 0
         self._templates: dict[tuple[bool, int, int], _Window] = {}
 
-    def _update(self, data: bytes | memoryview) -> None:
+    def _update(self, data: bytes | bytearray | memoryview) -> None:
         self._h.update(data)
         if self._sink is not None:
             self._sink(bytes(data))
@@ -110,7 +110,7 @@ class Measurement:
             raise ValueError(f"pages at {offset:#x} (+{count}) beyond the enclave size {self.size:#x}")
         _check_flags(flags)
 
-    def add_page(self, offset: int, flags: int, content: bytes | memoryview = b"", *,
+    def add_page(self, offset: int, flags: int, content: bytes | bytearray | memoryview = b"", *,
                  extend: bool = True) -> None:
         """EADD one page (content zero-padded to 4 KB) and, if ``extend``, its 16 EEXTENDs."""
         self._check(offset, 1, flags)

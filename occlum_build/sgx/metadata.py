@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .structs import Struct
+from .structs import Kind, Struct
 
 METADATA_MAGIC = 0x86A80294635D0E4C
 SGX_MAJOR_VERSION_GAP = 10  # ELRANGE metadata: major + 10 (13.x primary, 11.x compat)
@@ -22,7 +22,7 @@ def make_version(major: int, minor: int) -> int:
 
 VERSION_LEGACY_1_3 = make_version(1, 3)  # SGX_1_5: loader adds a page after unaligned segment ends
 
-_HEADER_FIELDS: list = [
+_HEADER_FIELDS: list[tuple[str, int, int, Kind]] = [
     ("magic_num", 0, 8, "u"),
     ("version", 8, 8, "u"),
     ("size", 16, 4, "u"),
@@ -84,7 +84,7 @@ THREAD_DATA = Struct("thread_data_t", 192, [
     ("aex_notify_entropy_cache", 184, 4, "u"), ("aex_notify_entropy_remaining", 188, 4, "u"),
 ])
 LAYOUT_ENTRY_NUM = 43
-_GLOBAL_DATA_FIELDS: list = [
+_GLOBAL_DATA_FIELDS: list[tuple[str, int, int, Kind]] = [
     ("sdk_version", 0, 8, "u"), ("enclave_size", 8, 8, "u"), ("heap_offset", 16, 8, "u"),
     ("heap_size", 24, 8, "u"), ("rsrv_offset", 32, 8, "u"), ("rsrv_size", 40, 8, "u"),
     ("rsrv_executable", 48, 8, "u"), ("thread_policy", 56, 8, "u"), ("tcs_max_num", 64, 8, "u"),
@@ -203,7 +203,7 @@ class ParsedMetadata:
     """One metadata_t found in a signed file's .note.sgxmeta."""
 
     offset: int  # inside the metadata block
-    header: dict
+    header: dict[str, int | bytes]  # the metadata_t header fields (Struct.unpack)
     raw: bytes  # this metadata's bytes [0, size)
     layout: list[Entry]
     patches: list[tuple[int, int, int]]  # (dst file offset, src metadata offset, size)

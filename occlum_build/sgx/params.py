@@ -7,6 +7,7 @@ Where SDK releases differ (XFRM reserved bits, MISCSELECT masking) the signer pr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import ConfigError
 from .elf import PAGE
@@ -149,7 +150,7 @@ def unsigned_css(cfg: EnclaveConfig, profile: SdkProfile, date: int = 0) -> byte
         xmask &= ~XFRM_AMX
     else:
         xmask |= XFRM_AMX
-    le = "little"
+    le: Literal["little"] = "little"
     return build_unsigned(
         enclavehash=bytes(32), date=date, attributes_flags=flags, attributes_xfrm=xfrm,
         attributemask_flags=mask, attributemask_xfrm=xmask,
