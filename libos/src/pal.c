@@ -543,6 +543,23 @@ static struct ocb_proc *find(int pid)
     return &g.procs[pid - 1].proc;
 }
 
+/* A program's writes are on disk when its exit is reported (docs/runtime.md, "Durability"):
+ * fsync of the root FS's top directory makes the FUSE server write the writable layer's index
+ * now rather than within its flush interval (union_ops.c op_fsyncdir), so a SIGKILL of the
+ * runtime after `occlum exec` returned loses nothing the program wrote. */
+static void sync_root_fs(void)
+{
+    if (g.mnt[0] == '\0')
+        return;
+    int fd = open(g.mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (fsync(fd) != 0)
+        logf_at(OCB_LOG_WARN, "root FS: the writable layer's index was not written at program exit: %s",
+                strerror(errno));
+    close(fd);
+}
+
 int occlum_pal_exec(struct occlum_pal_exec_args *args)
 {
     struct ocb_proc *p = args ? find(args->pid) : NULL;
@@ -553,6 +570,7 @@ int occlum_pal_exec(struct occlum_pal_exec_args *args)
     int status;
     ocb_sandbox_wait(p, &status);
     *args->exit_value = status;
+    sync_root_fs();
     return 0;
 }
 
