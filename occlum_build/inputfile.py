@@ -7,11 +7,11 @@ refused with one line naming the file, before anything is read:
 * the file must be a regular file (``stat`` first, links followed); it is then opened with
   ``O_NONBLOCK``, so a FIFO or device swapped in after the ``stat`` cannot block the open, and
   checked again with ``fstat`` on the descriptor actually read;
-* it may hold at most ``limit`` bytes; at most ``limit + 1`` bytes are read, so a file that
-  grows after the ``stat`` is caught too.
+* it may hold at most ``limit`` bytes (Occlum.json 1 MiB, bom files 4 MiB, keys 64 KiB); at
+  most ``limit + 1`` bytes are read, so a file that grows after the ``stat`` is caught too.
 
 The limits of each kind of file are defined once, here, and documented in
-docs/configuration.md and docs/build.md.
+docs/configuration.md, docs/build.md and docs/copy_bom.md.
 """
 
 from __future__ import annotations
@@ -20,24 +20,19 @@ import os
 import stat
 
 from .errors import OcclumError
+from .fsutil import special_kind
 
 # Occlum.json and init_ra_conf.json: Occlum's template is ~1.5 KB; 1 MiB leaves room for any
 # real environment list and still bounds what a mistaken path can make us read.
 MAX_CONFIG_BYTES = 1 << 20
+# copy_bom's bom files (the shipped python3.yaml is 2 KB) and the ELF loader config.
+MAX_BOM_BYTES = 4 << 20
 # Image keys are 48 bytes, RSA-3072 PEM keys ~2.5 KB.
 MAX_KEY_FILE_BYTES = 64 << 10
 
 
 def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "of an unknown type"
+    return "a directory" if stat.S_ISDIR(mode) else special_kind(mode)
 
 
 def _size_text(n: int) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import log
-from .errors import OcclumError, StateError
+from .errors import OcclumError, OutputError, StateError
 from .fsutil import atomic_write
 from .paths import (
     CONFIG_TEMPLATE,
@@ -95,13 +95,18 @@ def render_config(values: TemplateValues = TemplateValues()) -> str:
 
 
 def new_instance(path: str | os.PathLike[str], init_ra: str | None = None) -> Instance:
-    """`occlum new`: create ``path`` and initialise it; the directory appears complete or not at all."""
+    """`occlum new`: create ``path`` and initialise it; the directory appears complete or not at
+    all.  Missing parent directories are created first, as Occlum's ``mkdir -p`` does (and
+    removed again if the instance cannot be made)."""
     dest = Path(os.path.abspath(path))
     if os.path.lexists(dest):
         raise StateError(f'destination "{dest}" already exists')
-    if not dest.parent.is_dir():
-        raise OcclumError(f'parent directory "{dest.parent}" does not exist')
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    made = _make_parents(dest.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    except OSError as e:
+        _remove_made(made)
+        raise OutputError(f"cannot create the instance: {e.strerror}", where=str(dest)) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the instance gets the usual mode
@@ -110,8 +115,40 @@ def new_instance(path: str | os.PathLike[str], init_ra: str | None = None) -> In
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_made(made)
         raise
     return Instance(dest)
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    """``mkdir -p parent`` (modes from the umask, as mkdir's); the directories created, top
+    first.  A file in the way is bad input."""
+    missing: list[Path] = []
+    p = parent
+    while not p.is_dir():
+        if os.path.lexists(p):
+            raise OcclumError(f'cannot create the instance: "{p}" is not a directory')
+        missing.append(p)
+        p = p.parent
+    made: list[Path] = []
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            _remove_made(made)
+            raise OutputError(f"cannot create the directory: {e.strerror}", where=str(d)) from None
+        made.append(d)
+    return made
+
+
+def _remove_made(made: list[Path]) -> None:
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
 
 
 def init_instance(path: str | os.PathLike[str], init_ra: str | None = None) -> Instance:

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import log
 from .config import load_config
 from .errors import OcclumError, StateError
-from .fsutil import atomic_open
+from .fsutil import atomic_open, remove_stale_temps
 from .paths import STATUS_BUILT, STATUS_RUNNING, STATUS_UNFINISHED, Instance
 from .runtime import hw_without_sgx_note
 
@@ -123,6 +123,7 @@ def make_package(inst: Instance, dest: Path, folder: str) -> int:
         for p in _walk(top):
             entries.append((f"{folder}/{p.relative_to(inst.root).as_posix()}", p))
     entries.sort(key=lambda e: e[0].encode())
+    remove_stale_temps(dest.parent, target=dest.name)  # of killed runs (fsutil: dead writers only)
     with atomic_open(dest) as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
                            compresslevel=GZIP_LEVEL) as gz:

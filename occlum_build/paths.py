@@ -25,6 +25,12 @@ from .layout import (  # noqa: F401 (re-exported: paths is where callers look)
 )
 
 SGX_MODE_FILE = ".sgx_mode"
+
+# Modes of the directories occlum-build and its runtime own, whatever the umask
+# (docs/build.md, docs/runtime.md; libos/src/pal.c and upper_index.c use the same).
+OUTPUT_DIR_MODE = 0o755  # build/ and what is under it, run/, run/mount, run/initfs
+STATE_DIR_MODE = 0o700  # build/.state: occlum-build's bookkeeping
+LAYER_DIR_MODE = 0o700  # run/mount/__ROOT, run/initfs/__ROOT: the writable layers
 CONFIG_FILE = "Occlum.json"
 INIT_RA_CONF = "init_ra_conf.json"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import keys, log, paths
 from .errors import EXIT_FAILURE, OcclumError, StateError
+from .fsutil import makedirs, own_dir
 
 _log = log.get("runtime")
 
@@ -174,8 +175,13 @@ def hold_run_lock(inst: paths.Instance, *, inheritable: bool = True) -> int:
     inheritable (by default) so that it stays held by a program exec'd from here.  As
     libos/src/runlock.c does, a busy lock is tried again for 50 ms: :func:`lock_held` holds it
     shared for a moment."""
-    inst.run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(inst.run / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = inst.run / RUN_LOCK
+    try:
+        makedirs(inst.run, paths.OUTPUT_DIR_MODE)  # an existing run/ is left as it is
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise OcclumError(f"cannot open the runtime lock: {e.strerror or e}", where=str(lock),
+                          exit_code=EXIT_FAILURE) from None
     for attempt in range(11):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -194,10 +200,14 @@ def lock_held(inst: paths.Instance) -> bool:
     """Whether a runtime (occlum run, the occlum start server, occlum mount) holds the
     instance's runtime lock.  The kernel drops an flock with the last process holding it, so a
     crashed server never looks alive; never blocks."""
+    lock = inst.run / RUN_LOCK
     try:
-        fd = os.open(inst.run / RUN_LOCK, os.O_RDONLY)
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO there must not block
     except FileNotFoundError:
         return False
+    except OSError as e:  # e.g. not root: the runtime's state cannot be told
+        raise OcclumError(f"cannot read the runtime lock: {e.strerror or e}", where=str(lock),
+                          exit_code=EXIT_FAILURE) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -244,7 +254,7 @@ def exclude_runtimes(inst: paths.Instance, what: str) -> int | None:
 
 def exec_mount(inst: paths.Instance, mountpoint: str, image_key: str | None = None) -> None:
     argv = mount_argv(inst, mountpoint, image_key)
-    inst.run_upper.mkdir(parents=True, exist_ok=True)
+    own_dir(inst.run_upper, paths.LAYER_DIR_MODE, parent_mode=paths.OUTPUT_DIR_MODE)
     hold_run_lock(inst)
     _execv(argv)
 
@@ -261,14 +271,16 @@ def start(inst: paths.Instance, launch: Sequence[str] = ()) -> None:
     if os.path.lexists(inst.run / EXEC_SOCKET):
         _log.warning("%s: the previous server ended without 'occlum stop' (crashed or killed); "
                      "starting a new one", inst.root)
-    inst.run.mkdir(parents=True, exist_ok=True)
+    own_dir(inst.run, paths.OUTPUT_DIR_MODE)
     log_path = inst.run / EXEC_LOG
     r, w = os.pipe()
     argv = [str(native_binary(paths.RUN_BIN, inst)), "--instance", str(inst.root), *launch,
             "--serve", "--ready-fd", str(w)]
     check_runnable(Path(argv[0]))
     _trace_exec(argv)
-    with open(log_path, "ab") as log:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(log_fd, 0o600)  # the server's messages name paths of the app: not for everyone
+    with os.fdopen(log_fd, "ab") as log:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     pass_fds=(w,), start_new_session=True)

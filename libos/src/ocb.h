@@ -48,11 +48,12 @@ int ocb_read_file(const char *path, size_t max_size, uint8_t **data, size_t *siz
 /* Lower-case hex of n bytes into out (2n+1 chars). */
 void ocb_hex(const uint8_t *in, size_t n, char *out);
 
-/* Parse "xx-xx-...-xx" (16 bytes, as image keys and MACs are written) with optional trailing
- * whitespace; 0 on success. */
-int ocb_parse_key16(const char *text, size_t len, uint8_t out[16]);
-
+/* "xx-xx-...-xx" (16 bytes, as image keys and MACs are written): one parser for the whole
+ * runtime, ofs_parse_hex16 (fs/ofs_crypto.c: trailing CR/LF allowed, nothing else, the rule
+ * of occlum_build/keys.py too; tests/vectors/hex16). 0 on success. */
+#include "ofs_crypto.h"
+#define ocb_parse_key16 ofs_parse_hex16
 /* Format 16 bytes as "xx-xx-...-xx" (47 chars + NUL). */
-void ocb_format_key16(const uint8_t in[16], char out[48]);
+#define ocb_format_key16 ofs_format_hex16
 
 #endif

@@ -142,7 +142,17 @@ static int inst_path(char *out, size_t n, const char *rel, struct ocb_err *e)
     return 0;
 }
 
-static int mkdir_p(const char *path)
+/* mkdir with exactly `mode` whatever the umask (an existing directory is left as it is). */
+static int mkdir_mode(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) == 0)
+        return chmod(path, mode);
+    return errno == EEXIST ? 0 : -1;
+}
+
+/* mkdir -p: missing parents get 0755, the directory itself `mode` (docs/runtime.md: run/ and
+ * run/mount 0755, the writable layer and the mount point 0700), whatever the umask. */
+static int mkdir_p(const char *path, mode_t mode)
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", path);
@@ -150,11 +160,11 @@ static int mkdir_p(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        if (mkdir_mode(tmp, 0755) != 0)
             return -1;
         *p = '/';
     }
-    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
+    return mkdir_mode(tmp, mode);
 }
 
 static void fs_log(void *ctx, const char *line)
@@ -183,7 +193,7 @@ static int mount_root(struct ocb_err *e)
         inst_path(upper, sizeof upper, g.conf.root_upper->source, e) != 0)
         return -1;
     snprintf(g.mnt, sizeof g.mnt, "%s/run/root", g.inst);
-    if (mkdir_p(upper) != 0 || mkdir_p(g.mnt) != 0)
+    if (mkdir_p(upper, 0700) != 0 || mkdir_p(g.mnt, 0700) != 0)
         return ocb_fail(e, "%s/run: cannot create the run directories: %s", g.inst, strerror(errno));
     if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
         return ocb_fail(e, "cannot create a private mount namespace: %s", strerror(errno));
@@ -301,7 +311,7 @@ static int boot(const struct occlum_pal_attr *attr, struct ocb_err *e)
         return -1;
     /* One runtime per instance: the writable layer has a single writer. */
     snprintf(p, sizeof p, "%s/run", g.inst);
-    if (mkdir_p(p) != 0)
+    if (mkdir_p(p, 0755) != 0)
         return ocb_fail(e, "%s: cannot create: %s", p, strerror(errno));
     if ((g.lock_fd = ocb_run_lock_take(g.inst)) < 0) {
         if (errno == EWOULDBLOCK)

@@ -47,7 +47,7 @@ int ocb_run_lock_held(const char *instance)
     char p[PATH_MAX];
     if (lock_path(instance, p, sizeof p) != 0)
         return -1;
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    int fd = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO there must not block */
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
     int held;

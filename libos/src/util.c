@@ -70,43 +70,6 @@ void ocb_hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int ocb_parse_key16(const char *text, size_t len, uint8_t out[16])
-{
-    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' ' ||
-                       text[len - 1] == '\t' || text[len - 1] == '\0'))
-        len--;
-    if (len != 47)
-        return -1;
-    for (int i = 0; i < 16; i++) {
-        int hi = hexval(text[3 * i]), lo = hexval(text[3 * i + 1]);
-        if (hi < 0 || lo < 0 || (i < 15 && text[3 * i + 2] != '-'))
-            return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
-
-void ocb_format_key16(const uint8_t in[16], char out[48])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[3 * i] = digits[in[i] >> 4];
-        out[3 * i + 1] = digits[in[i] & 15];
-        out[3 * i + 2] = i < 15 ? '-' : '\0';
-    }
-}
-
 static const char *const level_names[] = {"off", "error", "warn", "info", "debug", "trace"};
 
 int ocb_log_level(const char *name)

@@ -47,23 +47,21 @@ int main(void)
     /* A query holding its shared lock does not make a starting runtime fail. */
     char lock[96];
     snprintf(lock, sizeof lock, "%s/%s", dir, OCB_RUN_LOCK);
-    int held[2];
-    CHECK(pipe(held) == 0);
+    int ready[2];
+    CHECK(pipe(ready) == 0);
     pid = fork();
     if (pid == 0) {
         int q = open(lock, O_RDONLY);
-        flock(q, LOCK_SH);
-        if (write(held[1], "h", 1) != 1) /* holding it now */
+        int ok = q >= 0 && flock(q, LOCK_SH | LOCK_NB) == 0;
+        if (write(ready[1], ok ? "1" : "0", 1) != 1)
             _exit(1);
         usleep(10000); /* a slow query: 10 ms */
         _exit(0);
     }
-    /* Take it only once the query holds it (a fixed sleep here lost the race on a loaded
-     * machine: the runtime got the lock first and the query blocked for ever). */
-    char c;
-    CHECK(read(held[0], &c, 1) == 1);
-    close(held[0]);
-    close(held[1]);
+    close(ready[1]);
+    char c = 0;
+    CHECK(read(ready[0], &c, 1) == 1 && c == '1'); /* the query holds its shared lock now */
+    close(ready[0]);
     fd = ocb_run_lock_take(dir);
     CHECK(fd >= 0);
     waitpid(pid, NULL, 0);

@@ -4,8 +4,10 @@ What Occlum's copy_bom asks of rsync, done here in-process:
 - ``rsync -aL src dest`` for files: the content (symlinks followed), mode, owner (as root) and
   mtime; a destination with the same size and mtime (nanoseconds) is up to date.
 - ``rsync -ar --copy-unsafe-links [--exclude=P]... src dest`` for dirs: the tree with modes,
-  mtimes, owners, specials; symlinks kept unless "unsafe" (absolute, or climbing above the
-  top of the transfer), in which case what they point to is copied.
+  mtimes, owners; symlinks kept unless "unsafe" (absolute, or climbing above the top of the
+  transfer), in which case what they point to is copied.  Special files (FIFOs, sockets,
+  devices), which rsync -a would copy, are left out with a warning each: an SEFS image cannot
+  hold them (sefs-cli and our image stage skip them, with the same kind of warning).
 Nothing is ever deleted from the destination.  Each file is written to a temporary name in its
 destination directory and renamed, so an interrupted run never leaves a half-written file.
 """
@@ -20,7 +22,7 @@ import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .. import pathlimit
+from .. import fsutil, pathlimit
 from ..errors import BomError, OutputError
 
 IS_ROOT = os.geteuid() == 0
@@ -34,7 +36,7 @@ class Entry:
 
     src: str
     rel: str
-    kind: str  # "dir" | "file" | "link" | "special"
+    kind: str  # "dir" | "file" | "link"
     st: os.stat_result
     link: str | None = None
 
@@ -172,17 +174,8 @@ def _walk(d: str, rel: str, rx: list[tuple[re.Pattern[str], bool]], out: list[En
         elif S_ISREG(mode):
             append(Entry(e.path, r, "file", st))
         else:
-            append(Entry(e.path, r, "special", st))
-
-
-def same_special(st: os.stat_result, dest: str) -> bool:
-    """``dest`` is already the special file (FIFO, device) of the same type and device
-    number that ``st`` describes."""
-    try:
-        d = os.lstat(dest)
-    except OSError:
-        return False
-    return stat.S_IFMT(d.st_mode) == stat.S_IFMT(st.st_mode) and d.st_rdev == st.st_rdev
+            warn(f"{e.path}: {fsutil.special_kind(mode)}, not copied (an image cannot hold it: "
+                 "sefs-cli and occlum build skip it)")
 
 
 def quick_check(d: os.stat_result | None, st: os.stat_result) -> str:
@@ -330,19 +323,6 @@ class Writer:
             raise _write_error(e, dest, f"copy {src} failed") from None
         return "copied"
 
-    def special(self, st: os.stat_result, dest: str) -> bool:
-        self.check_parent(dest)
-        if same_special(st, dest):
-            return False
-        if os.path.lexists(dest):
-            os.unlink(dest)
-        try:
-            os.mknod(dest, st.st_mode, st.st_rdev)
-            _set_attrs(dest, st)
-        except OSError as e:
-            raise _write_error(e, dest, "cannot create special file") from None
-        return True
-
     def dir_attrs(self, dest: str, st: os.stat_result, d: os.stat_result | None = None) -> bool:
         """Give a copied dir its source's mode, owner and mtime; True if mode/owner changed
         (a changed mtime alone is the trace of files just copied into it).  ``d``: a stat of
@@ -390,7 +370,8 @@ def _write_error(e: OSError, dest: str, what: str) -> BomError | OutputError:
 
 
 def _tmp_name(dest: str) -> str:
-    return os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.copy_bom{os.getpid()}")
+    return os.path.join(os.path.dirname(dest),
+                        fsutil.temp_name(os.path.basename(dest), fsutil.COPY_BOM_TAG))
 
 
 def _unlink_quiet(p: str) -> None:

@@ -1,7 +1,8 @@
 """occlum_elf_loader.config: which loader an ELF runs with, and where its libraries land.
 
 Format (Occlum's, one line per loader):  ``<loader path> <colon-separated library dirs>``.
-Blank lines and ``#`` comments are allowed here (an extension).  As in Occlum, the loader's own
+Blank lines and ``#`` comments are allowed here (an extension: Occlum's parser panics on a line
+of one word, so the shipped file has loader lines only).  As in Occlum, the loader's own
 directory is put in front of the listed directories; together they are the LD_LIBRARY_PATH the
 loader searches first, and a library found in one of them lands in the loader's directory in
 the image (docs/copy_bom.md, "Where libraries land").
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import BomError
+from ..inputfile import MAX_BOM_BYTES, read_limited
 
 GLIBC = "glibc"
 MUSL = "musl"
@@ -96,8 +98,10 @@ def load_loader_config(path: str | os.PathLike[str] | None = None) -> LoaderConf
     """Read the loader config: ``path``, else $OCCLUM_ELF_LOADER_CONFIG, else the shipped one."""
     p = Path(path) if path else paths.elf_loader_config()
     try:
-        text = p.read_text()
-    except OSError as e:
-        raise BomError(f"cannot read the ELF loader config: {e.strerror or e} "
-                       f"(set {paths.ELF_LOADER_CONFIG_ENV} to a readable file)", where=str(p)) from None
+        text = read_limited(p, what="ELF loader config", limit=MAX_BOM_BYTES, error=BomError).decode()
+    except BomError as e:
+        e.message += f" (set {paths.ELF_LOADER_CONFIG_ENV} to a readable file)"
+        raise
+    except UnicodeDecodeError:
+        raise BomError("the ELF loader config is not UTF-8 text", where=str(p)) from None
     return parse_loader_config(text, str(p))

@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import ignored_paths, paths
+from .. import fsutil, ignored_paths, paths
 from .. import log as oclog
-from ..errors import OcclumError
+from ..errors import OcclumError, OutputError
 from . import stamp
 from .elfcache import ElfCache
 from .elfdeps import Resolver
-from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, quick_check, same_special
+from .fscopy import IS_ROOT, Entry, Writer, attrs_differ, quick_check
 from .includes import collect_boms
 from .loaders import LoaderConfig
 from .plan import Op, Plan, Planner, check_missing, dedupe
@@ -169,14 +169,9 @@ class _Exec:
                 else:
                     self.mkdir(dest, e.st.st_mode & 0o7777)
                 dirs.append((dest, e, d))
-            elif e.kind == "link":
-                assert e.link is not None
+            else:
+                assert e.kind == "link" and e.link is not None
                 self.link(e.link, dest, e.st)
-            elif self.dry:
-                if not same_special(e.st, dest):
-                    self.did(f"mknod {dest}")
-            elif self.w.special(e.st, dest):
-                self.did(f"mknod {dest}")
         self.r.up_to_date += same
         if self.dry:  # what dir_attrs would change in the dirs that exist
             for dest, e, d in reversed(dirs):
@@ -258,7 +253,9 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
         log.debug("%s is not an empty directory before running copy_bom", planner.root)
 
     ex = _Exec(planner.root, dry_run, report)
+    dests = _dests(plan)
     try:
+        _remove_partial_copies(ex, dests)
         _execute(ex, plan, report)
     except OcclumError as e:
         # Say how far the run got: every file before this one is complete, none half-written.
@@ -278,9 +275,30 @@ def copy_bom(bom_file: str | os.PathLike[str], root: str | os.PathLike[str], *,
     if watch is not None and spath is not None and not report.warnings and not planner.missing:
         for p, st in resolver.probed():
             watch.add(p, st)
-        stamp.save(spath, watch, _dests(plan), rec_env.used, _record(report), started_ns)
+        stamp.save(spath, watch, dests, rec_env.used, _record(report), started_ns)
     log.info("%s", report.summary())
     return report
+
+
+def _remove_partial_copies(ex: _Exec, dests: set[str]) -> None:
+    """A killed copy_bom leaves the copy it was writing under its temp name beside the
+    destination (``.NAME.copy_bomPID``, fsutil).  Every dir this run writes into is cleared
+    of those whose writer is dead (nothing else is ever deleted), so a killed run converges to
+    the clean result and no partial file reaches an image (which would leave it out anyway)."""
+    inside = ex.root.rstrip("/") + "/"
+    for d in sorted({os.path.dirname(p) for p in dests}):
+        if d != ex.root and not d.startswith(inside):
+            continue
+        for p in fsutil.stale_temps(d, tag=fsutil.COPY_BOM_TAG):
+            if not ex.dry:
+                try:
+                    os.unlink(p)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    raise OutputError(f"cannot remove a partial copy of an interrupted copy_bom: "
+                                      f"{e.strerror}", where=p) from None
+            ex.did(f"rm {p} (a partial copy left by an interrupted copy_bom)")
 
 
 def _dests(plan: Plan) -> set[str]:

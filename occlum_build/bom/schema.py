@@ -17,6 +17,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import BomError
+from ..inputfile import MAX_BOM_BYTES, read_limited
 
 _STR_TAGS = {"tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _BOOL_TRUE = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"}
@@ -242,14 +243,10 @@ def parse_bom(text: str, path: str | os.PathLike[str]) -> BomSpec:
 def load_bom(path: str | os.PathLike[str]) -> BomSpec:
     """Read and parse one bom file."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise BomError("bom file not found", where=str(p)) from None
-    except IsADirectoryError:
-        raise BomError("is a directory, not a bom file", where=str(p)) from None
-    except OSError as e:
-        raise BomError(f"cannot read bom file: {e.strerror or e}", where=str(p)) from None
+    if not p.exists():
+        raise BomError("bom file not found", where=str(p))
+    # a regular file of at most 4 MiB: /dev/zero or a FIFO given as a bom would never end
+    data = read_limited(p, what="bom file", limit=MAX_BOM_BYTES, error=BomError)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

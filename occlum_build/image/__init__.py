@@ -9,8 +9,9 @@ from __future__ import annotations
 from .macfile import read_mac_file, write_mac_file
 from .pfs import PfsError
 from .protect import conf_mac, protect_config, unprotect_config
-from .sefs import KeepMtimes, MtimePolicy, SefsError, SefsReader, SefsSourceError, zip_tree
-from .sefs_build import ImageResult, build_image, compute_mac
+from .sefs import KeepMtimes, MtimePolicy, SefsError, SefsSourceError, zip_tree
+from .sefs_build import ImageResult, build_image, compute_mac, matches_mac
+from .sefs_reader import SefsReader
 from .verify import VerifyReport, verify_image
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "build_image",
     "compute_mac",
     "conf_mac",
+    "matches_mac",
     "protect_config",
     "read_mac_file",
     "unprotect_config",

@@ -5,6 +5,7 @@ writes them: a Protected FS integrity-only file whose clean name is
 from __future__ import annotations
 
 from . import pfs
+from .pfs_reader import PfsReader
 
 PROTECTED_NAME = ".Occlum_sys.json.protected"
 
@@ -17,12 +18,12 @@ def protect_config(sys_json: bytes) -> bytes:
 def conf_mac(protected: bytes, where: str = PROTECTED_NAME) -> bytes:
     """The 16-byte conf MAC of a protected config (what goes into .builtin_config); its
     metadata node is checked (mode, MAC, clean name)."""
-    return pfs.PfsReader(protected, PROTECTED_NAME, where=where).mac
+    return PfsReader(protected, PROTECTED_NAME, where=where).mac
 
 
 def unprotect_config(data: bytes, where: str, *, expected_mac: bytes | None = None) -> bytes:
     """Check a protected config (and its conf MAC if given); return the JSON bytes."""
-    r = pfs.PfsReader(data, PROTECTED_NAME, where=where)
+    r = PfsReader(data, PROTECTED_NAME, where=where)
     if expected_mac is not None and r.mac != expected_mac:
         raise pfs.PfsError("conf MAC mismatch: the protected configuration was changed", where=where)
     return r.read()

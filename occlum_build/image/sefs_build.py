@@ -34,6 +34,8 @@ from .. import fsutil, log
 from ..errors import OutputError
 from ..keys import format_hex16
 from . import pfs
+from .pfs_reader import read_meta_node
+from .protect_files import Job, protect_all
 from .sefs import Inode, MtimePolicy, SefsSourceError, encode_dir, encode_metadata, plan
 from .sefs_layout import METADATA_FILE, T_DIR, T_FILE, disk_name
 
@@ -115,40 +117,31 @@ class _Build:
         self.temps.append(p)
         return p
 
-    def write_file(self, n: Inode, dest: Path | None) -> None:
-        """Protect file ``n`` into ``dest`` (None: compute its MAC only, write nothing)."""
-        full = self.src / os.fsdecode(n.path)
-        try:
-            fd_in = os.open(full, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError as e:
-            raise SefsSourceError(f"cannot read: {e.strerror}", where=str(full)) from None
-        try:
-            if os.fstat(fd_in).st_size != n.size:
-                raise SefsSourceError("changed while the image was built; build again",
-                                      where=str(full))
-            target = os.devnull if dest is None else dest
-            flags = os.O_WRONLY | os.O_CLOEXEC | (0 if dest is None else os.O_CREAT | os.O_TRUNC)
-            try:
-                fd_out = os.open(target, flags, 0o644)
-            except OSError as e:
-                raise OutputError(f"cannot write: {e.strerror}", where=str(target)) from None
-            try:
-                body = pfs.write_body(fd_out, fd_in, n.size, self.key, where=str(full))
-                node0, n.mac = pfs.meta_node(disk_name(n.id).encode(), body, self.key)
-                if dest is not None:
-                    os.pwrite(fd_out, node0, 0)
-            finally:
-                os.close(fd_out)
-        finally:
-            os.close(fd_in)
-        self.bytes_read += n.size
+    def job(self, n: Inode, dest: Path | None) -> Job:
+        return Job(n.path, n.size, disk_name(n.id).encode(), None if dest is None else str(dest))
+
+    def protect(self, work: list[tuple[Inode, Path | None]], done: int = 0, todo: int = 0) -> None:
+        """Protect the files of ``work`` (on every CPU when large) and set their MACs."""
+        progress = None
+        if self.progress is not None:
+            state = [done]
+
+            def progress(nbytes: int) -> None:
+                state[0] += nbytes
+                assert self.progress is not None
+                self.progress(state[0], todo)
+
+        macs = protect_all(str(self.src), [self.job(n, d) for n, d in work], self.key, progress)
+        for (n, _), mac in zip(work, macs, strict=True):
+            n.mac = mac
+            self.bytes_read += n.size
 
     def reheader(self, path: Path, old_id: int, n: Inode) -> None:
         """Give a kept file the clean name of its new id: rewrite node 0 only."""
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
             old = os.pread(fd, pfs.NODE, 0)
-            body, _ = pfs.read_meta_node(old, disk_name(old_id), self.key, where=str(path))
+            body, _ = read_meta_node(old, disk_name(old_id), self.key, where=str(path))
             node0, n.mac = pfs.meta_node(disk_name(n.id).encode(), body, self.key)
             os.pwrite(fd, node0, 0)
         finally:
@@ -186,7 +179,7 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
     new: list[tuple[Path, Inode]] = []  # temp file -> node
     total = sum(n.size for n in order if n.type == T_FILE)
     todo = sum(n.size for n in order if n.type == T_FILE and _reusable(n, prev) is None)
-    done = 0
+    work: list[tuple[Inode, Path | None]] = []  # files to protect, into their temp files
     # One listing instead of a stat per kept file (a no-op build is mostly this loop).
     present = {e.name for e in os.scandir(out_dir) if e.is_file(follow_symlinks=False)}
     trace = _log.isEnabledFor(log.TRACE)  # OCCLUM_LOG_LEVEL=trace: one line per file
@@ -203,14 +196,8 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
                 continue
             if n.type == T_FILE:
                 t = b.tmp(n.id)
-                b.write_file(n, t)
+                work.append((n, t))
                 new.append((t, n))
-                if trace:
-                    _log.log(log.TRACE, "%s: /%s: hashed and stored (%d bytes, MAC %s)", src,
-                             os.fsdecode(n.path), n.size, n.mac.hex())
-                done += n.size
-                if progress is not None:
-                    progress(done, todo)
                 continue
             data, n.mac = pfs.protect_bytes(_small_content(n), disk_name(n.id).encode(), key)
             old = prev.get(n.path.hex())
@@ -218,15 +205,20 @@ def build_image(src: Path, out_dir: Path, mac_file: Path, *, key: bytes | None, 
                     and disk_name(n.id) in present:
                 continue
             t = b.tmp(n.id)
-            t.write_bytes(data)
+            fsutil.write_file(t, data)
             new.append((t, n))
+        b.protect(work, 0, todo)
+        if trace:
+            for n, _ in work:
+                _log.log(log.TRACE, "%s: /%s: hashed and stored (%d bytes, MAC %s)", src,
+                         os.fsdecode(n.path), n.size, n.mac.hex())
     except BaseException:
         for t in b.temps:
             t.unlink(missing_ok=True)
         raise
     if moves or new:
         marker = out_dir / MARKER
-        marker.touch()
+        fsutil.write_file(marker, b"")
         # Kept files whose id changed: renamed straight to the new id and re-headed (new
         # metadata node and MAC).  Kept files keep their relative order (the traversal order
         # is a fixed order of paths), so moving the ones that go up highest first and the ones
@@ -285,15 +277,39 @@ def compute_mac(src: Path, *, key: bytes | None, cache_dir: Path | None = None,
     """The root MAC ``build_image`` would give ``src``, writing nothing.  With ``cache_dir``,
     files whose stat key matches the manifest are not read (trusts the cache); without it
     every file is read (``occlum verify``)."""
-    order = _walk(Path(src), normalize_modes, mtimes)
+    return _compute(Path(src), key, cache_dir, normalize_modes, mtimes)[1]
+
+
+def matches_mac(src: Path, mac: bytes, *, key: bytes | None, cache_dir: Path,
+                normalize_modes: bool = False, mtimes: MtimePolicy = None) -> bool:
+    """``compute_mac(src, key=key, cache_dir=cache_dir, ...) == mac``.  When it is and files
+    had to be read because their stat keys changed (a ``touch``, a ``cp -a`` copy of the
+    instance: new inodes and ctimes), the manifest is re-keyed to the files as they are now,
+    so they are not read again: the root MAC covers every inode MAC, so each one computed
+    here is the one in the image."""
+    now_ns = time.time_ns()
+    order, got, read = _compute(Path(src), key, cache_dir, normalize_modes, mtimes)
+    if got != mac:
+        return False
+    if read:
+        _save(Path(cache_dir), key_tag(key), order, now_ns)
+    return True
+
+
+def _compute(src: Path, key: bytes | None, cache_dir: Path | None, normalize_modes: bool,
+             mtimes: MtimePolicy) -> tuple[list[Inode], bytes, int]:
+    """(inodes with their MACs, root MAC, number of files read)."""
+    order = _walk(src, normalize_modes, mtimes)
     prev = {} if cache_dir is None else _load(Path(cache_dir), Path("/nonexistent"), key_tag(key))
-    b = _Build(Path(src), Path("/nonexistent"), key, None)
+    b = _Build(src, Path("/nonexistent"), key, None)
+    work: list[tuple[Inode, Path | None]] = []
     for n in order:
         rec = _reusable(n, prev) if n.type == T_FILE else None
         if rec is not None and rec[0] == n.id:
             n.mac = bytes.fromhex(rec[3])
         elif n.type == T_FILE:  # changed, new, or kept under another id (node 0 differs)
-            b.write_file(n, None)
+            work.append((n, None))
         else:
             _, n.mac = pfs.protect_bytes(_small_content(n), disk_name(n.id).encode(), key)
-    return pfs.protect_bytes(encode_metadata(order), METADATA_FILE.encode(), key)[1]
+    b.protect(work)
+    return order, pfs.protect_bytes(encode_metadata(order), METADATA_FILE.encode(), key)[1], len(work)

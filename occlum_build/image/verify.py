@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import log
-from .sefs import SefsReader
 from .sefs_layout import T_FILE
+from .sefs_reader import SefsReader
 
 _log = log.get("verify")
 

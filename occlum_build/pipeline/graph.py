@@ -37,6 +37,7 @@ from doit.tools import config_changed
 
 from .. import log, pathlimit, paths
 from ..errors import ConfigError, OcclumError, OutputError
+from . import signing
 from . import stages as st
 from .context import (
     BUILTIN_CONFIG_SECTION,
@@ -135,7 +136,7 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
     are hashed once, not on every later build."""
 
     def check(task: Any, values: Any) -> bool:
-        from ..image import compute_mac, read_mac_file
+        from ..image import matches_mac, read_mac_file
         from .treestamp import tree_stamp
 
         rec = ctx.state.read_stage(stage) or {}
@@ -157,8 +158,8 @@ def _layer_uptodate(ctx: BuildContext, stage: str, src: Callable[[], Path], out:
             stamp, racy = tree_stamp(s)
             if stamp == stats.get("tree_stamp"):
                 return True
-            if compute_mac(s, key=key(), cache_dir=cache_dir, normalize_modes=normalize_modes,
-                           mtimes=mtimes) != read_mac_file(mac_file):
+            if not matches_mac(s, read_mac_file(mac_file), key=key(), cache_dir=cache_dir,
+                               normalize_modes=normalize_modes, mtimes=mtimes):
                 return False
             if not racy:
                 ctx.state.write_stage(stage, {**rec, "stats": {**stats, "tree_stamp": stamp}})
@@ -227,13 +228,13 @@ def tasks(ctx: BuildContext, finish: Callable[[BuildContext], None]) -> list[dic
 
     def do_sign() -> dict[str, Any]:
         signer, _ = sign_state["signer"]
-        stats = st.sign(ctx, signer)
+        stats = signing.sign(ctx, signer)
         stats.update(st.record_outputs(ctx, [inst.libos_signed]))
         return stats
 
     # The signer (and a missing development key) is resolved when the graph is made: its
     # description is part of the sign stage's up-to-date check.
-    sign_state["signer"] = st.signer_for(ctx)
+    sign_state["signer"] = signing.signer_for(ctx)
     desc = {"signer": sign_state["signer"][1], "date": sign_date()}
     out.append({"basename": "sign", "doc": "sign -> build/lib/libocclum-libos.signed.so",
                 "actions": [_stage(ctx, "sign", do_sign)],

@@ -25,7 +25,7 @@ from doit.doit_cmd import DoitMain
 
 from .. import ignored_paths, log, paths, runtime
 from ..errors import OcclumError, OutputError
-from ..fsutil import atomic_write
+from ..fsutil import atomic_write, own_dir
 from ..instance import require_instance
 from ..paths import Instance
 from .checker import HashCache, checker_class
@@ -91,8 +91,11 @@ def finish(ctx: BuildContext) -> None:
         shutil.rmtree(inst.run)
     elif inst.run.exists() or inst.run.is_symlink():
         inst.run.unlink()
-    for d in (inst.run_upper, inst.run_initfs_upper, inst.build_bin, inst.build_lib):
-        d.mkdir(parents=True, exist_ok=True)
+    for d in (inst.run_upper, inst.run_initfs_upper):
+        own_dir(d, paths.LAYER_DIR_MODE, parent_mode=paths.OUTPUT_DIR_MODE)
+    for d in (inst.run, inst.run_upper.parent, inst.run_initfs_upper.parent, inst.build,
+              inst.build_bin, inst.build_lib):
+        own_dir(d, paths.OUTPUT_DIR_MODE)
     _write_if_changed(inst.status_file, paths.STATUS_BUILT + "\n")
     ctx.cache.save()
     ctx.report = rep

@@ -2,7 +2,8 @@
 
 build/.state holds occlum-build's own bookkeeping, never an input a user edits:
 
-    state.json      format version of this directory; anything else means "discard it"
+    state.json      format version of this directory (anything else means "discard it") and
+                    the instance dir it was made in (a copied or moved instance: relocate)
     doit.sqlite     doit's dependency database (sqlite3 backend: one file, transactional)
     hashes.json     stat-key -> sha256 cache of the content checker (checker.py)
     image/, initfs/ the image stage's per-file manifests (its cache_dir)
@@ -28,8 +29,8 @@ from typing import Any
 
 from .. import log
 from ..errors import OutputError
-from ..fsutil import atomic_write
-from ..paths import Instance
+from ..fsutil import atomic_write, own_dir
+from ..paths import CONFIG_FILE, OUTPUT_DIR_MODE, STATE_DIR_MODE, Instance
 
 _log = log.get("pipeline")
 
@@ -81,13 +82,92 @@ class StateDir:
             _log.warning("discarding the build state in %s (%s); rebuilding from scratch",
                          self.dir, problem)
             self.discard()
+        try:
+            own_dir(self.inst.build, OUTPUT_DIR_MODE)
+            own_dir(self.dir, STATE_DIR_MODE)
+        except OSError as e:
+            raise OutputError(f"cannot create the build state dir: {e.strerror}",
+                              where=str(self.dir)) from None
         if not self.meta.exists():
+            self._write_meta()
+            return
+        old = self._recorded_root()
+        if old != str(self.inst.root):
+            if old is not None:
+                self.relocate(old)
+            self._write_meta()
+
+    def _write_meta(self) -> None:
+        atomic_write(self.meta, json.dumps({"version": STATE_VERSION, "root": str(self.inst.root)}) + "\n")
+
+    def _recorded_root(self) -> str | None:
+        """The instance dir recorded in state.json; for a state dir written before it was
+        recorded, the dir of the Occlum.json that doit's database names."""
+        try:
+            root = json.loads(self.meta.read_text()).get("root")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if isinstance(root, str):
+            return root
+        try:
+            con = sqlite3.connect(f"file:{self.dep_file}?mode=ro", uri=True)
             try:
-                self.dir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise OutputError(f"cannot create the build state dir: {e.strerror}",
-                                  where=str(self.dir)) from None
-            atomic_write(self.meta, json.dumps({"version": STATE_VERSION}) + "\n")
+                row = con.execute("SELECT task_data FROM doit WHERE task_id = 'enclave_xml'").fetchone()
+            finally:
+                con.close()
+            deps = json.loads(row[0]).get("deps:") if row else None
+        except (sqlite3.Error, ValueError, AttributeError):
+            return None
+        for d in deps if isinstance(deps, list) else ():
+            if isinstance(d, str) and d.endswith("/" + CONFIG_FILE):
+                return d[: -len(CONFIG_FILE) - 1]
+        return None
+
+    def relocate(self, old: str) -> None:
+        """The instance was copied (``cp -a``) or moved from ``old``: the bookkeeping names
+        files by absolute path (doit's dependency db, the hash cache, the stage records), so
+        the paths under ``old`` are renamed to the same paths under this instance.  Nothing is
+        trusted more for it: each file's stat key (inode, ctime) differs after a copy, so every
+        one is hashed once and compared by content, and an unchanged copy rebuilds nothing."""
+        new = str(self.inst.root)
+        _log.debug("build state of %s: relocating paths from %s", new, old)
+
+        def move(path: str) -> str:
+            return new + path[len(old):] if path == old or path.startswith(old + "/") else path
+
+        def move_keys(d: dict[str, Any]) -> dict[str, Any]:
+            return {move(k): v for k, v in d.items()}
+
+        if self.dep_file.exists():
+            try:
+                con = sqlite3.connect(self.dep_file)
+                try:
+                    with con:
+                        rows = con.execute("SELECT task_id, task_data FROM doit").fetchall()
+                        for task_id, blob in rows:
+                            data = move_keys(json.loads(blob))
+                            if isinstance(data.get("deps:"), list):
+                                data["deps:"] = [move(d) for d in data["deps:"]]
+                            con.execute("UPDATE doit SET task_data = ? WHERE task_id = ?",
+                                        (json.dumps(data), task_id))
+                finally:
+                    con.close()
+            except (sqlite3.Error, ValueError, AttributeError) as e:
+                _log.warning("discarding the dependency database %s (%s)", self.dep_file, e)
+                self.dep_file.unlink(missing_ok=True)
+        try:
+            cache = json.loads(self.hashes.read_text())
+            if isinstance(cache, dict) and isinstance(cache.get("files"), dict):
+                cache["files"] = move_keys(cache["files"])
+                atomic_write(self.hashes, json.dumps(cache, separators=(",", ":")), durable=False)
+        except (OSError, ValueError):
+            pass  # no cache, or an unreadable one (the checker ignores it)
+        stages = self.dir / "stages"
+        for f in sorted(stages.glob("*.json")) if stages.is_dir() else ():
+            rec = self.read_stage(f.stem)
+            stats = rec.get("stats") if rec else None
+            if rec and isinstance(stats, dict) and isinstance(stats.get("outputs"), dict):
+                self.write_stage(f.stem, {**rec, "stats": {**stats, "outputs": move_keys(stats["outputs"])}})
 
     def _problem(self) -> str | None:
         if self.dir.is_symlink() or not self.dir.is_dir():

@@ -36,7 +36,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None,
     e = dict(os.environ)
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "occlum_build.cli.bom", *args], capture_output=True,
-                          text=True, env=e, cwd=cwd)
+                          text=True, env=e, cwd=cwd, timeout=300)  # a hang fails, not stalls
 
 
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"

@@ -193,6 +193,32 @@ def test_bom_file_missing(tmp_path):
     _fails(tmp_path, tmp_path / "none.yaml", "bom file not found")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+def test_bom_file_that_would_never_end(tmp_path, kind):
+    """/dev/zero or a FIFO without a writer given as a bom hung copy_bom; each is refused
+    before it is read (a FIFO without blocking), a huge file before it is read whole."""
+    if kind == "fifo":
+        bom = tmp_path / "fifo.yaml"
+        os.mkfifo(bom)
+        why = "bom file is a FIFO, not a regular file"
+    elif kind == "device":
+        bom, why = Path("/dev/zero"), "bom file is a device node, not a regular file"
+    else:
+        bom = tmp_path / "huge.yaml"
+        with open(bom, "wb") as f:
+            f.truncate((4 << 20) + 1)
+        why = f"bom file is {(4 << 20) + 1} bytes, over the limit of 4 MiB"
+    _fails(tmp_path, bom, f"{bom}: {why}")
+
+
+def test_loader_config_that_would_never_end(tmp_path):
+    fifo = tmp_path / "loaders.config"
+    os.mkfifo(fifo)
+    bom = _write(tmp_path, "targets:\n  - target: /\n    mkdirs: [x]\n")
+    _fails(tmp_path, bom, f"{fifo}: ELF loader config is a FIFO, not a regular file",
+           env={"OCCLUM_ELF_LOADER_CONFIG": str(fifo)})
+
+
 def test_missing_libraries_listed(tmp_path):
     """Occlum's exit -8: every missing library of a files entry is named, nothing copied."""
     if not have("gcc"):

@@ -336,14 +336,14 @@ def test_dry_run_predicts_the_real_run(tmp_path):
 
 
 def test_dry_run_predicts_attribute_updates_and_leaves_specials_alone(tmp_path):
-    """After a first run: a file's and a dir's mode changed in the source, an existing FIFO.
-    The dry run lists exactly what the real run then does (and no mknod of the FIFO)."""
+    """After a first run: a file's and a dir's mode changed in the source, a FIFO in it.
+    The dry run lists exactly what the real run then does (and never the FIFO)."""
     app = _src_tree(tmp_path)
     os.mkfifo(app / "conf" / "pipe")
     bom = _bom(tmp_path, DIR_BOM)
     root = tmp_path / "inst" / "image"
     copy_bom(bom, root)
-    assert stat.S_ISFIFO((root / "opt/app/conf/pipe").lstat().st_mode)
+    assert not os.path.lexists(root / "opt/app/conf/pipe")
     (app / "conf" / "a.conf").chmod(0o640)
     (app / "conf" / "deep").chmod(0o700)
     dry = copy_bom(bom, root, dry_run=True)
@@ -351,7 +351,7 @@ def test_dry_run_predicts_attribute_updates_and_leaves_specials_alone(tmp_path):
     real = copy_bom(bom, root)
     assert real.attrs_updated == 2 and dry.attrs_updated == 2
     assert dry.operations == real.operations
-    assert not [op for op in dry.operations if "mknod" in op]
+    assert not [op for op in dry.operations if "pipe" in op]
     again = copy_bom(bom, root, dry_run=True)
     assert not again.changed and again.operations == []
 
@@ -399,3 +399,33 @@ def test_missing_library_in_dirs_entry_is_a_warning(tmp_path):
     assert "Warning: library libgonex.so needed by" in r.stderr
     image = tmp_path / "inst" / "image"
     assert (image / "opt/app/prog").is_file() and (image / "lib/x86_64-linux-gnu/libc.so.6").is_file()
+
+
+def test_special_files_in_a_copied_dir_are_skipped_with_a_warning_each(tmp_path):
+    """copy_bom and occlum build agree (issue 15 C): a FIFO, a socket or a device in a copied
+    dir is not copied (an SEFS image cannot hold it; sefs-cli and the image stage skip it),
+    with one warning per path, in the words the image stage uses."""
+    import socket
+
+    app = _src_tree(tmp_path)
+    os.mkfifo(app / "pipe")
+    os.mkfifo(app / "conf" / "deep" / "pipe2")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(app / "sock"))
+    try:
+        os.symlink("/dev/null", app / "devlink")  # unsafe: what it points to is copied
+        root = tmp_path / "inst" / "image"
+        r = run_cli("-f", str(_bom(tmp_path, DIR_BOM)), "--root", str(root))
+    finally:
+        s.close()
+    assert r.returncode == 0, r.stderr
+    warnings = [ln for ln in r.stderr.splitlines() if "not copied" in ln]
+    want = {f"{app / n}: {kind}, not copied (an image cannot hold it: sefs-cli and occlum build "
+            "skip it)" for n, kind in [("pipe", "a FIFO"), ("conf/deep/pipe2", "a FIFO"),
+                                       ("sock", "a socket"), ("devlink", "a device node")]}
+    assert {w.removeprefix("Warning: ") for w in warnings} == want, r.stderr
+    assert len(warnings) == 4
+    out = root / "opt" / "app"
+    for n in ("pipe", "conf/deep/pipe2", "sock", "devlink"):
+        assert not os.path.lexists(out / n), n
+    assert (out / "conf" / "a.conf").is_file()

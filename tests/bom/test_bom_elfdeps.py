@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from bom_helpers import build_hello, have
 
+from occlum_build import paths
 from occlum_build.bom import load_loader_config, resolve_deps
 from occlum_build.bom.elfdeps import Resolver
 from occlum_build.bom.loaders import parse_loader_config
@@ -131,6 +132,33 @@ def test_loader_config_shipped_and_parsed():
     assert other.path == "/opt/x/ld-other.so"
     parsed = parse_loader_config("# comment\n\n/a/ld.so /b:/c/\n", "t")
     assert parsed.loaders[0].lib_dirs == ("/a", "/b", "/c")
+
+
+def _occlum_parse(text: str) -> dict[str, list[str]]:
+    """Occlum 0.31 copy_bom's reading of the config (tools/copy_bom/src/util.rs, OCCLUM_LOADERS):
+    each non-blank trimmed line split at ' '; [0] is the loader, [1] the LD_LIBRARY_PATH after
+    the loader's dir; a line of one word panics (index out of bounds), so fail on it here."""
+    out = {}
+    for line in text.splitlines():
+        t = line.strip()
+        if not t:
+            continue
+        parts = t.split(" ")
+        assert len(parts) >= 2, f"Occlum's copy_bom panics on the line {line!r}"
+        dirs = f"{os.path.dirname(parts[0])}:{parts[1]}".split(":")
+        out[parts[0]] = list(dict.fromkeys(d for d in dirs if d))  # what it searches, in order
+    return out
+
+
+def test_shipped_loader_config_is_readable_by_occlums_copy_bom():
+    """Occlum's parser has no comments: the shipped file holds loader lines only (a comment
+    line of one word crashed it, any other became a loader named '#'), and both parsers read
+    the same loaders and dirs from it."""
+    text = (paths.BOM_TEMPLATE_DIR / paths.ELF_LOADER_CONFIG_NAME).read_text()
+    theirs = _occlum_parse(text)
+    assert all(k.startswith("/") for k in theirs), theirs
+    ours = parse_loader_config(text, "shipped")
+    assert {ld.path: list(ld.lib_dirs) for ld in ours.loaders} == theirs
 
 
 def test_musl_library_with_runpath_matches_musl_loader(tmp_path, resolver):

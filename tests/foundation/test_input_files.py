@@ -77,7 +77,7 @@ def test_file_larger_than_its_stat_size_is_caught_while_reading() -> None:
         read_limited("/proc/kallsyms", what="key", limit=MAX_KEY_FILE_BYTES)
 
 
-@pytest.mark.parametrize("path,kind", [("/dev/zero", "a device"), ("/", "a directory")])
+@pytest.mark.parametrize("path,kind", [("/dev/zero", "a device node"), ("/", "a directory")])
 def test_non_regular_files_are_refused(path: str, kind: str) -> None:
     with pytest.raises(OcclumError, match=f"key is {kind}, not a regular file"):
         read_limited(path, what="key", limit=10)
@@ -105,7 +105,7 @@ def test_build_refuses_bad_key_files(inst: Path, tmp_path: Path, option: str, ta
             f.truncate(MAX_KEY_FILE_BYTES + 1)
         why = f"is {MAX_KEY_FILE_BYTES + 1} bytes, over the limit of 64 KiB"
     else:
-        path, why = Path(target), "is a device"
+        path, why = Path(target), "is a device node"
     r = occlum("build", "--sgx-mode", "SIM", option, str(path), cwd=inst)
     one_error_line(r, f"{path}: {what} {why}")
 
@@ -125,7 +125,7 @@ def test_build_refuses_a_bad_occlum_json(tmp_path: Path, target: str) -> None:
         why = f"is {MAX_CONFIG_BYTES + 1} bytes, over the limit of 1 MiB"
     else:
         conf.symlink_to(target)
-        why = "is a device, not a regular file"
+        why = "is a device node, not a regular file"
     for cmd in (["build", "--sgx-mode", "SIM"], ["print", "enclave-xml"]):
         one_error_line(occlum(*cmd, cwd=inst), f"{conf}: Occlum.json {why}")
 

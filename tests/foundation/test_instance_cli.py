@@ -112,3 +112,23 @@ def test_log_level_bad_value_warns(tmp_path):
     assert "OCCLUM_LOG_LEVEL='loud'" in r.stderr
     r = occlum("status", cwd=tmp_path, env={"OCCLUM_LOG_LEVEL": "off"})
     assert "OCCLUM_LOG_LEVEL" not in r.stderr
+
+
+def test_new_creates_missing_parents_as_occlum_does(tmp_path):
+    """`occlum new a/b/c` is Occlum's `mkdir -p a/b/c` + init (was: an error)."""
+    r = occlum("new", "a/b/c", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    inst = tmp_path / "a" / "b" / "c"
+    assert (inst / ".__occlum_status").read_text() == "initialized\n"
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["c"]  # no temp dir left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "a").st_mode) == 0o777 & ~umask  # as mkdir -p
+
+
+def test_new_with_a_file_in_the_way_of_a_parent(tmp_path):
+    (tmp_path / "f").write_text("")
+    r = occlum("new", "f/b/c", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr == f'Error: cannot create the instance: "{tmp_path / "f"}" is not a directory\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

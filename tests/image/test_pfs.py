@@ -13,6 +13,7 @@ import pytest
 
 from occlum_build.image import pfs
 from occlum_build.image.pfs_layout import ENCRYPTED, KDF_INPUT, NODE, PLAIN, data_phys, file_size, mht_phys
+from occlum_build.image.pfs_reader import PfsReader
 from occlum_build.keys import parse_hex16
 
 VEC = Path(__file__).resolve().parents[1] / "vectors" / "occlum-interop"
@@ -64,7 +65,7 @@ def test_streaming_writer_matches(tmp_path):
 @pytest.mark.parametrize("f", [x for x in IVEC["files"] if (INTEG / x["protected"]).exists()],
                          ids=lambda f: str(f["content_size"]))
 def test_integrity_reader(f):
-    r = pfs.PfsReader((INTEG / f["protected"]).read_bytes(), f["clean_name"])
+    r = PfsReader((INTEG / f["protected"]).read_bytes(), f["clean_name"])
     assert r.read() == S(f["content_size"]) and pfs.format_mac(r.mac) == f["mac"]
     assert r.size == f["content_size"]
 
@@ -72,12 +73,12 @@ def test_integrity_reader(f):
 def test_reader_checks_the_clean_name():
     data = (INTEG / "3073.bin.protected").read_bytes()
     with pytest.raises(pfs.PfsError, match="file name mismatch"):
-        pfs.PfsReader(data, "other.protected")
+        PfsReader(data, "other.protected")
 
 
 def test_tampered_integrity_file_opens_but_the_read_fails():
     t = IVEC["tampered"]
-    r = pfs.PfsReader((INTEG / t["file"]).read_bytes(), "3073.bin.protected", where=t["file"])
+    r = PfsReader((INTEG / t["file"]).read_bytes(), "3073.bin.protected", where=t["file"])
     assert pfs.format_mac(r.mac) == t["show_mac_out"]  # the MAC covers the MHT root only
     assert r.read(0, 3072) == S(3072)  # the head lives in the (intact) metadata node
     want = r"tampered/3073.bin.protected: data node 0 \(node 2\): MAC mismatch"
@@ -88,35 +89,35 @@ def test_tampered_integrity_file_opens_but_the_read_fails():
 def test_truncated_and_foreign_files_are_refused():
     data = (INTEG / "7169.bin.protected").read_bytes()
     with pytest.raises(pfs.PfsError, match="truncated"):
-        pfs.PfsReader(data[:-NODE], "7169.bin.protected")
+        PfsReader(data[:-NODE], "7169.bin.protected")
     with pytest.raises(pfs.PfsError, match="not a Protected FS file"):
-        pfs.PfsReader(b"\0" * NODE, "x")
+        PfsReader(b"\0" * NODE, "x")
     bad = bytearray(data)
     bad[95 + 300] ^= 1  # the encrypted part (clear in integrity mode): node 0's MAC breaks
     with pytest.raises(pfs.PfsError, match="metadata node: MAC mismatch"):
-        pfs.PfsReader(bytes(bad), "7169.bin.protected")
+        PfsReader(bytes(bad), "7169.bin.protected")
 
 
 @pytest.mark.parametrize("f", UVEC["files"], ids=lambda f: str(f["content_size"]))
 def test_userkey_reader_reads_upstream_files(f):
     data = (USERKEY / f["protected"]).read_bytes()
     assert hashlib.sha256(data).hexdigest() == f["sha256_protected"]
-    r = pfs.PfsReader(data, f["clean_name"], UKEY)
+    r = PfsReader(data, f["clean_name"], UKEY)
     assert r.read() == S(f["content_size"]) and pfs.format_mac(r.mac) == f["mac"]
     with pytest.raises(pfs.PfsError, match="is a user-key file, opened as integrity-only"):
-        pfs.PfsReader(data, f["clean_name"])
+        PfsReader(data, f["clean_name"])
 
 
 def test_userkey_tampered_and_wrong_key():
     t = UVEC["tampered"]
-    r = pfs.PfsReader((USERKEY / t["tampered-data"]["file"]).read_bytes(), "396289.bin.protected", UKEY)
+    r = PfsReader((USERKEY / t["tampered-data"]["file"]).read_bytes(), "396289.bin.protected", UKEY)
     assert pfs.format_mac(r.mac) == t["tampered-data"]["show_mac_out"]
     with pytest.raises(pfs.PfsError, match=r"data node 0 \(node 2\): MAC mismatch"):
         r.read()
     with pytest.raises(pfs.PfsError, match="metadata node: MAC mismatch"):
-        pfs.PfsReader((USERKEY / t["tampered-meta"]["file"]).read_bytes(), "396289.bin.protected", UKEY)
+        PfsReader((USERKEY / t["tampered-meta"]["file"]).read_bytes(), "396289.bin.protected", UKEY)
     with pytest.raises(pfs.PfsError, match="metadata node: MAC mismatch"):
-        pfs.PfsReader((USERKEY / "3073.bin.protected").read_bytes(), "3073.bin.protected", b"\x01" * 16)
+        PfsReader((USERKEY / "3073.bin.protected").read_bytes(), "3073.bin.protected", b"\x01" * 16)
 
 
 @pytest.mark.parametrize("n", [0, 1, 3072, 3073, 7169, 396289, 96 * 4096 * 33 + 3072 + 5])
@@ -125,7 +126,7 @@ def test_userkey_writer_is_deterministic_and_readable(n):
     a, mac = pfs.protect_bytes(data, b"f.protected", UKEY)
     b, mac2 = pfs.protect_bytes(data, b"f.protected", UKEY)
     assert a == b and mac == mac2 and len(a) == file_size(n)
-    assert pfs.PfsReader(a, "f.protected", UKEY).read() == data
+    assert PfsReader(a, "f.protected", UKEY).read() == data
     other, _ = pfs.protect_bytes(data, b"f.protected", b"\x02" * 16)
     assert other != a
     if n >= 3072 + 16:

@@ -27,6 +27,7 @@ from occlum_build.image.sefs_layout import (
     inodes_up_to,
     metadata_size,
 )
+from occlum_build.image.sefs_reader import SefsReader
 from occlum_build.keys import parse_hex16
 
 VEC = Path(__file__).resolve().parents[1] / "vectors" / "occlum-interop"
@@ -91,7 +92,7 @@ def test_writer_is_byte_identical(tree, trees, tmp_path):
         assert warns == ["/tmp: setuid/setgid/sticky bits 0o1000 dropped (SEFS stores mode & 0o777)"]
 
 
-def _check_against_expected(r: sefs.SefsReader, tree: str) -> None:
+def _check_against_expected(r: SefsReader, tree: str) -> None:
     want = json.loads((INTEG / tree / "expected_unzip.json").read_text())
     got = list(r.walk())
     assert [e.path for e in got] == ["/" if w["path"] == "." else "/" + w["path"] for w in want]
@@ -107,32 +108,32 @@ def _check_against_expected(r: sefs.SefsReader, tree: str) -> None:
 @pytest.mark.parametrize("tree", ["basic", "edge"])
 def test_reader_reads_upstream_integrity_images(tree):
     mac = parse_hex16((INTEG / tree / "ROOT_MAC").read_text(), "ROOT_MAC")
-    _check_against_expected(sefs.SefsReader(INTEG / tree / "__ROOT", mac), tree)
+    _check_against_expected(SefsReader(INTEG / tree / "__ROOT", mac), tree)
     with pytest.raises(sefs.SefsError, match="metadata: root MAC mismatch"):
-        sefs.SefsReader(INTEG / tree / "__ROOT", bytes(16))
+        SefsReader(INTEG / tree / "__ROOT", bytes(16))
 
 
 @pytest.mark.parametrize("tree", ["basic", "edge"])
 def test_reader_reads_upstream_userkey_images(tree):
     d = USERKEY / tree
     mac = parse_hex16((d / "ROOT_MAC").read_text(), "ROOT_MAC")
-    _check_against_expected(sefs.SefsReader(d / "__ROOT", mac, UKEY), tree)
+    _check_against_expected(SefsReader(d / "__ROOT", mac, UKEY), tree)
     with pytest.raises(sefs.SefsError, match="is a user-key file, opened as integrity-only"):
-        sefs.SefsReader(d / "__ROOT", mac)
+        SefsReader(d / "__ROOT", mac)
     with pytest.raises(sefs.SefsError, match="metadata node: MAC mismatch"):
-        sefs.SefsReader(d / "__ROOT", mac, b"\x07" * 16)
+        SefsReader(d / "__ROOT", mac, b"\x07" * 16)
 
 
 def test_tampered_userkey_images():
     d = USERKEY / "tampered-data"
-    r = sefs.SefsReader(d / "__ROOT", parse_hex16((d / "ROOT_MAC").read_text(), "x"), UKEY)
+    r = SefsReader(d / "__ROOT", parse_hex16((d / "ROOT_MAC").read_text(), "x"), UKEY)
     assert r.read("/etc/hosts")  # other files are fine
     with pytest.raises(sefs.SefsError, match=r"/bin/init: 05000000000000000000000000000000: "
                                              r"data node 0 \(node 2\): MAC mismatch"):
         r.read("/bin/init")  # the read itself fails: no zero-filled bytes
     d = USERKEY / "tampered-meta"
     with pytest.raises(sefs.SefsError, match="metadata: metadata: metadata node: MAC mismatch"):
-        sefs.SefsReader(d / "__ROOT", parse_hex16((d / "ROOT_MAC").read_text(), "x"), UKEY)
+        SefsReader(d / "__ROOT", parse_hex16((d / "ROOT_MAC").read_text(), "x"), UKEY)
 
 
 def test_swapped_and_missing_inode_files_are_named(tmp_path):
@@ -141,7 +142,7 @@ def test_swapped_and_missing_inode_files_are_named(tmp_path):
     mac = parse_hex16((INTEG / "basic" / "ROOT_MAC").read_text(), "x")
     init, busybox = img / disk_name(5), img / disk_name(4)
     os.replace(busybox, init)  # /bin/init's file now holds /bin/busybox (another clean name)
-    r = sefs.SefsReader(img, mac)
+    r = SefsReader(img, mac)
     with pytest.raises(sefs.SefsError, match="/bin/init: .*file name mismatch"):
         r.read("/bin/init")
     with pytest.raises(sefs.SefsError, match="/bin/busybox: missing file 04000000"):
@@ -156,7 +157,7 @@ def test_key_mode_round_trip_is_deterministic(tree, trees, tmp_path):
     assert a == b
     for p in (tmp_path / "a").iterdir():
         assert p.read_bytes() == (tmp_path / "b" / p.name).read_bytes()
-    _check_against_expected(sefs.SefsReader(tmp_path / "a", a, UKEY), tree)
+    _check_against_expected(SefsReader(tmp_path / "a", a, UKEY), tree)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(_manifest(tree))
 
 

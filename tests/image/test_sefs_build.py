@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from occlum_build.image import pfs, sefs
+from occlum_build.image.pfs_reader import PfsReader
 from occlum_build.image.sefs_build import MARKER, build_image, compute_mac
 
 VEC = Path(__file__).resolve().parents[1] / "vectors" / "occlum-interop" / "sefs" / "integrity"
@@ -118,7 +119,7 @@ def test_failed_build_keeps_the_previous_image(tree, tmp_path):
         finally:
             sefs_build._walk = real
     after = {p.name: p.read_bytes() for p in (tmp_path / "__ROOT").iterdir()}
-    assert after == before and r.mac == pfs.PfsReader(
+    assert after == before and r.mac == PfsReader(
         (tmp_path / "__ROOT" / "metadata").read_bytes(), "metadata").mac
 
 
@@ -132,3 +133,47 @@ def test_interrupted_commit_is_rebuilt(tree, tmp_path):
     assert res.mac == r.mac and res.bytes_read > 0
     _same_image(tmp_path / "__ROOT", VEC / "basic" / "__ROOT")
     assert not (tmp_path / "__ROOT" / MARKER).exists()
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["integrity", "key"])
+def test_worker_pool_gives_the_same_image_and_the_same_errors(tree, tmp_path, key, monkeypatch):
+    """Files protected by worker processes (protect_files.py, used for large builds) give the
+    bytes a one-process build gives, the upstream vector's in integrity-only mode; a source
+    that changes under a worker fails the build with the same one line."""
+    from occlum_build.image import protect_files
+
+    (tree / "big").write_bytes(os.urandom(300_000))  # several MHT-level nodes
+    one = tmp_path / "one"
+    r1 = build_image(tree, one / "__ROOT", one / ".ROOT_MAC", key=key, cache_dir=one / "cache")
+    pids = tmp_path / "pids"
+    real = protect_files.protect_file
+
+    def spy(*a):  # runs in the forked workers: it leaves their pid in a file
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return real(*a)
+
+    monkeypatch.setattr(protect_files, "workers_for", lambda total: 2)
+    monkeypatch.setattr(protect_files, "protect_file", spy)
+    pool = tmp_path / "pool"
+    r2 = build_image(tree, pool / "__ROOT", pool / ".ROOT_MAC", key=key, cache_dir=pool / "cache")
+    used = {int(x) for x in pids.read_text().split()}
+    assert used and os.getpid() not in used  # the files were protected in other processes
+    assert r2.mac == r1.mac and r2.bytes_read == r1.bytes_read
+    _same_image(one / "__ROOT", pool / "__ROOT")
+    assert compute_mac(tree, key=key) == r1.mac
+    # A file that shrank after the walk: the worker's error, raised here.
+    from occlum_build.image import sefs_build
+
+    real_walk = sefs_build._walk
+
+    def walk_then_shrink(src, normalize_modes, mtimes=None):
+        order = real_walk(src, normalize_modes, mtimes)
+        os.truncate(tree / "big", 5)
+        return order
+
+    monkeypatch.setattr(sefs_build, "_walk", walk_then_shrink)
+    bad = tmp_path / "bad"
+    with pytest.raises(sefs.SefsSourceError, match=r"/big: changed while the image was built"):
+        build_image(tree, bad / "__ROOT", bad / ".ROOT_MAC", key=key, cache_dir=bad / "cache")
+    assert not any(p.name.startswith(".tmp-") for p in (bad / "__ROOT").iterdir())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fake_install import VEC, VERSION, build, make_install, new_instance, run_cli, tree
 
-from occlum_build.image.sefs import SefsReader
+from occlum_build.image.sefs_reader import SefsReader
 from occlum_build.keys import parse_hex16
 from occlum_build.sgx.elf import update_builtin_config
 

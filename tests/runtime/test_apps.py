@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from occlum_build.image.sefs import SefsReader
 from occlum_build.image.sefs_layout import disk_name
+from occlum_build.image.sefs_reader import SefsReader
 from occlum_build.keys import parse_hex16
 
 from .rt_helpers import BIN, OCCLUM, build, needs_runtime, occlum

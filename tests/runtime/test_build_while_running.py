@@ -17,12 +17,22 @@ from .rt_helpers import BIN, OCCLUM, needs_runtime, occlum
 pytestmark = [pytest.mark.native, needs_runtime]
 
 
-def _snapshot(inst: Path) -> dict[str, tuple[int, int, int]]:
-    """Every path of the instance -> (mode, size, mtime_ns); the files of the tree below."""
-    out = {}
+LAYER = Path("run/mount/__ROOT")
+
+
+def _snapshot(inst: Path) -> dict[str, tuple[int, ...]]:
+    """Every path of the instance -> (mode, size, mtime_ns).  The live writable layer is the
+    runtime's to change (its flusher writes the index up to a second after the app's last
+    write): of it only the identity (inodes of the directory and its layer file) is kept,
+    which a build that resets run/ would change."""
+    out: dict[str, tuple[int, ...]] = {}
     for p in sorted(inst.rglob("*")):
+        rel = p.relative_to(inst)
+        if rel == LAYER or LAYER in rel.parents:
+            continue
         st = p.lstat()
-        out[str(p.relative_to(inst))] = (st.st_mode, st.st_size, st.st_mtime_ns)
+        out[str(rel)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    out[str(LAYER)] = (os.lstat(inst / LAYER).st_ino, os.lstat(inst / LAYER / "layer").st_ino)
     return out
 
 

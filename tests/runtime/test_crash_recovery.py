@@ -136,3 +136,17 @@ def test_status_follows_start_and_stop(instance_copy: Path) -> None:
     assert _status(inst) == "stopped"
     r = occlum(inst, "exec", "/bin/hello")
     assert r.returncode == 1 and "not running (occlum start)" in r.stderr
+
+
+def test_unreadable_runtime_lock_is_one_line(instance_copy: Path) -> None:
+    """A runtime lock that cannot be opened (here a symlink loop; for a user other than root,
+    its mode 0600) is named in one line, not a traceback."""
+    lock = instance_copy / "run" / ".runtime.lock"
+    lock.parent.mkdir(exist_ok=True)
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(lock.name)
+    for cmd in (("status",), ("stop",), ("build", "--sgx-mode", "SIM")):
+        r = occlum(instance_copy, *cmd)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and "runtime lock" in lines[0], (cmd, r.stderr)
+        assert "Traceback" not in r.stderr

@@ -259,13 +259,22 @@ int ofs_upper_open(const char *dir, const uint8_t key[16], uint32_t root_mode,
     }
     memcpy(up->master, key, 16);
     up->dfd = -1;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+    /* The layer and its data/ are 0700 whatever the umask (docs/formats/writable-layer.md):
+     * what mkdir made of the mode is set right at once. */
+    int made = mkdir(dir, 0700) == 0;
+    if (!made && errno != EEXIST) {
         rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: cannot create the writable layer: %s", dir,
                   strerror(errno));
         goto out;
     }
     up->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (up->dfd < 0 || (mkdirat(up->dfd, "data", 0700) < 0 && errno != EEXIST)) {
+    if (up->dfd >= 0 && made && fchmod(up->dfd, 0700) < 0) {
+        close(up->dfd);
+        up->dfd = -1;
+    }
+    int made_data = up->dfd >= 0 && mkdirat(up->dfd, "data", 0700) == 0;
+    if (up->dfd < 0 || (!made_data && errno != EEXIST) ||
+        (made_data && fchmodat(up->dfd, "data", 0700, 0) < 0)) {
         rc = ofs_fail(err, errlen, OFS_ERR_IO, "%s: cannot open the writable layer: %s", dir,
                   strerror(errno));
         goto out;
