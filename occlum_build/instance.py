@@ -217,3 +217,4 @@ def _copy_host(src: str, dst: Path, required: bool) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)  # follows links: the image gets the file, not a host link
     os.chmod(dst, os.stat(src).st_mode & 0o777)
+    _log.log(log.TRACE, "copied %s -> %s", src, dst)

@@ -165,6 +165,7 @@ def _add(tar: tarfile.TarFile, arcname: str, p: Path, mtime: int) -> None:
         ti.size = st.st_size
         with open(p, "rb") as f:
             tar.addfile(ti, f)
+        _log.log(log.TRACE, "packed %s (%d bytes) as %s", p, st.st_size, arcname)
     else:
         raise OcclumError("special file cannot be packaged", where=str(p))
 

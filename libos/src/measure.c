@@ -75,9 +75,10 @@ int ocb_patched_image(const struct ocb_enclave_file *f, uint8_t **image, struct 
     memcpy(img, f->data, f->size);
     const struct ocb_metadata *md = &f->meta;
     const uint8_t *tab = md->raw + md->dir_offset[OCB_DIR_PATCH];
-    for (uint32_t i = 0; i < md->dir_size[OCB_DIR_PATCH] / 32; i++) {
-        uint64_t dst = ocb_le64(tab + 32 * i);
-        uint32_t src = ocb_le32(tab + 32 * i + 8), size = ocb_le32(tab + 32 * i + 12);
+    for (uint32_t i = 0; i < md->dir_size[OCB_DIR_PATCH] / OCB_PE_STRUCT_SIZE; i++) {
+        const uint8_t *pe = tab + OCB_PE_STRUCT_SIZE * i;
+        uint64_t dst = ocb_le64(pe + OCB_PE_DST);
+        uint32_t src = ocb_le32(pe + OCB_PE_SRC), size = ocb_le32(pe + OCB_PE_SIZE);
         if ((uint64_t)src + size > OCB_METADATA_SIZE || dst > f->size || size > f->size - dst) {
             free(img);
             return ocb_fail(e, "metadata patch entry %u out of bounds", i);
@@ -122,13 +123,13 @@ struct entry {
 
 static void read_entry(const uint8_t *p, struct entry *en)
 {
-    en->id = ocb_le16(p);
-    en->attributes = ocb_le16(p + 2);
-    en->page_count = ocb_le32(p + 4);
-    en->rva = ocb_le64(p + 8);
-    en->content_size = ocb_le32(p + 16);
-    en->content_offset = ocb_le32(p + 20);
-    en->si_flags = ocb_le64(p + 24);
+    en->id = ocb_le16(p + OCB_LE_ID);
+    en->attributes = ocb_le16(p + OCB_LE_ATTRIBUTES);
+    en->page_count = ocb_le32(p + OCB_LE_PAGE_COUNT);
+    en->rva = ocb_le64(p + OCB_LE_RVA);
+    en->content_size = ocb_le32(p + OCB_LE_CONTENT_SIZE);
+    en->content_offset = ocb_le32(p + OCB_LE_CONTENT_OFFSET);
+    en->si_flags = ocb_le64(p + OCB_LE_SI_FLAGS);
 }
 
 static int measure_entry(struct meas *m, const struct ocb_metadata *md, const struct entry *en,
@@ -181,9 +182,10 @@ static int measure_layout(struct meas *m, const struct ocb_metadata *md)
                 return -1;
             continue;
         }
-        uint16_t count = ocb_le16(tab + 32 * i + 2);
-        uint32_t times = ocb_le32(tab + 32 * i + 4);
-        uint64_t step = ocb_le64(tab + 32 * i + 8);
+        const uint8_t *lg = tab + OCB_LG_STRUCT_SIZE * i;
+        uint16_t count = ocb_le16(lg + OCB_LG_ENTRY_COUNT);
+        uint32_t times = ocb_le32(lg + OCB_LG_LOAD_TIMES);
+        uint64_t step = ocb_le64(lg + OCB_LG_LOAD_STEP);
         if (count == 0 || count > i)
             return ocb_fail(m->e, "metadata layout group %u refers outside the table", i);
         for (uint32_t t = 1; t <= times; t++) {
@@ -248,7 +250,7 @@ int ocb_tcs_oentry(const struct ocb_enclave_file *f, uint64_t *oentry, struct oc
         if (!(en.id & GROUP_FLAG) && (en.si_flags & 0xff00) == SI_FLAG_TCS &&
             en.content_offset != 0 && en.content_size >= 40 &&
             (uint64_t)en.content_offset + en.content_size <= OCB_METADATA_SIZE) {
-            *oentry = ocb_le64(md->raw + en.content_offset + 32);
+            *oentry = ocb_le64(md->raw + en.content_offset + OCB_TCS_OENTRY);
             return 0;
         }
     }

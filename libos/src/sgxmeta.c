@@ -5,43 +5,6 @@
 #include <elf.h>
 #include <string.h>
 
-const struct ocb_field ocb_sigstruct_fields[] = {
-    {"header", 0, 16},          {"vendor", 16, 4},          {"date", 20, 4},
-    {"header2", 24, 16},        {"swdefined", 40, 4},       {"reserved1", 44, 84},
-    {"modulus", 128, 384},      {"exponent", 512, 4},       {"signature", 516, 384},
-    {"miscselect", 900, 4},     {"miscmask", 904, 4},       {"cet_attributes", 908, 1},
-    {"cet_attributes_mask", 909, 1}, {"reserved2", 910, 2}, {"isvfamilyid", 912, 16},
-    {"attributes", 928, 16},    {"attributemask", 944, 16}, {"enclavehash", 960, 32},
-    {"reserved3", 992, 16},     {"isvextprodid", 1008, 16}, {"isvprodid", 1024, 2},
-    {"isvsvn", 1026, 2},        {"reserved4", 1028, 12},    {"q1", 1040, 384},
-    {"q2", 1424, 384},          {NULL, 0, 0},
-};
-
-const struct ocb_field ocb_metadata_fields[] = {
-    {"magic", 0, 8},           {"version", 8, 8},
-    {"size", 16, 4},           {"tcs_policy", 20, 4},
-    {"ssa_frame_size", 24, 4}, {"max_save_buffer_size", 28, 4},
-    {"desired_misc_select", 32, 4}, {"tcs_min_pool", 36, 4},
-    {"enclave_size", 40, 8},   {"attributes", 48, 16},
-    {"enclave_css", 64, OCB_SIGSTRUCT_SIZE}, {"dirs", 1872, 32},
-    {"data", 1904, OCB_METADATA_SIZE - 1904}, {NULL, 0, 0},
-};
-
-const struct ocb_field ocb_layout_entry_fields[] = {
-    {"id", 0, 2},           {"attributes", 2, 2},      {"page_count", 4, 4},
-    {"rva", 8, 8},          {"content_size", 16, 4},   {"content_offset", 20, 4},
-    {"si_flags", 24, 8},    {NULL, 0, 0},
-};
-
-const struct ocb_field ocb_layout_group_fields[] = {
-    {"id", 0, 2}, {"entry_count", 2, 2}, {"load_times", 4, 4}, {"load_step", 8, 8},
-    {"reserved", 16, 16}, {NULL, 0, 0},
-};
-
-const struct ocb_field ocb_patch_entry_fields[] = {
-    {"dst", 0, 8}, {"src", 8, 4}, {"size", 12, 4}, {"reserved", 16, 16}, {NULL, 0, 0},
-};
-
 int ocb_field_offset(const struct ocb_field *table, const char *name)
 {
     for (; table->name != NULL; table++)
@@ -50,12 +13,9 @@ int ocb_field_offset(const struct ocb_field *table, const char *name)
     return -1;
 }
 
-static const uint8_t *field(const uint8_t *raw, const struct ocb_field *table, const char *name)
-{
-    return raw + ocb_field_offset(table, name);
-}
+/* Offsets come from sgx_layout.h, generated from the Python field tables (one source). */
+#define SS(f) (raw + OCB_SS_##f)
 
-#define SS(name) field(raw, ocb_sigstruct_fields, name)
 
 static const uint8_t css_header[16] = {6, 0, 0, 0, 0xE1, 0, 0, 0, 0, 0, 1, 0};
 static const uint8_t css_header2[16] = {1, 1, 0, 0, 0x60, 0, 0, 0, 0x60, 0, 0, 0, 1, 0, 0, 0};
@@ -66,38 +26,38 @@ int ocb_sigstruct_parse(const uint8_t *raw, size_t size, struct ocb_sigstruct *o
     if (size < OCB_SIGSTRUCT_SIZE)
         return ocb_fail(e, "SIGSTRUCT truncated (%zu bytes, need %u)", size, OCB_SIGSTRUCT_SIZE);
     memset(out, 0, sizeof *out);
-    memcpy(out->header, SS("header"), 16);
-    memcpy(out->header2, SS("header2"), 16);
+    memcpy(out->header, SS(HEADER), 16);
+    memcpy(out->header2, SS(HEADER2), 16);
     /* The last 4 header bytes are the type (bit 31: ReleaseType); the rest is fixed. */
     if (memcmp(out->header, css_header, 12) != 0 || (ocb_le32(out->header + 12) & 0x7fffffffu))
         return ocb_fail(e, "SIGSTRUCT header is not the SGX constant");
     if (memcmp(out->header2, css_header2, 16) != 0)
         return ocb_fail(e, "SIGSTRUCT header2 is not the SGX constant");
-    out->vendor = ocb_le32(SS("vendor"));
-    out->date = ocb_le32(SS("date"));
-    out->swdefined = ocb_le32(SS("swdefined"));
-    memcpy(out->modulus, SS("modulus"), 384);
-    out->exponent = ocb_le32(SS("exponent"));
-    memcpy(out->signature, SS("signature"), 384);
-    out->miscselect = ocb_le32(SS("miscselect"));
-    out->miscmask = ocb_le32(SS("miscmask"));
-    memcpy(out->isvfamilyid, SS("isvfamilyid"), 16);
-    out->attributes_flags = ocb_le64(SS("attributes"));
-    out->attributes_xfrm = ocb_le64(SS("attributes") + 8);
-    out->attributemask_flags = ocb_le64(SS("attributemask"));
-    out->attributemask_xfrm = ocb_le64(SS("attributemask") + 8);
-    memcpy(out->enclavehash, SS("enclavehash"), 32);
-    memcpy(out->isvextprodid, SS("isvextprodid"), 16);
-    out->isvprodid = ocb_le16(SS("isvprodid"));
-    out->isvsvn = ocb_le16(SS("isvsvn"));
-    memcpy(out->q1, SS("q1"), 384);
-    memcpy(out->q2, SS("q2"), 384);
+    out->vendor = ocb_le32(SS(VENDOR));
+    out->date = ocb_le32(SS(DATE));
+    out->swdefined = ocb_le32(SS(SWDEFINED));
+    memcpy(out->modulus, SS(MODULUS), 384);
+    out->exponent = ocb_le32(SS(EXPONENT));
+    memcpy(out->signature, SS(SIGNATURE), 384);
+    out->miscselect = ocb_le32(SS(MISCSELECT));
+    out->miscmask = ocb_le32(SS(MISCMASK));
+    memcpy(out->isvfamilyid, SS(ISVFAMILYID), 16);
+    out->attributes_flags = ocb_le64(SS(ATTRIBUTES_FLAGS));
+    out->attributes_xfrm = ocb_le64(SS(ATTRIBUTES_XFRM));
+    out->attributemask_flags = ocb_le64(SS(ATTRIBUTEMASK_FLAGS));
+    out->attributemask_xfrm = ocb_le64(SS(ATTRIBUTEMASK_XFRM));
+    memcpy(out->enclavehash, SS(ENCLAVEHASH), 32);
+    memcpy(out->isvextprodid, SS(ISVEXTPRODID), 16);
+    out->isvprodid = ocb_le16(SS(ISVPRODID));
+    out->isvsvn = ocb_le16(SS(ISVSVN));
+    memcpy(out->q1, SS(Q1), 384);
+    memcpy(out->q2, SS(Q2), 384);
     memcpy(out->signed_data, raw, 128);
-    memcpy(out->signed_data + 128, raw + 900, 128);
+    memcpy(out->signed_data + 128, raw + OCB_SS_MISCSELECT, 128);
     return 0;
 }
 
-#define MD(name) field(raw, ocb_metadata_fields, name)
+#define MD(f) (raw + OCB_MD_##f)
 
 int ocb_metadata_parse(const uint8_t *raw, size_t size, struct ocb_metadata *out,
                        struct ocb_err *e)
@@ -106,22 +66,22 @@ int ocb_metadata_parse(const uint8_t *raw, size_t size, struct ocb_metadata *out
         return ocb_fail(e, "metadata truncated (%zu bytes, need %u)", size, OCB_METADATA_SIZE);
     memset(out, 0, sizeof *out);
     out->raw = raw;
-    out->magic = ocb_le64(MD("magic"));
+    out->magic = ocb_le64(MD(MAGIC_NUM));
     if (out->magic != OCB_METADATA_MAGIC)
         return ocb_fail(e, "no SGX metadata (bad magic: the enclave is not signed)");
-    out->version = ocb_le64(MD("version"));
-    out->size = ocb_le32(MD("size"));
-    out->tcs_policy = ocb_le32(MD("tcs_policy"));
-    out->ssa_frame_size = ocb_le32(MD("ssa_frame_size"));
-    out->max_save_buffer_size = ocb_le32(MD("max_save_buffer_size"));
-    out->desired_misc_select = ocb_le32(MD("desired_misc_select"));
-    out->tcs_min_pool = ocb_le32(MD("tcs_min_pool"));
-    out->enclave_size = ocb_le64(MD("enclave_size"));
-    out->attributes_flags = ocb_le64(MD("attributes"));
-    out->attributes_xfrm = ocb_le64(MD("attributes") + 8);
-    if (out->size < 1904 || out->size > OCB_METADATA_SIZE)
+    out->version = ocb_le64(MD(VERSION));
+    out->size = ocb_le32(MD(SIZE));
+    out->tcs_policy = ocb_le32(MD(TCS_POLICY));
+    out->ssa_frame_size = ocb_le32(MD(SSA_FRAME_SIZE));
+    out->max_save_buffer_size = ocb_le32(MD(MAX_SAVE_BUFFER_SIZE));
+    out->desired_misc_select = ocb_le32(MD(DESIRED_MISC_SELECT));
+    out->tcs_min_pool = ocb_le32(MD(TCS_MIN_POOL));
+    out->enclave_size = ocb_le64(MD(ENCLAVE_SIZE));
+    out->attributes_flags = ocb_le64(MD(ATTRIBUTES_FLAGS));
+    out->attributes_xfrm = ocb_le64(MD(ATTRIBUTES_XFRM));
+    if (out->size < OCB_MD_STRUCT_SIZE || out->size > OCB_METADATA_SIZE)
         return ocb_fail(e, "metadata size %u out of range", out->size);
-    const uint8_t *dirs = MD("dirs");
+    const uint8_t *dirs = MD(DIR_PATCH_OFFSET);
     for (int i = 0; i < 4; i++) {
         out->dir_offset[i] = ocb_le32(dirs + 8 * i);
         out->dir_size[i] = ocb_le32(dirs + 8 * i + 4);
@@ -210,6 +170,6 @@ int ocb_enclave_parse(const uint8_t *data, size_t size, struct ocb_enclave_file 
         return ocb_fail(e, "no .note.sgxmeta section");
     if (ocb_metadata_parse(data + out->meta_offset, OCB_METADATA_SIZE, &out->meta, e) != 0)
         return -1;
-    return ocb_sigstruct_parse(out->meta.raw + ocb_field_offset(ocb_metadata_fields, "enclave_css"),
+    return ocb_sigstruct_parse(out->meta.raw + OCB_MD_ENCLAVE_CSS,
                                OCB_SIGSTRUCT_SIZE, &out->css, e);
 }

@@ -1,31 +1,24 @@
 /* Parsing of a signed enclave file: ELF program headers, the `.note.sgxmeta` metadata_t and
  * the SIGSTRUCT inside it (Intel SDK 2.26 layouts; ../shared/research/sgx_sign.md 2.5, 3).
- * Binary layouts are declared once as field tables (name, offset, size). */
+ * Their offsets are sgx_layout.h's, generated from the Python field tables (one source). */
 #ifndef OCB_SGXMETA_H
 #define OCB_SGXMETA_H
 
 #include "ocb.h"
+#include "sgx_layout.h"
 
 #define OCB_PAGE 4096u
 #define OCB_METADATA_SIZE 0x6000u
 #define OCB_METADATA_MAGIC 0x86A80294635D0E4CULL
-#define OCB_SIGSTRUCT_SIZE 1808u
+#define OCB_SIGSTRUCT_SIZE OCB_SS_STRUCT_SIZE
 #define OCB_MAX_SEGS 16
 
+/* A field table of a structure that has no Python table (identity.c's report body). */
 struct ocb_field {
     const char *name;
     uint32_t offset;
     uint32_t size;
 };
-
-/* SIGSTRUCT (enclave_css_t) fields, in offset order, terminated by a NULL name. */
-extern const struct ocb_field ocb_sigstruct_fields[];
-/* metadata_t header fields, in offset order, terminated by a NULL name. */
-extern const struct ocb_field ocb_metadata_fields[];
-/* layout_entry_t / layout_group_t / patch_entry_t (32 bytes each). */
-extern const struct ocb_field ocb_layout_entry_fields[];
-extern const struct ocb_field ocb_layout_group_fields[];
-extern const struct ocb_field ocb_patch_entry_fields[];
 
 /* Offset of a named field in a table, or -1. */
 int ocb_field_offset(const struct ocb_field *table, const char *name);

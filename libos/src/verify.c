@@ -159,12 +159,12 @@ int ocb_verify_libos_buf(const char *name, const uint8_t *data, size_t size,
     out->attributemask_flags = f.css.attributemask_flags;
     memcpy(out->isvfamilyid, f.css.isvfamilyid, 16);
     memcpy(out->isvextprodid, f.css.isvextprodid, 16);
-    /* Patch 0 is the g_global_data template (measured); tcs_max_num is at offset 64. */
-    if (f.meta.dir_size[OCB_DIR_PATCH] >= 32) {
+    /* Patch 0 is the g_global_data template (measured): its tcs_max_num. */
+    if (f.meta.dir_size[OCB_DIR_PATCH] >= OCB_PE_STRUCT_SIZE) {
         const uint8_t *p0 = f.meta.raw + f.meta.dir_offset[OCB_DIR_PATCH];
-        uint32_t src = ocb_le32(p0 + 8), len = ocb_le32(p0 + 12);
-        if (len >= 72 && (uint64_t)src + len <= OCB_METADATA_SIZE)
-            out->tcs_max_num = ocb_le64(f.meta.raw + src + 64);
+        uint32_t src = ocb_le32(p0 + OCB_PE_SRC), len = ocb_le32(p0 + OCB_PE_SIZE);
+        if (len >= OCB_GD_TCS_MAX_NUM + 8 && (uint64_t)src + len <= OCB_METADATA_SIZE)
+            out->tcs_max_num = ocb_le64(f.meta.raw + src + OCB_GD_TCS_MAX_NUM);
     }
     uint8_t *img = NULL;
     if (ocb_patched_image(&f, &img, e) != 0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from .. import instance, keys
+from .. import instance, keys, log
 from ..errors import OcclumError
 
 
@@ -35,12 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_new(args: argparse.Namespace) -> None:
     inst = instance.new_instance(args.path, args.init_ra)
-    print(f"{inst.root} initialized as an Occlum instance")
+    print(f"{inst.root} initialized as an Occlum instance", file=log.status_stream(sys.stdout))
 
 
 def cmd_init(args: argparse.Namespace) -> None:
     inst = instance.init_instance(os.getcwd(), args.init_ra)
-    print(f"{inst.root} initialized as an Occlum instance")
+    print(f"{inst.root} initialized as an Occlum instance", file=log.status_stream(sys.stdout))
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -52,4 +53,4 @@ def cmd_gen_image_key(args: argparse.Namespace) -> None:
     if os.path.lexists(path) and not args.force:
         raise OcclumError(f"{path} exists; refusing to overwrite a key (use -f to replace it)")
     keys.write_image_key(path, keys.generate_image_key())
-    print(f"Generated image key: {path}")
+    print(f"Generated image key: {path}", file=log.status_stream(sys.stdout))

@@ -11,32 +11,33 @@ from .. import __version__
 # start-up, and .common (argparse, logging, pathlib) is imported after the run fast path.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import argparse
+    from collections.abc import Mapping, Sequence
 
     from .common import Parser
 
 # Command modules; each exposes register(subparsers).  Add a module here to add commands.
 _MODULES = ("instance", "build", "package", "verify", "print", "signkey", "run")
 
-USAGE_EPILOG = """\
-commands (as in the Occlum manual):
-  occlum new <path> [--init-ra grpc_ratls|aecs]
-  occlum init [--init-ra grpc_ratls|aecs]
-  occlum build [--sign-key <key>] [--sign-tool <tool>] [--image-key <key>] [--buildin-image-key]
-               [--sgx-mode <HW|SIM>] [-f/--force]
-  occlum run [--config-id <base64>] [--config-svn <n>] <program_name> <program_args>
-  occlum start [--config-id <base64>] [--config-svn <n>] / exec [cmd1] [args1] / stop
-  occlum gdb <program_name> <program_args>
-  occlum package [<package_name>.tar.gz] [--debug]
-  occlum mount [--sign-key <key>] [--image-key <key>] <path>
-  occlum gen-image-key <key_path>
-  occlum status
-  occlum print mrsigner|mrenclave|enclave-xml|sys-json
-occlum-build's own: occlum verify, occlum gen-sign-key; occlum run/start/gdb [--cpus <n>]
-  [--expect-mrenclave <hex>] [--expect-mrsigner <hex>]; occlum gdb [--gdb-args <args>]
+# The usage summary under `occlum --help`, in the Occlum manual's order: each line is the
+# usage of that command's own parser (argparse's, so it cannot drift from the options).
+MANUAL_ORDER = ("new", "init", "build", "run", "start", "exec", "stop", "gdb", "package", "mount",
+                "gen-image-key", "status", "print")
+OURS = ("verify", "gen-sign-key")
+ENVIRONMENT = """\
 environment: OCCLUM_LOG_LEVEL=off|error|warn|info|debug|trace
              OCCLUM_SIM_RUNS_HW=1  run a HW build on the SIM runtime of a machine without SGX
 """
+
+
+def _summary(commands: Mapping[str, argparse.ArgumentParser]) -> str:
+    def usage(name: str) -> str:
+        text = commands[name].format_usage().strip()
+        return "  " + " ".join(text.removeprefix("usage: ").split())
+
+    lines = ["commands (as in the Occlum manual):"] + [usage(n) for n in MANUAL_ORDER if n in commands]
+    lines += ["occlum-build's own:"] + [usage(n) for n in OURS if n in commands]
+    return "\n".join(lines) + "\n" + ENVIRONMENT
 
 
 def build_parser() -> Parser:
@@ -44,13 +45,13 @@ def build_parser() -> Parser:
 
     from .common import Parser
 
-    # RawDescriptionHelpFormatter: keeps the epilog's layout
     parser = Parser(prog="occlum", description="Build and run Occlum instances (occlum-build).",
-                    epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"occlum-build {__version__}")
     sub = parser.add_subparsers(title="command", metavar="<command>")
     for name in _MODULES:
         importlib.import_module(f"{__package__}.{name}").register(sub)
+    parser.epilog = _summary(sub.choices)
     return parser
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+
+from .. import log
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,4 +32,4 @@ def cmd_package(args: argparse.Namespace) -> None:
         dest, folder = package.package_path(inst, args.name)
         size = package.make_package(inst, dest, folder)
     print(f"The package {dest} is generated successfully ({format_size(size)}, "
-          f"sha256 {package.sha256_of(dest)})")
+          f"sha256 {package.sha256_of(dest)})", file=log.status_stream(sys.stdout))

@@ -1,14 +1,12 @@
 """`occlum print <what>`: show what the build derives or produced.
 
 Printers register with :func:`printer`; the subcommand's choices and usage line are built
-from the registry, so another module adds e.g. ``mrenclave`` by defining a printer here (or
-in a module listed in ``_EXTRA_MODULES``, imported before the parser is built).
+from the registry.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -18,7 +16,6 @@ from ..errors import KeyFileError
 
 PrintFunc = Callable[[argparse.Namespace], "int | None"]
 PRINTERS: dict[str, tuple[str, PrintFunc]] = {}
-_EXTRA_MODULES: tuple[str, ...] = ()  # e.g. ("occlum_build.cli.sgxprint",)
 
 _log = log.get("print")
 _NO_MAC = keys.format_hex16(bytes(16))
@@ -33,8 +30,6 @@ def printer(name: str, help: str) -> Callable[[PrintFunc], PrintFunc]:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for mod in _EXTRA_MODULES:
-        importlib.import_module(mod)
     names = "|".join(PRINTERS)
     lines = "\n".join(f"  {n:<12} {h}" for n, (h, _) in PRINTERS.items())
     p = sub.add_parser("print", help="print derived configuration or build results",

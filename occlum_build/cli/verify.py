@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+
+from .. import log
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +26,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
     inst = require_instance(os.getcwd())
     key = keys.read_image_key(args.image_key) if args.image_key else None
+    out = log.status_stream(sys.stdout)  # confirmations: from OCCLUM_LOG_LEVEL=info
     with build_lock(inst, shared=True):
-        verify_instance(inst, image_key=key, say=print)
-    print(f"Verified: {inst.build} matches Occlum.json, image/ and initfs/")
+        verify_instance(inst, image_key=key, say=lambda line: print(line, file=out))
+    print(f"Verified: {inst.build} matches Occlum.json, image/ and initfs/", file=out)

@@ -149,3 +149,19 @@ def test_build_output_follows_log_level(tmp_path: Path) -> None:
     assert "MRENCLAVE" in info.stderr
     bad = occlum("build", "--sgx-mode", "SIM", "--image-key", "missing.key", cwd=inst, level="off")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1  # errors are still shown
+
+
+def test_every_usage_line_names_every_option_of_its_command() -> None:
+    """The usage lines (Occlum's style, written per command) cannot drift from the options:
+    each names every option its parser has."""
+    from occlum_build.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, p in sub.choices.items():  # type: ignore[attr-defined]
+        usage = p.format_usage()
+        for action in p._actions:
+            opts = [o for o in action.option_strings if o not in ("-h", "--help")]
+            if opts:
+                assert any(f"{o} " in usage or f"{o}]" in usage or f"{o}/" in usage for o in opts), \
+                    f"occlum {name}: usage lacks {opts[-1]}"

@@ -164,3 +164,36 @@ def test_verify_and_copy_bom_levels(built_instance: Path, tmp_path: Path) -> Non
     bom.write_text("targets: [")
     r = copy_bom("off")
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and r.stderr.startswith("Error: ")
+
+
+def test_instance_commands_levels(built_instance: Path, tmp_path: Path) -> None:
+    """new, gen-image-key, package, verify: confirmations from info, every file at trace,
+    nothing at off (results such as `occlum status` stay)."""
+    def run(level: str, *argv: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", OCCLUM_LOG_LEVEL=level)
+        return subprocess.run([str(BIN / "occlum"), *argv], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    for n, level in enumerate(LEVELS):
+        r = run(level, "new", f"i{n}")
+        assert r.returncode == 0, r.stderr
+        if level in ("off", "error", "warn"):
+            assert (r.stdout, r.stderr) == ("", "")
+        else:
+            assert "initialized as an Occlum instance" in r.stdout
+        traced = "copied /etc/localtime -> " in r.stderr
+        assert traced == (level == "trace" and Path("/etc/localtime").exists())
+        r = run(level, "status", cwd=tmp_path / f"i{n}")
+        assert r.stdout == "initialized\n"  # a result, at every level
+        r = run(level, "gen-image-key", f"k{n}")
+        assert r.returncode == 0 and (r.stdout == "") == (level in ("off", "error", "warn"))
+    pkg = tmp_path / "p.tar.gz"
+    r = run("off", "package", "--debug", str(pkg), cwd=built_instance)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    r = run("trace", "package", "--debug", str(pkg), cwd=built_instance)
+    assert r.returncode == 0 and "is generated successfully" in r.stdout
+    assert f"packed {built_instance / 'build/lib/libocclum-libos.signed.so'} (" in r.stderr
+    r = run("off", "verify", cwd=built_instance)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    r = run("info", "verify", cwd=built_instance)
+    assert r.stdout.endswith("matches Occlum.json, image/ and initfs/\n") and r.stderr == ""
