@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 
 from .. import log
@@ -35,6 +34,8 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         print(f"Error: internal error: {type(e).__name__}: {e} "
               "(set OCCLUM_LOG_LEVEL=debug for the traceback)", file=sys.stderr)
         if log.debug_enabled():
+            import traceback
+
             traceback.print_exc()
         return EXIT_INTERNAL
 

@@ -8,10 +8,8 @@ loader applies it again).
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING
 
 from ..errors import OcclumError, VerifyError
 from . import metadata as M
@@ -34,6 +32,9 @@ from .sigstruct import (
     verify_sigstruct,
 )
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
 
 @dataclass(frozen=True)
 class SignResult:
@@ -47,6 +48,8 @@ class SignResult:
 
 def today() -> int:
     """Today's date (UTC) as sgx_sign writes it: 0xYYYYMMDD."""
+    import datetime  # only when no -date is given
+
     d = datetime.datetime.now(datetime.UTC).date()
     return int(f"{d.year:04d}{d.month:02d}{d.day:02d}", 16)
 

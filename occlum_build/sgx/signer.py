@@ -18,11 +18,12 @@ signature, or one that does not verify with the configured public key is an erro
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import EXIT_FAILURE, KeyFileError, OcclumError, VerifyError
@@ -62,6 +63,24 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
     return read_limited(path, what=what, limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
 
 
+def _pem_loaders() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """cryptography's ``load_pem_private_key`` and ``load_pem_public_key``.
+
+    ``serialization`` re-exports them from the Rust bindings, and importing it also imports
+    the SSH key code, every cipher and every other key type: about half of the cost of the
+    cryptography imports of `occlum-sgx-sign sign`.  So they are taken from the bindings
+    (the same function objects: tests/sgx/test_pem_signer.py checks), and from
+    ``serialization`` only by a cryptography that does not have them there."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        return rust_openssl.keys.load_pem_private_key, rust_openssl.keys.load_pem_public_key
+    except (ImportError, AttributeError):
+        from cryptography.hazmat.primitives import serialization
+
+        return serialization.load_pem_private_key, serialization.load_pem_public_key
+
+
 def load_signing_key(path: str | os.PathLike[str], *, validate: bool = True) -> rsa.RSAPrivateKey:
     """Load a PEM private key (PKCS#1 or PKCS#8, unencrypted) and check it is RSA-3072 e=3.
 
@@ -71,8 +90,7 @@ def load_signing_key(path: str | os.PathLike[str], *, validate: bool = True) -> 
     skip it (:class:`PemSigner` does); the RSA-3072 / e=3 checks are made either way."""
     raw = _read(path, "signing key file")
     try:
-        key = serialization.load_pem_private_key(raw, password=None,
-                                                 unsafe_skip_rsa_key_validation=not validate)
+        key = _pem_loaders()[0](raw, password=None, unsafe_skip_rsa_key_validation=not validate)
     except TypeError:
         raise KeyFileError("signing key is encrypted; give an unencrypted PEM key or use --sign-tool",
                            where=str(path)) from None
@@ -90,7 +108,7 @@ def load_public_key(path: str | os.PathLike[str], *, allow_private: bool = False
     With ``allow_private`` a PEM private key is accepted too and only its public half is kept."""
     raw = _read(path, "public key file")
     try:
-        key = serialization.load_pem_public_key(raw)
+        key = _pem_loaders()[1](raw)
     except (ValueError, UnsupportedAlgorithm):
         if allow_private and b"PRIVATE KEY" in raw:
             return load_signing_key(path).public_key()
@@ -102,6 +120,8 @@ def load_public_key(path: str | os.PathLike[str], *, allow_private: bool = False
 
 def generate_signing_key(path: str | os.PathLike[str], *, overwrite: bool = False) -> rsa.RSAPublicKey:
     """Create an RSA-3072 e=3 key as PEM (PKCS#1, like ``openssl genrsa -3 3072``), mode 0600."""
+    from cryptography.hazmat.primitives import serialization
+
     p = Path(path)
     if p.exists() and not overwrite:
         raise KeyFileError("already exists; refusing to overwrite a signing key", where=str(p))
