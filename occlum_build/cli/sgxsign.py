@@ -148,7 +148,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return main_with(build_parser(), argv)
+    return main_with(build_parser(), argv, logs=False)  # the sgx modules never log
 
 
 if __name__ == "__main__":
