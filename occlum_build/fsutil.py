@@ -11,7 +11,6 @@ import errno
 import os
 import struct
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import BinaryIO
 
 from .errors import OutputError
@@ -49,7 +48,7 @@ def is_racy(key: StatKey | os.stat_result | Sequence[int], now_ns: int) -> bool:
     return now_ns - max(mtime, ctime) < window
 
 
-def _fsync_dir(d: Path) -> None:
+def _fsync_dir(d: str) -> None:
     try:
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -68,10 +67,16 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o644, *,
     ``durable=False`` leaves out the two fsyncs (file, directory): the replacement is still
     atomic for readers and against a killed process, but after a power loss or OS crash the
     file may hold its previous content or be empty.  Only for bookkeeping that is checked
-    against the outputs before it is trusted (build/.state stage records, the hash cache)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    against the outputs before it is trusted (build/.state stage records, the hash cache).
+
+    (os.path, not pathlib: this module is on the path of every command, occlum-sgx-sign's
+    included, which imports nothing else of pathlib.)"""
+    p = os.fspath(path)
+    p = p.rstrip("/") or p
+    parent, name = os.path.split(p)
+    parent = parent or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
@@ -82,16 +87,16 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o644, *,
         os.chmod(tmp, mode)
         os.replace(tmp, p)
         if durable:
-            _fsync_dir(p.parent)
+            _fsync_dir(parent)
     except OSError as e:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
         if e.errno == errno.ENOSPC:
-            raise OutputError("no space left on device; previous output kept", where=str(p)) from None
-        raise OutputError(f"cannot write: {e.strerror or e}", where=str(p)) from None
+            raise OutputError("no space left on device; previous output kept", where=p) from None
+        raise OutputError(f"cannot write: {e.strerror or e}", where=p) from None
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
         raise
 
 
@@ -108,6 +113,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o
 def makedirs(path: str | os.PathLike[str], mode: int = 0o755) -> None:
     """``mkdir -p`` whose new directories get exactly ``mode``, whatever the umask (an
     existing directory is left as it is)."""
+    from pathlib import Path
+
     p = Path(path)
     if p.is_dir():
         return
@@ -126,6 +133,7 @@ def boot_id() -> str:
     """The kernel's boot id: caches of files written without fsync record it, and a cache
     from another boot (perhaps after a power failure) is not trusted."""
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
     except OSError:
         return "unknown"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -122,9 +121,9 @@ def generate_signing_key(path: str | os.PathLike[str], *, overwrite: bool = Fals
     """Create an RSA-3072 e=3 key as PEM (PKCS#1, like ``openssl genrsa -3 3072``), mode 0600."""
     from cryptography.hazmat.primitives import serialization
 
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise KeyFileError("already exists; refusing to overwrite a signing key", where=str(p))
+    p = os.fspath(path)
+    if os.path.exists(p) and not overwrite:
+        raise KeyFileError("already exists; refusing to overwrite a signing key", where=p)
     key = rsa.generate_private_key(public_exponent=EXPONENT, key_size=KEY_BITS)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption())
@@ -189,11 +188,12 @@ class ToolSigner:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="occlum-sign-") as d:
-            data_file = Path(d) / "sigstruct.data"
-            sig_file = Path(d) / "sigstruct.sig"
-            data_file.write_bytes(data)
+            data_file = os.path.join(d, "sigstruct.data")
+            sig_file = os.path.join(d, "sigstruct.sig")
+            with open(data_file, "wb") as f:
+                f.write(data)
             try:
-                r = subprocess.run([*self.argv, str(data_file), str(sig_file)], stdin=subprocess.DEVNULL,
+                r = subprocess.run([*self.argv, data_file, sig_file], stdin=subprocess.DEVNULL,
                                    capture_output=True, timeout=self.timeout, check=False)
             except FileNotFoundError:
                 raise OcclumError(f"sign tool not found: {self.argv[0]}", exit_code=EXIT_FAILURE) from None
@@ -204,9 +204,10 @@ class ToolSigner:
                 tail = r.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
                 raise OcclumError(f"sign tool failed with exit status {r.returncode}: {self.tool}"
                                   + (f" ({tail[0]})" if tail[0] else ""), exit_code=EXIT_FAILURE)
-            if not sig_file.exists():
+            if not os.path.exists(sig_file):
                 raise OcclumError(f"sign tool wrote no signature file: {self.tool}", exit_code=EXIT_FAILURE)
-            sig = sig_file.read_bytes()
+            with open(sig_file, "rb") as f:
+                sig = f.read()
         if len(sig) != KEY_BYTES:
             raise VerifyError(f"sign tool returned {len(sig)} bytes, expected a {KEY_BYTES}-byte RSA-3072 "
                               f"signature: {self.tool}")
