@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Kind = Literal["u", "s", "bytes"]
 _INT = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _INTS = {"u": _INT, "s": {n: c.lower() for n, c in _INT.items()}}
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     name: str
     offset: int
     size: int

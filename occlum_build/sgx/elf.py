@@ -12,7 +12,7 @@ program headers in program-header order.
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..elfstruct import (
     DT_REL,
@@ -61,8 +61,7 @@ class EnclaveError(OcclumError):
     """The enclave file is not something sgx_sign would accept."""
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):
     """A PT_LOAD segment: what sgx_sign calls a section."""
 
     offset: int
@@ -72,15 +71,14 @@ class Segment:
     flags: int  # SECINFO flags (REG | R/W/X)
 
 
-@dataclass
-class EnclaveElf:
+class EnclaveElf(NamedTuple):
     data: bytes
     segments: list[Segment]
     tls_size: int | None  # PT_TLS memsz rounded up to its alignment, or None
     symbols: dict[str, int]
     metadata_offset: int  # file offset of metadata_t inside .note.sgxmeta
     metadata_size: int  # the note's descsz (0x6000 for SDK >= 2.18)
-    text_relocations: list[int] = field(default_factory=list)  # r_offset of relocations into code
+    text_relocations: list[int]  # r_offset of relocations into code
     reloc_bitmap: bytes = b""  # pages written by relocations, when DT_TEXTREL is present
 
     def file_offset_of(self, rva: int, size: int = 1) -> int:

@@ -8,7 +8,7 @@ signer profile (profiles.py) says which one a release uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .structs import Struct
 
@@ -128,8 +128,7 @@ PAGE_ATTR_DYN_THREAD = 0x20
 PAGE_DIR_GROW_DOWN = 0x40
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A layout entry (``layout_entry_t``) or, when ``id`` has GROUP_FLAG, a group (``layout_group_t``):
     for groups, ``page_count`` holds entry_count, ``content_size`` load_times, ``rva`` load_step."""
 
@@ -162,7 +161,7 @@ class Entry:
         return self.rva
 
     def with_(self, **kw: int) -> Entry:
-        return replace(self, **kw)
+        return self._replace(**kw)
 
     def pack(self) -> bytes:
         if self.is_group:
@@ -198,8 +197,7 @@ def unpack_entries(raw: bytes | memoryview) -> list[Entry]:
     return [Entry.unpack(raw[i:i + 32]) for i in range(0, len(raw) - len(raw) % 32, 32)]
 
 
-@dataclass
-class ParsedMetadata:
+class ParsedMetadata(NamedTuple):
     """One metadata_t found in a signed file's .note.sgxmeta."""
 
     offset: int  # inside the metadata block

@@ -8,8 +8,7 @@ loader applies it again).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import OcclumError, VerifyError
 from . import metadata as M
@@ -36,8 +35,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
 
-@dataclass(frozen=True)
-class SignResult:
+class SignResult(NamedTuple):
     signed: bytes  # the signed enclave file
     mrenclave: bytes
     mrsigner: bytes
@@ -54,8 +52,7 @@ def today() -> int:
     return int(f"{d.year:04d}{d.month:02d}{d.day:02d}", 16)
 
 
-@dataclass
-class _Measured:
+class _Measured(NamedTuple):
     elf: EnclaveElf
     built: Built
     css: bytearray  # header and body filled, ENCLAVEHASH set, unsigned
