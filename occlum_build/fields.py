@@ -9,8 +9,6 @@ that fields do not overlap and that they tile the structure exactly, so an offse
 caught when the module is imported, and tests assert the offsets against the SDM/SDK tables.
 """
 
-from __future__ import annotations
-
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from typing import Literal, NamedTuple

@@ -9,8 +9,6 @@ well-formed ``.note.sgxmeta`` section.  The "sections" of the measurement are th
 program headers in program-header order.
 """
 
-from __future__ import annotations
-
 from bisect import bisect_left
 from typing import NamedTuple
 

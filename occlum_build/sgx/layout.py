@@ -9,8 +9,6 @@ write.  Enclave.xml checks and SIGSTRUCT attributes are in params.py, EDMM bookk
 edmm.py, the compatible (SGX1) metadata in compat.py.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from ..errors import ConfigError

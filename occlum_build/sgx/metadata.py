@@ -6,8 +6,6 @@ or 4 data directories, ``global_data_t`` 1760 or 1768 bytes) both tables are her
 signer profile (profiles.py) says which one a release uses.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from .structs import Struct
@@ -145,7 +143,7 @@ class Entry(NamedTuple):
         return bool(self.id & GROUP_FLAG)
 
     @staticmethod
-    def group(id_: int, entry_count: int, load_times: int, load_step: int = 0) -> Entry:
+    def group(id_: int, entry_count: int, load_times: int, load_step: int = 0) -> "Entry":
         return Entry(id_, 0, entry_count, load_step, load_times)
 
     @property
@@ -160,7 +158,7 @@ class Entry(NamedTuple):
     def load_step(self) -> int:
         return self.rva
 
-    def with_(self, **kw: int) -> Entry:
+    def with_(self, **kw: int) -> "Entry":
         return self._replace(**kw)
 
     def pack(self) -> bytes:
@@ -172,7 +170,7 @@ class Entry(NamedTuple):
                                   "content_offset": self.content_offset, "si_flags": self.si_flags})
 
     @staticmethod
-    def unpack(raw: bytes | memoryview) -> Entry:
+    def unpack(raw: bytes | memoryview) -> "Entry":
         ident = int.from_bytes(raw[0:2], "little")
         if ident & GROUP_FLAG:
             g = LAYOUT_GROUP.unpack(raw)

@@ -14,8 +14,6 @@ sgx_2.21, sgx_2.26 and occlum/linux-sgx@cd4e96fd (branch sgx_2.20_for_occlum, 2.
 ``psw/urts/parser/update_global_data.hxx``.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from . import metadata as M

@@ -6,8 +6,6 @@ The output file differs from the input only in the METADATA_SIZE metadata bytes 
 loader applies it again).
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import OcclumError, VerifyError
@@ -127,7 +125,7 @@ def gendata(enclave: bytes, config_xml: bytes, *, date: int | None = None, where
     return signed_data(meas.css)
 
 
-def catsig(enclave: bytes, config_xml: bytes, public_key: rsa.RSAPublicKey, signature: bytes,
+def catsig(enclave: bytes, config_xml: bytes, public_key: "rsa.RSAPublicKey", signature: bytes,
            unsigned_data: bytes, *,
            where: str = "enclave", config_where: str = "Enclave.xml",
            allow_text_relocations: bool = False, allow_init_section: bool = False) -> SignResult:
