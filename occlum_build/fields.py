@@ -68,7 +68,7 @@ class Struct:
             if f.kind != "bytes":
                 if not isinstance(v, int):
                     raise TypeError(f"{self.name}.{name}: expected an integer")
-                row[i] = _wrap(v, f)
+                row[i] = v & ((1 << (8 * f.size)) - 1) if f.kind == "u" else _wrap(v, f)
             else:
                 if not isinstance(v, bytes | bytearray) or len(v) != f.size:
                     raise ValueError(f"{self.name}.{name}: expected {f.size} bytes")

@@ -84,8 +84,8 @@ def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *, lo
 
     ``logs=False``: the command's code never logs (occlum-sgx-sign), so logging is set up only
     when OCCLUM_LOG_LEVEL is given (the debug line below, the traceback of an internal error,
-    the warning about a bad level); otherwise the ``logging`` import, an eighth of that
-    command's start-up, is skipped."""
+    the warning about a bad level); otherwise the ``logging`` import (~25 M instructions,
+    ~5 ms) is skipped."""
     use_log = logs or "OCCLUM_LOG_LEVEL" in os.environ
     if use_log:
         from .. import log

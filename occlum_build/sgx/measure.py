@@ -17,7 +17,7 @@ with C-level byte operations, so a 16 GB reserved region costs little more than 
 
 SHA-256 is cryptography's (OpenSSL's, with the SHA extensions where the CPU has them: as fast as
 hashlib's), not hashlib's: the signer loads cryptography anyway, and hashlib would load a second
-OpenSSL library, a tenth of `occlum-sgx-sign sign`'s start-up (docs/benchmarks.md).
+OpenSSL library (~13 M instructions, ~3 ms of `occlum-sgx-sign sign`; docs/benchmarks.md).
 """
 
 from __future__ import annotations

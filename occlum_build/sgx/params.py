@@ -29,8 +29,9 @@ XSAVE_SIZES = [(XFRM_LEGACY, 576), (XFRM_AVX, 832), (XFRM_MPX, 1088), (XFRM_AVX5
 
 class Params:
     """sgx_sign's create_param_t: the values derived from Enclave.xml.  Mutable: the layout
-    builder sets ``xsave_size`` and edmm.py ``edmm_bk_overhead``.  (A plain class, as every
-    record on the signing path: dataclasses would cost occlum-sgx-sign a tenth of its start.)"""
+    builder sets ``xsave_size`` and edmm.py ``edmm_bk_overhead``.  (A plain class: the records
+    on the signing path are not dataclasses, whose import and class creation cost
+    occlum-sgx-sign ~12 ms of start-up; docs/benchmarks.md "Signing CLI".)"""
 
     def __init__(self, *, heap_min: int, heap_init: int, heap_max: int, rsrv_min: int, rsrv_init: int,
                  rsrv_max: int, rsrv_executable: int, user_region: int, stack_max: int, stack_min: int,

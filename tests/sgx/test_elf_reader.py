@@ -142,3 +142,18 @@ def test_enclave_parse_of_the_vector():
                                                           (0x3F6B0, 0x203)]
     assert set(elf.symbols) >= {"enclave_entry", "g_global_data"} and elf.metadata_size == 0x6000
     assert elf.text_relocations == [] and elf.reloc_bitmap == b""
+
+
+def test_signed_fields():
+    """Sxword fields (d_tag, r_addend) are two's complement; values are reduced as C stores them."""
+    from occlum_build.fields import Struct
+
+    t = Struct("t", 10, [("a", 0, 2, "u"), ("b", 2, 8, "s")])
+    raw = t.pack({"a": -1, "b": -5})
+    assert raw == b"\xff\xff" + (-5).to_bytes(8, "little", signed=True)
+    assert t.unpack(raw) == {"a": 0xFFFF, "b": -5} and t.get(raw, "b") == -5
+    buf = bytearray(10)
+    t.set(buf, "b", (1 << 64) - 2)
+    assert t.unpack_tuple(buf) == (0, -2) and list(t.iter_unpack(bytes(buf) * 2)) == [(0, -2)] * 2
+    assert ELF64_RELA.unpack((1).to_bytes(8, "little") * 2 + (-8).to_bytes(8, "little", signed=True)) == {
+        "r_offset": 1, "r_info": 1, "r_addend": -8}
