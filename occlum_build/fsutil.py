@@ -18,7 +18,6 @@ import stat
 import struct
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import BinaryIO
 
 from .errors import OutputError
@@ -57,7 +56,7 @@ def is_racy(key: StatKey | os.stat_result | Sequence[int], now_ns: int) -> bool:
     return now_ns - max(mtime, ctime) < window
 
 
-def _fsync_dir(d: Path) -> None:
+def _fsync_dir(d: str) -> None:
     try:
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -76,10 +75,16 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o644, *,
     ``durable=False`` leaves out the two fsyncs (file, directory): the replacement is still
     atomic for readers and against a killed process, but after a power loss or OS crash the
     file may hold its previous content or be empty.  Only for bookkeeping that is checked
-    against the outputs before it is trusted (build/.state stage records, the hash cache)."""
-    p = Path(path)
-    makedirs(p.parent, 0o755)  # a missing parent gets 0755, not what the umask makes of 0777
-    tmp = p.with_name(temp_name(p.name))
+    against the outputs before it is trusted (build/.state stage records, the hash cache).
+
+    (os.path, not pathlib: this module is on the path of every command, occlum-sgx-sign's
+    included, which imports nothing else of pathlib.)"""
+    p = os.fspath(path)
+    p = p.rstrip("/") or p
+    parent, name = os.path.split(p)
+    parent = parent or "."
+    makedirs(parent, 0o755)  # a missing parent gets 0755, not what the umask makes of 0777
+    tmp = os.path.join(parent, temp_name(name))
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
@@ -90,16 +95,16 @@ def atomic_open(path: str | os.PathLike[str], mode: int = 0o644, *,
         os.chmod(tmp, mode)
         os.replace(tmp, p)
         if durable:
-            _fsync_dir(p.parent)
+            _fsync_dir(parent)
     except OSError as e:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
         if e.errno == errno.ENOSPC:
-            raise OutputError("no space left on device; previous output kept", where=str(p)) from None
-        raise OutputError(f"cannot write: {e.strerror or e}", where=str(p)) from None
+            raise OutputError("no space left on device; previous output kept", where=p) from None
+        raise OutputError(f"cannot write: {e.strerror or e}", where=p) from None
     except BaseException:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
         raise
 
 
@@ -131,15 +136,16 @@ def makedirs(path: str | os.PathLike[str], mode: int = 0o755, *,
              parent_mode: int | None = None) -> None:
     """``mkdir -p`` whose new directories get exactly ``mode`` (new parents: ``parent_mode``,
     default ``mode``), whatever the umask (an existing directory is left as it is)."""
-    p = Path(path)
-    if p.is_dir():
+    p = os.fspath(path)  # (os.path, not pathlib: see atomic_open)
+    if os.path.isdir(p):
         return
-    if not p.parent.is_dir():
-        makedirs(p.parent, mode if parent_mode is None else parent_mode)
+    parent = os.path.dirname(p.rstrip("/"))
+    if parent and not os.path.isdir(parent):
+        makedirs(parent, mode if parent_mode is None else parent_mode)
     try:
         os.mkdir(p, mode)
     except FileExistsError:
-        if not p.is_dir():
+        if not os.path.isdir(p):
             raise
         return
     os.chmod(p, mode)
@@ -157,7 +163,8 @@ def boot_id() -> str:
     """The kernel's boot id: caches of files written without fsync record it, and a cache
     from another boot (perhaps after a power failure) is not trusted."""
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
     except OSError:
         return "unknown"
 

@@ -23,43 +23,33 @@ from elftools.elf.dynamic import DynamicSegment
 from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment
 
+from ..elfstruct import (
+    DT_FLAGS_1,
+    DT_NEEDED,
+    DT_NULL,
+    DT_RPATH,
+    DT_RUNPATH,
+    DT_SONAME,
+    DT_STRSZ,
+    DT_STRTAB,
+    DYN,
+    EHDR,
+    ELF_MAGIC,
+    ET_NAMES,
+    PHDR,
+    PT_DYNAMIC,
+    PT_INTERP,
+    PT_LOAD,
+)
 from ..errors import BomError
 
-ELF_MAGIC = b"\x7fELF"
 DF_1_NODEFLIB = 0x800
-ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
 
-# Field tables (ELF gABI), little endian.  (name, struct code) in file order.
-EHDR_AFTER_IDENT = {  # from offset 16
-    64: (("e_type", "H"), ("e_machine", "H"), ("e_version", "I"), ("e_entry", "Q"), ("e_phoff", "Q"),
-         ("e_shoff", "Q"), ("e_flags", "I"), ("e_ehsize", "H"), ("e_phentsize", "H"), ("e_phnum", "H")),
-    32: (("e_type", "H"), ("e_machine", "H"), ("e_version", "I"), ("e_entry", "I"), ("e_phoff", "I"),
-         ("e_shoff", "I"), ("e_flags", "I"), ("e_ehsize", "H"), ("e_phentsize", "H"), ("e_phnum", "H")),
-}
-PHDR = {
-    64: (("p_type", "I"), ("p_flags", "I"), ("p_offset", "Q"), ("p_vaddr", "Q"), ("p_paddr", "Q"),
-         ("p_filesz", "Q"), ("p_memsz", "Q"), ("p_align", "Q")),
-    32: (("p_type", "I"), ("p_offset", "I"), ("p_vaddr", "I"), ("p_paddr", "I"), ("p_filesz", "I"),
-         ("p_memsz", "I"), ("p_flags", "I"), ("p_align", "I")),
-}
-DYN = {64: (("d_tag", "q"), ("d_val", "Q")), 32: (("d_tag", "i"), ("d_val", "I"))}
-
-PT_LOAD, PT_DYNAMIC, PT_INTERP = 1, 2, 3
-DT_NULL, DT_NEEDED, DT_STRTAB, DT_STRSZ, DT_SONAME, DT_RPATH, DT_RUNPATH = 0, 1, 5, 10, 14, 15, 29
-DT_FLAGS_1 = 0x6FFFFFFB
-
-
-def _fmt(table: tuple[tuple[str, str], ...]) -> struct.Struct:
-    return struct.Struct("<" + "".join(code for _, code in table))
-
-
-def _index(table: tuple[tuple[str, str], ...]) -> dict[str, int]:
-    return {name: i for i, (name, _) in enumerate(table)}
-
-
-_EHDR = {c: (_fmt(t), _index(t)) for c, t in EHDR_AFTER_IDENT.items()}
-_PHDR = {c: (_fmt(t), _index(t)) for c, t in PHDR.items()}
-_DYN = {c: _fmt(t) for c, t in DYN.items()}
+# The field tables are elfstruct's (one declaration per structure); their positions, resolved once.
+_EHDR = {c: (t, t.index("e_type"), t.index("e_machine"), t.index("e_phoff"), t.index("e_phentsize"),
+             t.index("e_phnum")) for c, t in EHDR.items()}
+_PHDR = {c: (t, t.index("p_type"), t.index("p_offset"), t.index("p_vaddr"), t.index("p_filesz"))
+         for c, t in PHDR.items()}
 
 
 class NotElf(Exception):
@@ -120,12 +110,12 @@ def _fast(fd: int, path: str, head: bytes) -> ElfInfo:
     cls = {1: 32, 2: 64}.get(head[4]) if len(head) >= 64 else None
     if cls is None or head[5] != 1:  # only little endian here
         raise _Fallback
-    efmt, eidx = _EHDR[cls]
-    eh = efmt.unpack_from(head, 16)
-    etype, machine = eh[eidx["e_type"]], eh[eidx["e_machine"]]
-    phoff, phentsize, phnum = eh[eidx["e_phoff"]], eh[eidx["e_phentsize"]], eh[eidx["e_phnum"]]
-    pfmt, pidx = _PHDR[cls]
-    if phnum and phentsize != pfmt.size:
+    etable, i_etype, i_machine, i_phoff, i_phentsize, i_phnum = _EHDR[cls]
+    eh = etable.unpack_tuple(head)
+    etype, machine = eh[i_etype], eh[i_machine]
+    phoff, phentsize, phnum = eh[i_phoff], eh[i_phentsize], eh[i_phnum]
+    ptable, i_type, i_off, i_vaddr, i_filesz = _PHDR[cls]
+    if phnum and phentsize != ptable.size:
         raise _Fallback
     size = os.fstat(fd).st_size
     raw = pread(phentsize * phnum, phoff) if phnum else b""
@@ -134,8 +124,7 @@ def _fast(fd: int, path: str, head: bytes) -> ElfInfo:
     interp = None
     loads: list[tuple[int, int, int]] = []  # (vaddr, filesz, offset)
     dyn_seg = None
-    i_type, i_off, i_vaddr, i_filesz = pidx["p_type"], pidx["p_offset"], pidx["p_vaddr"], pidx["p_filesz"]
-    for ph in pfmt.iter_unpack(raw):
+    for ph in ptable.iter_unpack(raw):
         t = ph[i_type]
         if t > PT_INTERP:
             continue
@@ -155,9 +144,9 @@ def _fast(fd: int, path: str, head: bytes) -> ElfInfo:
     strtab = strsz = None
     nodeflib = False
     if dyn_seg is not None:
-        dfmt = _DYN[cls]
+        dtable = DYN[cls]
         data = pread(dyn_seg[1], dyn_seg[0])
-        for tag, val in dfmt.iter_unpack(data[: len(data) - len(data) % dfmt.size]):
+        for tag, val in dtable.iter_unpack(data[: len(data) - len(data) % dtable.size]):
             if tag == DT_NULL:
                 break
             if tag == DT_NEEDED:

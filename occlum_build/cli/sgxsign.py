@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..errors import EXIT_VERIFY, OcclumError
 from ..fsutil import atomic_write
@@ -25,7 +24,8 @@ DEFAULT_CONFIG = b"<EnclaveConfiguration></EnclaveConfiguration>"
 
 def _read(path: str, what: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            return f.read()
     except FileNotFoundError:
         raise OcclumError(f"{what} does not exist", where=path) from None
     except OSError as e:
@@ -148,7 +148,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return main_with(build_parser(), argv)
+    return main_with(build_parser(), argv, logs=False)  # the sgx modules never log
 
 
 if __name__ == "__main__":

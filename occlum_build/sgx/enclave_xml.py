@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import xml.parsers.expat
-from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
@@ -62,12 +61,19 @@ PARAMETERS: dict[str, tuple[int, int, int]] = {
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[1-9][0-9]*|0")
 
 
-@dataclass
 class EnclaveConfig:
-    """Parsed values; ``given`` holds the names present in the file (sgx_sign's ``flag``)."""
+    """Parsed values (the defaults where the file has none); ``given`` holds the names present
+    in the file (sgx_sign's ``flag``)."""
 
-    values: dict[str, int] = field(default_factory=lambda: {k: v[2] for k, v in PARAMETERS.items()})
-    given: set[str] = field(default_factory=set)
+    def __init__(self, values: dict[str, int] | None = None, given: set[str] | None = None) -> None:
+        self.values = {k: v[2] for k, v in PARAMETERS.items()} if values is None else values
+        self.given: set[str] = set() if given is None else given
+
+    def __repr__(self) -> str:
+        return f"EnclaveConfig(values={self.values!r}, given={self.given!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EnclaveConfig) and (self.values, self.given) == (other.values, other.given)
 
     def __getitem__(self, name: str) -> int:
         return self.values[name]

@@ -9,9 +9,7 @@ write.  Enclave.xml checks and SIGSTRUCT attributes are in params.py, EDMM bookk
 edmm.py, the compatible (SGX1) metadata in compat.py.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import ConfigError
 from . import metadata as M
@@ -30,8 +28,7 @@ def _page_round(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
-@dataclass
-class Built:
+class Built(NamedTuple):
     buf: bytearray  # METADATA_SIZE bytes; header fields filled, enclave_css unsigned
     size: int  # metadata->size
     layout: list[M.Entry]  # primary layout table (with the trailing guard)

@@ -6,9 +6,7 @@ or 4 data directories, ``global_data_t`` 1760 or 1768 bytes) both tables are her
 signer profile (profiles.py) says which one a release uses.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from .structs import Kind, Struct
 
@@ -128,8 +126,7 @@ PAGE_ATTR_DYN_THREAD = 0x20
 PAGE_DIR_GROW_DOWN = 0x40
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A layout entry (``layout_entry_t``) or, when ``id`` has GROUP_FLAG, a group (``layout_group_t``):
     for groups, ``page_count`` holds entry_count, ``content_size`` load_times, ``rva`` load_step."""
 
@@ -146,7 +143,7 @@ class Entry:
         return bool(self.id & GROUP_FLAG)
 
     @staticmethod
-    def group(id_: int, entry_count: int, load_times: int, load_step: int = 0) -> Entry:
+    def group(id_: int, entry_count: int, load_times: int, load_step: int = 0) -> "Entry":
         return Entry(id_, 0, entry_count, load_step, load_times)
 
     @property
@@ -161,8 +158,8 @@ class Entry:
     def load_step(self) -> int:
         return self.rva
 
-    def with_(self, **kw: int) -> Entry:
-        return replace(self, **kw)
+    def with_(self, **kw: int) -> "Entry":
+        return self._replace(**kw)
 
     def pack(self) -> bytes:
         if self.is_group:
@@ -173,7 +170,7 @@ class Entry:
                                   "content_offset": self.content_offset, "si_flags": self.si_flags})
 
     @staticmethod
-    def unpack(raw: bytes | memoryview) -> Entry:
+    def unpack(raw: bytes | memoryview) -> "Entry":
         ident = int.from_bytes(raw[0:2], "little")
         if ident & GROUP_FLAG:
             g = LAYOUT_GROUP.unpack(raw)
@@ -198,8 +195,7 @@ def unpack_entries(raw: bytes | memoryview) -> list[Entry]:
     return [Entry.unpack(raw[i:i + 32]) for i in range(0, len(raw) - len(raw) % 32, 32)]
 
 
-@dataclass
-class ParsedMetadata:
+class ParsedMetadata(NamedTuple):
     """One metadata_t found in a signed file's .note.sgxmeta."""
 
     offset: int  # inside the metadata block

@@ -6,7 +6,6 @@ Where SDK releases differ (XFRM reserved bits, MISCSELECT masking) the signer pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import ConfigError
@@ -30,26 +29,29 @@ XSAVE_SIZES = [(XFRM_LEGACY, 576), (XFRM_AVX, 832), (XFRM_MPX, 1088), (XFRM_AVX5
                (XFRM_PKRU, 2752), (XFRM_AMX, 11008)]
 
 
-@dataclass
 class Params:
-    """sgx_sign's create_param_t: the values derived from Enclave.xml."""
+    """sgx_sign's create_param_t: the values derived from Enclave.xml.  Mutable: the layout
+    builder sets ``xsave_size`` and edmm.py ``edmm_bk_overhead``.  (A plain class: the records
+    on the signing path are not dataclasses, whose import and class creation cost
+    occlum-sgx-sign ~12 ms of start-up; docs/benchmarks.md "Signing CLI".)"""
 
-    heap_min: int
-    heap_init: int
-    heap_max: int
-    rsrv_min: int
-    rsrv_init: int
-    rsrv_max: int
-    rsrv_executable: int
-    user_region: int
-    stack_max: int
-    stack_min: int
-    tcs_num: int
-    tcs_max_num: int
-    tcs_min_pool: int
-    tcs_policy: int
-    xsave_size: int = 0
-    edmm_bk_overhead: int = 0
+    def __init__(self, *, heap_min: int, heap_init: int, heap_max: int, rsrv_min: int, rsrv_init: int,
+                 rsrv_max: int, rsrv_executable: int, user_region: int, stack_max: int, stack_min: int,
+                 tcs_num: int, tcs_max_num: int, tcs_min_pool: int, tcs_policy: int, xsave_size: int = 0,
+                 edmm_bk_overhead: int = 0) -> None:
+        self.heap_min, self.heap_init, self.heap_max = heap_min, heap_init, heap_max
+        self.rsrv_min, self.rsrv_init, self.rsrv_max = rsrv_min, rsrv_init, rsrv_max
+        self.rsrv_executable, self.user_region = rsrv_executable, user_region
+        self.stack_max, self.stack_min = stack_max, stack_min
+        self.tcs_num, self.tcs_max_num, self.tcs_min_pool, self.tcs_policy = (tcs_num, tcs_max_num,
+                                                                               tcs_min_pool, tcs_policy)
+        self.xsave_size, self.edmm_bk_overhead = xsave_size, edmm_bk_overhead
+
+    def __repr__(self) -> str:
+        return "Params(" + ", ".join(f"{k}={v:#x}" for k, v in vars(self).items()) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Params) and vars(self) == vars(other)
 
 
 def _err(msg: str, where: str) -> ConfigError:

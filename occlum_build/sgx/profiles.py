@@ -14,9 +14,7 @@ sgx_2.21, sgx_2.26 and occlum/linux-sgx@cd4e96fd (branch sgx_2.20_for_occlum, 2.
 ``psw/urts/parser/update_global_data.hxx``.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import metadata as M
 from .elf import EnclaveElf, EnclaveError
@@ -28,8 +26,7 @@ XFRM_PKRU, XFRM_AMX = 0x200, 0x60000
 U64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
-class SdkProfile:
+class SdkProfile(NamedTuple):
     """One SDK release's sgx_sign, as far as the output bytes depend on it."""
 
     version: tuple[int, int, int]  # (major, minor, revision): g_global_data.sdk_version

@@ -6,12 +6,7 @@ The output file differs from the input only in the METADATA_SIZE metadata bytes 
 loader applies it again).
 """
 
-from __future__ import annotations
-
-import datetime
-from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric import rsa
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import OcclumError, VerifyError
 from . import metadata as M
@@ -34,9 +29,11 @@ from .sigstruct import (
     verify_sigstruct,
 )
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
-@dataclass(frozen=True)
-class SignResult:
+
+class SignResult(NamedTuple):
     signed: bytes  # the signed enclave file
     mrenclave: bytes
     mrsigner: bytes
@@ -47,12 +44,13 @@ class SignResult:
 
 def today() -> int:
     """Today's date (UTC) as sgx_sign writes it: 0xYYYYMMDD."""
+    import datetime  # only when no -date is given
+
     d = datetime.datetime.now(datetime.UTC).date()
     return int(f"{d.year:04d}{d.month:02d}{d.day:02d}", 16)
 
 
-@dataclass
-class _Measured:
+class _Measured(NamedTuple):
     elf: EnclaveElf
     built: Built
     css: bytearray  # header and body filled, ENCLAVEHASH set, unsigned
@@ -127,7 +125,7 @@ def gendata(enclave: bytes, config_xml: bytes, *, date: int | None = None, where
     return signed_data(meas.css)
 
 
-def catsig(enclave: bytes, config_xml: bytes, public_key: rsa.RSAPublicKey, signature: bytes,
+def catsig(enclave: bytes, config_xml: bytes, public_key: "rsa.RSAPublicKey", signature: bytes,
            unsigned_data: bytes, *,
            where: str = "enclave", config_where: str = "Enclave.xml",
            allow_text_relocations: bool = False, allow_init_section: bool = False) -> SignResult:

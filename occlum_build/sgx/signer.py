@@ -18,11 +18,11 @@ signature, or one that does not verify with the configured public key is an erro
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import EXIT_FAILURE, KeyFileError, OcclumError, VerifyError
@@ -62,6 +62,24 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
     return read_limited(path, what=what, limit=MAX_KEY_FILE_BYTES, error=KeyFileError)
 
 
+def _pem_loaders() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """cryptography's ``load_pem_private_key`` and ``load_pem_public_key``.
+
+    ``serialization`` re-exports them from the Rust bindings, and importing it also imports
+    the SSH key code, every cipher and every other key type: about half of the cost of the
+    cryptography imports of `occlum-sgx-sign sign`.  So they are taken from the bindings
+    (the same function objects: tests/sgx/test_pem_signer.py checks), and from
+    ``serialization`` only by a cryptography that does not have them there."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        return rust_openssl.keys.load_pem_private_key, rust_openssl.keys.load_pem_public_key
+    except (ImportError, AttributeError):
+        from cryptography.hazmat.primitives import serialization
+
+        return serialization.load_pem_private_key, serialization.load_pem_public_key
+
+
 def load_signing_key(path: str | os.PathLike[str], *, validate: bool = True) -> rsa.RSAPrivateKey:
     """Load a PEM private key (PKCS#1 or PKCS#8, unencrypted) and check it is RSA-3072 e=3.
 
@@ -71,8 +89,7 @@ def load_signing_key(path: str | os.PathLike[str], *, validate: bool = True) -> 
     skip it (:class:`PemSigner` does); the RSA-3072 / e=3 checks are made either way."""
     raw = _read(path, "signing key file")
     try:
-        key = serialization.load_pem_private_key(raw, password=None,
-                                                 unsafe_skip_rsa_key_validation=not validate)
+        key = _pem_loaders()[0](raw, password=None, unsafe_skip_rsa_key_validation=not validate)
     except TypeError:
         raise KeyFileError("signing key is encrypted; give an unencrypted PEM key or use --sign-tool",
                            where=str(path)) from None
@@ -90,7 +107,7 @@ def load_public_key(path: str | os.PathLike[str], *, allow_private: bool = False
     With ``allow_private`` a PEM private key is accepted too and only its public half is kept."""
     raw = _read(path, "public key file")
     try:
-        key = serialization.load_pem_public_key(raw)
+        key = _pem_loaders()[1](raw)
     except (ValueError, UnsupportedAlgorithm):
         if allow_private and b"PRIVATE KEY" in raw:
             return load_signing_key(path).public_key()
@@ -102,9 +119,11 @@ def load_public_key(path: str | os.PathLike[str], *, allow_private: bool = False
 
 def generate_signing_key(path: str | os.PathLike[str], *, overwrite: bool = False) -> rsa.RSAPublicKey:
     """Create an RSA-3072 e=3 key as PEM (PKCS#1, like ``openssl genrsa -3 3072``), mode 0600."""
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise KeyFileError("already exists; refusing to overwrite a signing key", where=str(p))
+    from cryptography.hazmat.primitives import serialization
+
+    p = os.fspath(path)
+    if os.path.exists(p) and not overwrite:
+        raise KeyFileError("already exists; refusing to overwrite a signing key", where=p)
     key = rsa.generate_private_key(public_exponent=EXPONENT, key_size=KEY_BITS)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                             serialization.NoEncryption())
@@ -169,12 +188,13 @@ class ToolSigner:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="occlum-sign-") as d:
-            data_file = Path(d) / "sigstruct.data"
-            sig_file = Path(d) / "sigstruct.sig"
-            data_file.write_bytes(data)
+            data_file = os.path.join(d, "sigstruct.data")
+            sig_file = os.path.join(d, "sigstruct.sig")
+            with open(data_file, "wb") as f:
+                f.write(data)
             from .. import log
 
-            argv = [*self.argv, str(data_file), str(sig_file)]
+            argv = [*self.argv, data_file, sig_file]
             log.get("sign").log(log.TRACE, "exec %s", " ".join(argv))
             try:
                 r = subprocess.run(argv, stdin=subprocess.DEVNULL,
@@ -188,9 +208,10 @@ class ToolSigner:
                 tail = r.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
                 raise OcclumError(f"sign tool failed with exit status {r.returncode}: {self.tool}"
                                   + (f" ({tail[0]})" if tail[0] else ""), exit_code=EXIT_FAILURE)
-            if not sig_file.exists():
+            if not os.path.exists(sig_file):
                 raise OcclumError(f"sign tool wrote no signature file: {self.tool}", exit_code=EXIT_FAILURE)
-            sig = sig_file.read_bytes()
+            with open(sig_file, "rb") as f:
+                sig = f.read()
         if len(sig) != KEY_BYTES:
             raise VerifyError(f"sign tool returned {len(sig)} bytes, expected a {KEY_BYTES}-byte RSA-3072 "
                               f"signature: {self.tool}")

@@ -7,13 +7,12 @@ Q1 and Q2 are stored little-endian; MRSIGNER is SHA-256 of the stored (little-en
 
 from __future__ import annotations
 
-import hashlib
-
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import VerifyError
+from .measure import sha256
 from .structs import Struct
 
 SIGSTRUCT_SIZE = 1808
@@ -110,11 +109,11 @@ def public_key_of(css: bytes | bytearray) -> rsa.RSAPublicKey:
 
 def mrsigner(css: bytes | bytearray) -> bytes:
     """MRSIGNER: SHA-256 of the MODULUS field exactly as stored (little-endian)."""
-    return hashlib.sha256(bytes(css[SIGSTRUCT.span("modulus")])).digest()
+    return sha256(bytes(css[SIGSTRUCT.span("modulus")]))
 
 
 def mrsigner_of_key(public_key: rsa.RSAPublicKey) -> bytes:
-    return hashlib.sha256(_le(public_key.public_numbers().n)).digest()
+    return sha256(_le(public_key.public_numbers().n))
 
 
 def verify_signature(public_key: rsa.RSAPublicKey, data: bytes, signature_be: bytes) -> bool:
@@ -150,13 +149,18 @@ def date_bcd(year: int, month: int, day: int) -> int:
 
 
 def parse_date(text: str) -> int:
-    """``YYYYMMDD`` (as given to ``-date``) -> DATE value; raises ValueError if it is not a date."""
-    import datetime
-
-    if len(text) != 8 or not text.isdigit():
+    """``YYYYMMDD`` (as given to ``-date``) -> DATE value; raises ValueError if it is not a
+    date of the Gregorian calendar (years 1 to 9999, as datetime.date; not imported for this)."""
+    if len(text) != 8 or not text.isascii() or not text.isdigit():
         raise ValueError(f"date {text!r} is not YYYYMMDD")
-    d = datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))  # raises ValueError
-    return date_bcd(d.year, d.month, d.day)
+    year, month, day = int(text[:4]), int(text[4:6]), int(text[6:])
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= _MONTH_DAYS[month - 1] + (month == 2 and leap)):
+        raise ValueError(f"date {text!r} is not a valid date")
+    return date_bcd(year, month, day)
+
+
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def format_date(value: int) -> str:

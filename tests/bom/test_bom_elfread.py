@@ -8,15 +8,8 @@ import os
 import pytest
 from bom_helpers import build_hello
 
-from occlum_build.bom.elfread import (
-    DYN,
-    EHDR_AFTER_IDENT,
-    PHDR,
-    NotElf,
-    _fmt,
-    read_elf,
-    read_elf_pyelftools,
-)
+from occlum_build.bom.elfread import NotElf, read_elf, read_elf_pyelftools
+from occlum_build.elfstruct import DYN, EHDR, PHDR
 from occlum_build.errors import BomError
 
 
@@ -47,12 +40,12 @@ def test_fast_reader_matches_pyelftools(tmp_path):
 
 
 def test_field_tables_sizes():
-    # ELF gABI: after the 16-byte e_ident, e_type..e_phnum take 42 bytes (ELF64) or 30 (ELF32);
-    # Elf64_Phdr 56,
-    # Elf32_Phdr 32, Elf64_Dyn 16, Elf32_Dyn 8
-    assert _fmt(EHDR_AFTER_IDENT[64]).size == 42 and _fmt(EHDR_AFTER_IDENT[32]).size == 30
-    assert _fmt(PHDR[64]).size == 56 and _fmt(PHDR[32]).size == 32
-    assert _fmt(DYN[64]).size == 16 and _fmt(DYN[32]).size == 8
+    # ELF gABI: Elf64_Ehdr 64, Elf32_Ehdr 52, Elf64_Phdr 56, Elf32_Phdr 32, Elf64_Dyn 16, Elf32_Dyn 8
+    assert EHDR[64].size == 64 and EHDR[32].size == 52
+    assert EHDR[64].offset("e_phnum") == 56 and EHDR[32].offset("e_phnum") == 44
+    assert PHDR[64].size == 56 and PHDR[32].size == 32
+    assert PHDR[64].offset("p_flags") == 4 and PHDR[32].offset("p_flags") == 24
+    assert DYN[64].size == 16 and DYN[32].size == 8
 
 
 def test_not_elf_and_truncated(tmp_path):

@@ -68,3 +68,11 @@ def test_fast_load_keeps_the_sgx_key_checks(tmp_path):
     (tmp_path / "junk.pem").write_text(junk)
     with pytest.raises(KeyFileError, match="not a PEM private key"):
         PemSigner(tmp_path / "junk.pem")
+
+
+def test_pem_loaders_are_cryptographys_own():
+    """The signer takes the PEM loaders from the Rust bindings to skip importing
+    ``serialization`` (SSH keys, ciphers...): they must be the very functions it exports."""
+    from occlum_build.sgx.signer import _pem_loaders
+
+    assert _pem_loaders() == (serialization.load_pem_private_key, serialization.load_pem_public_key)
