@@ -3,7 +3,7 @@
  *   union_lookup.c  what a path names in each layer, copy-up, whiteouts, rename
  *   union_ops.c     the FUSE high-level operations on top of it
  *   serve.c         ofs_serve(): opening the layers, mounting, the index flusher, the key
- * One mutex (state.lock, taken with LOCKED) guards the upper layer; reads of image files run
+ * One mutex (state.lock, taken with union_lock/union_unlock) guards the upper layer; reads of image files run
  * without it. */
 #ifndef OFS_UNION_H
 #define OFS_UNION_H
@@ -46,9 +46,12 @@ struct res {
                                    or moving the path away then needs a whiteout */
 };
 
-#define LOCKED(s)                                                                                  \
-    for (int _once = (pthread_mutex_lock(&(s)->lock), 1); _once;                                   \
-         _once = 0, pthread_mutex_unlock(&(s)->lock))
+/* The upper layer's lock, taken and released explicitly around each critical section (a
+ * scoped for-loop macro would stay locked after a `break` or `return` inside it).  The
+ * sections are `union_lock(s); do { ... } while (0); union_unlock(s);`: `break` and
+ * `continue` leave the block, and a section never returns while locked. */
+static inline void union_lock(struct state *s) { pthread_mutex_lock(&s->lock); }
+static inline void union_unlock(struct state *s) { pthread_mutex_unlock(&s->lock); }
 
 /* union_lookup.c */
 const char *union_rel(const char *path); /* path without its leading slashes */

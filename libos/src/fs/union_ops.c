@@ -51,13 +51,17 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
     if (!path && !(fi && fi->fh)) return -ENOENT;
     if (fi && fi->fh) {
         struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-        if (h->lower)
+        if (h->lower) {
             fill_lower(s, h->lf.e, st);
-        else
-            LOCKED(s) fill_upper(s, h->n, st);
+        } else {
+            union_lock(s);
+            fill_upper(s, h->n, st);
+            union_unlock(s);
+        }
         return 0;
     }
-    LOCKED(s) {
+    union_lock(s);
+    do {
         rc = union_resolve(s, path, &r);
         if (!rc) {
             if (r.u)
@@ -65,7 +69,8 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
             else
                 fill_lower(s, r.l, st);
         }
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -74,7 +79,8 @@ static int op_readlink(const char *path, char *buf, size_t size) {
     struct res r;
     int rc;
     if (size == 0) return -EINVAL;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         rc = union_resolve(s, path, &r);
         if (!rc && union_rtype(&r) != OFS_T_SYMLINK) rc = -EINVAL;
         if (!rc) {
@@ -84,7 +90,8 @@ static int op_readlink(const char *path, char *buf, size_t size) {
             memcpy(buf, t, n);
             buf[n] = 0;
         }
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -96,7 +103,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
     (void)off;
     (void)flags;
     (void)fi;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         rc = union_resolve(s, path, &r);
         if (!rc && union_rtype(&r) != OFS_T_DIR) rc = -ENOTDIR;
         if (rc) continue;
@@ -118,7 +126,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
                 filler(buf, name, NULL, 0, 0);
             }
         }
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -128,13 +137,15 @@ static int add_new(const char *path, int type, mode_t mode, const char *target) 
     struct unode *pu;
     const char *name;
     int rc;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = union_prepare_new(s, path, &pu, &name))) continue;
         if (!ofs_upper_add(s->up, pu, name, strlen(name), type, mode, target))
             rc = -errno;
         else
             rc = union_flush(s);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -160,7 +171,8 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
     struct unode *pu, *n;
     const char *name;
     int rc;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = union_prepare_new(s, path, &pu, &name))) continue;
         if (!(n = ofs_upper_add(s->up, pu, name, strlen(name), OFS_T_FILE, mode & 07777, NULL))) {
             rc = -errno;
@@ -172,7 +184,8 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
             continue;
         }
         rc = union_flush(s);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -187,7 +200,8 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
     struct res r;
     int rc, wr = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
     char err[512];
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = union_resolve(s, path, &r))) continue;
         if (union_rtype(&r) == OFS_T_DIR) {
             rc = -EISDIR;
@@ -225,7 +239,8 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
                       path, (unsigned long long)r.l->size);
         fi->fh = (uintptr_t)h;
         fi->keep_cache = 1; /* the image never changes under a mount */
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -243,12 +258,14 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
         }
         return (int)n;
     }
-    LOCKED(s) {
+    union_lock(s);
+    do {
         n = ofs_upper_read(s->up, h->n, buf, size, (uint64_t)off);
         if (n == -EIO)
             union_log(s->o, "%s/data/%016llx: a block of '%s' fails authentication", s->up->dir,
                     (unsigned long long)h->n->id, path ? path : h->n->name);
-    }
+    } while (0);
+    union_unlock(s);
     return (int)n;
 }
 
@@ -259,7 +276,11 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
     ssize_t n;
     (void)path;
     if (h->lower) return -EBADF;
-    LOCKED(s) n = ofs_upper_write(s->up, h->n, buf, size, (uint64_t)off);
+    {
+        union_lock(s);
+        n = ofs_upper_write(s->up, h->n, buf, size, (uint64_t)off);
+        union_unlock(s);
+    }
     return (int)n;
 }
 
@@ -270,10 +291,12 @@ static int op_release(const char *path, struct fuse_file_info *fi) {
     if (h->lower) {
         ofs_ifile_close(&h->lf);
     } else {
-        LOCKED(s) {
+        union_lock(s);
+        do {
             ofs_upper_fclose(s->up, h->n);
             union_flush(s);
-        }
+        } while (0);
+        union_unlock(s);
     }
     free(h);
     return 0;
@@ -286,10 +309,12 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi) {
     (void)path;
     (void)datasync;
     if (h->lower) return 0;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if (h->n->fd >= 0 && fdatasync(h->n->fd) < 0) rc = -errno;
         if (!rc) rc = union_flush_now(s);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -299,7 +324,11 @@ static int op_flush(const char *path, struct fuse_file_info *fi) {
     int rc = 0;
     (void)path;
     if (h->lower) return 0;
-    LOCKED(s) rc = union_flush(s);
+    {
+        union_lock(s);
+        rc = union_flush(s);
+        union_unlock(s);
+    }
     return rc;
 }
 
@@ -319,7 +348,8 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi) 
     struct unode *n;
     int rc;
     if (size < 0) return -EINVAL;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = attr_target(s, path, fi, size == 0, &n))) continue;
         if (n->type != OFS_T_FILE) {
             rc = n->type == OFS_T_DIR ? -EISDIR : -EINVAL;
@@ -329,7 +359,8 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi) 
         rc = ofs_upper_truncate(s->up, n, (uint64_t)size);
         ofs_upper_fclose(s->up, n);
         if (!rc) rc = union_flush(s);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -337,12 +368,14 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) {
     struct state *s = ST();
     struct unode *n;
     int rc;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = attr_target(s, path, fi, 0, &n))) continue;
         n->mode = mode & 07777;
         s->up->dirty = 1;
         rc = union_flush(s);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -355,7 +388,11 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
     (void)uid;
     (void)gid;
     if (!path) return fi && fi->fh ? 0 : -ENOENT;
-    LOCKED(s) rc = union_resolve(s, path, &r);
+    {
+        union_lock(s);
+        rc = union_resolve(s, path, &r);
+        union_unlock(s);
+    }
     return rc;
 }
 
@@ -363,7 +400,8 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
     struct state *s = ST();
     struct unode *n;
     int rc;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = attr_target(s, path, fi, 0, &n))) continue;
         if (!tv || tv[1].tv_nsec == UTIME_NOW) {
             ofs_upper_touch(n);
@@ -373,7 +411,8 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
         }
         s->up->dirty = 1;
         rc = union_flush(s);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -382,14 +421,16 @@ static int op_unlink(const char *path) {
     struct res r;
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = union_resolve(s, path, &r))) continue;
         if (union_rtype(&r) == OFS_T_DIR) {
             rc = -EISDIR;
             continue;
         }
         rc = union_remove(s, path, &r);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -399,7 +440,8 @@ static int op_rmdir(const char *path) {
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
     if (!*union_rel(path)) return -EBUSY;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         if ((rc = union_resolve(s, path, &r))) continue;
         if (union_rtype(&r) != OFS_T_DIR) {
             rc = -ENOTDIR;
@@ -410,7 +452,8 @@ static int op_rmdir(const char *path) {
             continue;
         }
         rc = union_remove(s, path, &r);
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -418,11 +461,13 @@ static int op_rename(const char *from, const char *to, unsigned int flags) {
     struct state *s = ST();
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
-    LOCKED(s) {
+    union_lock(s);
+    do {
         rc = union_rename(s, from, to, flags);
         int f = union_flush(s);
         if (!rc) rc = f;
-    }
+    } while (0);
+    union_unlock(s);
     return rc;
 }
 
@@ -469,7 +514,11 @@ static int op_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi
     (void)path;
     (void)datasync;
     (void)fi;
-    if (s->up) LOCKED(s) rc = union_flush_now(s);
+    if (s->up) {
+        union_lock(s);
+        rc = union_flush_now(s);
+        union_unlock(s);
+    }
     return rc;
 }
 
