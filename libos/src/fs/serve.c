@@ -38,7 +38,7 @@ static long ms_since(const struct timespec *t) {
 }
 
 /* Write the index now (lock held). */
-int union_flush_now(struct state *s) {
+int union_flush_now(struct ofs_union_state *s) {
     if (!s->up->dirty) return 0;
     int rc = ofs_upper_flush(s->up);
     clock_gettime(CLOCK_MONOTONIC, &s->last_flush);
@@ -50,7 +50,7 @@ int union_flush_now(struct state *s) {
 /* After a change (lock held): write the index unless one was written less than a second
  * ago, in which case the flusher thread writes it within a second.  Without this, creating
  * n files would cost n index writes of O(n) bytes each. */
-int union_flush(struct state *s) {
+int union_flush(struct ofs_union_state *s) {
     /* A failed write is logged and retried by the flusher; the operation itself succeeded
      * (its handle may already exist), so it is not failed after the fact. */
     if (s->up->dirty && ms_since(&s->last_flush) >= FLUSH_INTERVAL_MS) union_flush_now(s);
@@ -58,7 +58,7 @@ int union_flush(struct state *s) {
 }
 
 static void *flusher(void *arg) {
-    struct state *s = arg;
+    struct ofs_union_state *s = arg;
     pthread_mutex_lock(&s->lock);
     while (!s->stop) {
         struct timespec until;
@@ -134,7 +134,7 @@ int ofs_upper_key(const uint8_t *image_key, const char *seal_key_file, uint8_t o
 }
 
 int ofs_serve(const struct ofs_options *o) {
-    struct state s = {.o = o};
+    struct ofs_union_state s = {.o = o};
     char err[1024];
     int rc;
     struct fuse *f = NULL;

@@ -18,7 +18,7 @@ const char *union_rel(const char *path) {
 }
 
 /* Find what path names in each layer.  0, -ENOENT or -ENOTDIR. */
-int union_resolve(struct state *s, const char *path, struct res *r) {
+int union_resolve(struct ofs_union_state *s, const char *path, struct ofs_union_res *r) {
     const char *p = union_rel(path), *c = p;
     struct unode *u = s->up ? s->up->root : NULL;
     int hidden = 0;
@@ -44,7 +44,7 @@ int union_resolve(struct state *s, const char *path, struct res *r) {
     return (r->u || r->l) ? 0 : -ENOENT;
 }
 
-int union_rtype(const struct res *r) { return r->u ? r->u->type : r->l->type; }
+int union_rtype(const struct ofs_union_res *r) { return r->u ? r->u->type : r->l->type; }
 
 /* Split "/a/b/c" into parent "a/b" (in buf) and name "c". */
 int union_split(const char *path, char *parent, size_t plen, const char **name) {
@@ -60,7 +60,7 @@ int union_split(const char *path, char *parent, size_t plen, const char **name) 
 }
 
 /* Make sure the directory at path (a directory of the union) exists in the upper layer. */
-struct unode *union_copy_up_dirs(struct state *s, const char *path, int *err) {
+struct unode *union_copy_up_dirs(struct ofs_union_state *s, const char *path, int *err) {
     const char *p = union_rel(path), *c = p;
     struct unode *u = s->up->root;
     while (*c) {
@@ -90,7 +90,7 @@ struct unode *union_copy_up_dirs(struct state *s, const char *path, int *err) {
 }
 
 /* Copy a lower file or symlink into the upper layer (content unless skip_content). */
-int union_copy_up(struct state *s, const char *path, const struct ofs_entry *e, int skip_content,
+int union_copy_up(struct ofs_union_state *s, const char *path, const struct ofs_entry *e, int skip_content,
                    struct unode **out) {
     char parent[OFS_PATH_MAX + 1], err[512];
     const char *name;
@@ -147,7 +147,7 @@ bad:
 }
 
 /* Is the union directory r empty? */
-int union_empty(struct state *s, const struct res *r) {
+int union_empty(struct ofs_union_state *s, const struct ofs_union_res *r) {
     if (r->u)
         for (struct unode *c = r->u->child; c; c = c->next)
             if (c->type != OFS_U_WHITEOUT) return 0;
@@ -162,9 +162,9 @@ int union_empty(struct state *s, const struct res *r) {
 }
 
 /* Common start of the operations that add a name: parent in the upper layer, name free. */
-int union_prepare_new(struct state *s, const char *path, struct unode **pu, const char **name) {
+int union_prepare_new(struct ofs_union_state *s, const char *path, struct unode **pu, const char **name) {
     char parent[OFS_PATH_MAX + 1];
-    struct res r;
+    struct ofs_union_res r;
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
     if ((rc = union_split(path, parent, sizeof parent, name))) return rc == -EBUSY ? -EEXIST : rc;
@@ -178,8 +178,8 @@ int union_prepare_new(struct state *s, const char *path, struct unode **pu, cons
 }
 
 /* The upper node for path, copying it up from the image when needed (for setattr). */
-int union_writable(struct state *s, const char *path, int skip_content, struct unode **out) {
-    struct res r;
+int union_writable(struct ofs_union_state *s, const char *path, int skip_content, struct unode **out) {
+    struct ofs_union_res r;
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
     if (!path) return -ENOENT; /* an image file opened read-only and since deleted */
@@ -197,7 +197,7 @@ int union_writable(struct state *s, const char *path, int skip_content, struct u
 
 /* Remove what path (resolved as r) names: an upper-only node goes, anything the image has
  * there is hidden by a whiteout. */
-int union_remove(struct state *s, const char *path, const struct res *r) {
+int union_remove(struct ofs_union_state *s, const char *path, const struct ofs_union_res *r) {
     char parent[OFS_PATH_MAX + 1];
     const char *name;
     struct unode *pu;
@@ -214,8 +214,8 @@ int union_remove(struct state *s, const char *path, const struct res *r) {
     return rc ? rc : union_flush(s);
 }
 
-int union_rename(struct state *s, const char *from, const char *to, unsigned int flags) {
-    struct res rs, rd, rp;
+int union_rename(struct ofs_union_state *s, const char *from, const char *to, unsigned int flags) {
+    struct ofs_union_res rs, rd, rp;
     char sparent[OFS_PATH_MAX + 1], dparent[OFS_PATH_MAX + 1];
     const char *sname, *dname;
     int rc, dexists;

@@ -14,10 +14,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-static struct state *ST(void) { return fuse_get_context()->private_data; }
+static struct ofs_union_state *ST(void) { return fuse_get_context()->private_data; }
 
 /* What both layers report alike: type and mode, size, owner. */
-static void fill_common(struct state *s, int type, uint32_t mode, uint64_t size, struct stat *st) {
+static void fill_common(struct ofs_union_state *s, int type, uint32_t mode, uint64_t size, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_mode = mode | (type == OFS_T_DIR       ? S_IFDIR
                           : type == OFS_T_SYMLINK ? S_IFLNK
@@ -30,14 +30,14 @@ static void fill_common(struct state *s, int type, uint32_t mode, uint64_t size,
     st->st_gid = s->o->gid;
 }
 
-static void fill_upper(struct state *s, const struct unode *n, struct stat *st) {
+static void fill_upper(struct ofs_union_state *s, const struct unode *n, struct stat *st) {
     fill_common(s, n->type, n->mode, n->size, st);
     st->st_mtim.tv_sec = n->mtime_sec;
     st->st_mtim.tv_nsec = n->mtime_nsec;
     st->st_atim = st->st_ctim = st->st_mtim;
 }
 
-static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *st) {
+static void fill_lower(struct ofs_union_state *s, const struct ofs_entry *e, struct stat *st) {
     fill_common(s, e->type, e->mode, e->size, st);
     st->st_mtim.tv_sec = e->mtime_sec;
     st->st_mtim.tv_nsec = e->mtime_nsec;
@@ -45,12 +45,12 @@ static void fill_lower(struct state *s, const struct ofs_entry *e, struct stat *
 }
 
 static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi) {
-    struct state *s = ST();
-    struct res r;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_res r;
     int rc = 0;
     if (!path && !(fi && fi->fh)) return -ENOENT;
     if (fi && fi->fh) {
-        struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+        struct ofs_union_handle *h = (struct ofs_union_handle *)(uintptr_t)fi->fh;
         if (h->lower) {
             fill_lower(s, h->lf.e, st);
         } else {
@@ -75,8 +75,8 @@ static int op_getattr(const char *path, struct stat *st, struct fuse_file_info *
 }
 
 static int op_readlink(const char *path, char *buf, size_t size) {
-    struct state *s = ST();
-    struct res r;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_res r;
     int rc;
     if (size == 0) return -EINVAL;
     union_lock(s);
@@ -97,8 +97,8 @@ static int op_readlink(const char *path, char *buf, size_t size) {
 
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags) {
-    struct state *s = ST();
-    struct res r;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_res r;
     int rc;
     (void)off;
     (void)flags;
@@ -133,7 +133,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
 
 /* mkdir, symlink and mknod: a new node of the given type at path. */
 static int add_new(const char *path, int type, mode_t mode, const char *target) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     struct unode *pu;
     const char *name;
     int rc;
@@ -159,7 +159,7 @@ static int op_symlink(const char *target, const char *path) {
 }
 
 static int new_handle(struct fuse_file_info *fi, struct unode *n) {
-    struct handle *h = calloc(1, sizeof *h);
+    struct ofs_union_handle *h = calloc(1, sizeof *h);
     if (!h) return -ENOMEM;
     h->n = n;
     fi->fh = (uintptr_t)h;
@@ -167,7 +167,7 @@ static int new_handle(struct fuse_file_info *fi, struct unode *n) {
 }
 
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     struct unode *pu, *n;
     const char *name;
     int rc;
@@ -196,8 +196,8 @@ static int op_mknod(const char *path, mode_t mode, dev_t dev) {
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi) {
-    struct state *s = ST();
-    struct res r;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_res r;
     int rc, wr = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC);
     char err[512];
     union_lock(s);
@@ -222,7 +222,7 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
             if (!rc) rc = union_flush(s);
             continue;
         }
-        struct handle *h = calloc(1, sizeof *h);
+        struct ofs_union_handle *h = calloc(1, sizeof *h);
         if (!h) {
             rc = -ENOMEM;
             continue;
@@ -245,8 +245,8 @@ static int op_open(const char *path, struct fuse_file_info *fi) {
 }
 
 static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
-    struct state *s = ST();
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_handle *h = (struct ofs_union_handle *)(uintptr_t)fi->fh;
     ssize_t n;
     char err[512];
     (void)path;
@@ -271,8 +271,8 @@ static int op_read(const char *path, char *buf, size_t size, off_t off, struct f
 
 static int op_write(const char *path, const char *buf, size_t size, off_t off,
                     struct fuse_file_info *fi) {
-    struct state *s = ST();
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_handle *h = (struct ofs_union_handle *)(uintptr_t)fi->fh;
     ssize_t n;
     (void)path;
     if (h->lower) return -EBADF;
@@ -285,8 +285,8 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 }
 
 static int op_release(const char *path, struct fuse_file_info *fi) {
-    struct state *s = ST();
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_handle *h = (struct ofs_union_handle *)(uintptr_t)fi->fh;
     (void)path;
     if (h->lower) {
         ofs_ifile_close(&h->lf);
@@ -303,8 +303,8 @@ static int op_release(const char *path, struct fuse_file_info *fi) {
 }
 
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi) {
-    struct state *s = ST();
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_handle *h = (struct ofs_union_handle *)(uintptr_t)fi->fh;
     int rc = 0;
     (void)path;
     (void)datasync;
@@ -319,8 +319,8 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi) {
 }
 
 static int op_flush(const char *path, struct fuse_file_info *fi) {
-    struct state *s = ST();
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_handle *h = (struct ofs_union_handle *)(uintptr_t)fi->fh;
     int rc = 0;
     (void)path;
     if (h->lower) return 0;
@@ -334,17 +334,17 @@ static int op_flush(const char *path, struct fuse_file_info *fi) {
 
 /* The upper node an attribute change applies to: that of the open handle (if it is one of
  * the writable layer), else the one at path, copied up when needed. */
-static int attr_target(struct state *s, const char *path, struct fuse_file_info *fi,
+static int attr_target(struct ofs_union_state *s, const char *path, struct fuse_file_info *fi,
                        int skip_content, struct unode **out) {
-    if (fi && fi->fh && !((struct handle *)(uintptr_t)fi->fh)->lower) {
-        *out = ((struct handle *)(uintptr_t)fi->fh)->n;
+    if (fi && fi->fh && !((struct ofs_union_handle *)(uintptr_t)fi->fh)->lower) {
+        *out = ((struct ofs_union_handle *)(uintptr_t)fi->fh)->n;
         return 0;
     }
     return union_writable(s, path, skip_content, out);
 }
 
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     struct unode *n;
     int rc;
     if (size < 0) return -EINVAL;
@@ -365,7 +365,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi) 
 }
 
 static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     struct unode *n;
     int rc;
     union_lock(s);
@@ -382,8 +382,8 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi) {
 static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi) {
     /* Ownership is not stored (the image drops it too); accept so that tools like tar and
      * cp -p work, as they do on Occlum's SEFS. */
-    struct state *s = ST();
-    struct res r;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_res r;
     int rc;
     (void)uid;
     (void)gid;
@@ -397,7 +397,7 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
 }
 
 static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     struct unode *n;
     int rc;
     union_lock(s);
@@ -417,8 +417,8 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
 }
 
 static int op_unlink(const char *path) {
-    struct state *s = ST();
-    struct res r;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_res r;
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
     union_lock(s);
@@ -435,8 +435,8 @@ static int op_unlink(const char *path) {
 }
 
 static int op_rmdir(const char *path) {
-    struct state *s = ST();
-    struct res r;
+    struct ofs_union_state *s = ST();
+    struct ofs_union_res r;
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
     if (!*union_rel(path)) return -EBUSY;
@@ -458,7 +458,7 @@ static int op_rmdir(const char *path) {
 }
 
 static int op_rename(const char *from, const char *to, unsigned int flags) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     int rc;
     if (!s->up || s->o->read_only) return -EROFS;
     union_lock(s);
@@ -478,7 +478,7 @@ static int op_link(const char *from, const char *to) {
 }
 
 static int op_statfs(const char *path, struct statvfs *sv) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     (void)path;
     if (statvfs(s->up ? s->up->dir : s->img->dir, sv) < 0) return -errno;
     sv->f_namemax = OFS_NAME_MAX;
@@ -500,7 +500,7 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
 }
 
 static void op_destroy(void *data) {
-    struct state *s = data;
+    struct ofs_union_state *s = data;
     if (s->up) {
         pthread_mutex_lock(&s->lock);
         union_flush_now(s);
@@ -509,7 +509,7 @@ static void op_destroy(void *data) {
 }
 
 static int op_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi) {
-    struct state *s = ST();
+    struct ofs_union_state *s = ST();
     int rc = 0;
     (void)path;
     (void)datasync;
