@@ -1,6 +1,6 @@
 /* ofs_serve(): open and verify the image and the writable layer, mount the union at the
- * mountpoint and run the FUSE loop; the index of the writable layer is written by a flusher
- * thread (coalesced) and at unmount.  Also the writable layer's key (ofs_upper_key). */
+ * mountpoint and run the FUSE loop, with the index flusher thread (union_state.c) running;
+ * the index is written at unmount too.  Also the writable layer's key (ofs_upper_key). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,58 +17,6 @@
 
 #include "ofs_crypto.h"
 #include "ofs_thread.h"
-
-void union_log(const struct ofs_options *o, const char *fmt, ...) {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (o->log)
-        o->log(o->log_ctx, line);
-    else
-        fprintf(stderr, "occlum-fs: %s\n", line);
-}
-
-static long ms_since(const struct timespec *t) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
-}
-
-/* Write the index now (lock held). */
-int union_flush_now(struct ofs_union_state *s) {
-    if (!s->up->dirty) return 0;
-    int rc = ofs_upper_flush(s->up);
-    clock_gettime(CLOCK_MONOTONIC, &s->last_flush);
-    if (rc)
-        union_log(s->o, "%s/index: cannot write the writable layer: %s", s->up->dir, strerror(-rc));
-    return rc;
-}
-
-/* After a change (lock held): write the index unless one was written less than a second
- * ago, in which case the flusher thread writes it within a second.  Without this, creating
- * n files would cost n index writes of O(n) bytes each. */
-int union_flush(struct ofs_union_state *s) {
-    /* A failed write is logged and retried by the flusher; the operation itself succeeded
-     * (its handle may already exist), so it is not failed after the fact. */
-    if (s->up->dirty && ms_since(&s->last_flush) >= FLUSH_INTERVAL_MS) union_flush_now(s);
-    return 0;
-}
-
-static void *flusher(void *arg) {
-    struct ofs_union_state *s = arg;
-    pthread_mutex_lock(&s->lock);
-    while (!s->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += FLUSH_INTERVAL_MS / 1000;
-        pthread_cond_timedwait(&s->wake, &s->lock, &until);
-        if (s->up->dirty && ms_since(&s->last_flush) >= FLUSH_INTERVAL_MS) union_flush_now(s);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
-}
 
 static int report(const struct ofs_options *o, int code, const char *msg) {
     union_log(o, "%s", msg);
@@ -212,7 +159,7 @@ int ofs_serve(const struct ofs_options *o) {
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     pthread_sigmask(SIG_UNBLOCK, &term, NULL);
-    if (s.up) have_flusher = ofs_thread_start(&flusher_thread, NULL, flusher, &s, "ofs-flusher") == 0;
+    if (s.up) have_flusher = ofs_thread_start(&flusher_thread, NULL, union_flusher, &s, "ofs-flusher") == 0;
     if (o->ready_fd > 0) {
         if (write(o->ready_fd, "1", 1) != 1) { /* the waiter went away; serve anyway */
         }

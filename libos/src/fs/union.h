@@ -1,8 +1,9 @@
 /* Internal interface of the root FS union (the lower image under the writable layer), shared
- * by its three modules:
+ * by its modules (each calls only those below it):
+ *   serve.c         ofs_serve(): opening the layers, mounting, the key
+ *   union_ops.c     the FUSE high-level operations
  *   union_lookup.c  what a path names in each layer, copy-up, whiteouts, rename
- *   union_ops.c     the FUSE high-level operations on top of it
- *   serve.c         ofs_serve(): opening the layers, mounting, the index flusher, the key
+ *   union_state.c   the log and the writable layer's index writes (and the flusher thread)
  * One mutex (state.lock, taken with union_lock/union_unlock) guards the upper layer; reads of image files run
  * without it. */
 #ifndef OFS_UNION_H
@@ -72,6 +73,7 @@ __attribute__((format(printf, 2, 3))) void union_log(const struct ofs_options *o
                                                      const char *fmt, ...);
 int union_flush_now(struct ofs_union_state *s);
 int union_flush(struct ofs_union_state *s);
+void *union_flusher(void *state);
 
 /* union_ops.c */
 extern const struct fuse_operations ofs_union_ops;
