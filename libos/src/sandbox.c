@@ -42,18 +42,6 @@
 #define CLONE_NEWPID 0x20000000
 #endif
 
-void ocb_sandbox_die(int fd, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0 && write(fd, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1) < 0)
-        _exit(126);
-    _exit(126);
-}
-
 static void set_limit(int efd, int res, const char *name, rlim_t soft, int set_hard)
 {
     struct rlimit r;

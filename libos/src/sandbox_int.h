@@ -1,5 +1,6 @@
 /* Internal interface between the two halves of the sandbox: sandbox.c (the namespaces, the
- * init process, limits, signals) and sandbox_mounts.c (the file system view it sets up). */
+ * init process, limits, signals) calls sandbox_mounts.c (the file system view it sets up);
+ * both report failures with sandbox_die.c. */
 #ifndef OCB_SANDBOX_INT_H
 #define OCB_SANDBOX_INT_H
 
