@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,29 +51,34 @@ int main(int argc, char **argv) {
     o.uid = (unsigned)getuid();
     o.gid = (unsigned)getgid();
     o.log_files = ocb_log_level(getenv("OCCLUM_LOG_LEVEL")) >= OCB_LOG_TRACE;
-    for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--read-only"))
-            o.read_only = 1;
-        else if (!strcmp(a, "--single-threaded"))
-            o.single_threaded = 1;
-        else if (!strcmp(a, "--allow-other"))
-            o.allow_other = 1;
-        else if (i + 1 < argc && !strcmp(a, "--image-key")) {
-            if (read_hex16(argv[++i], ikey, "image key")) return 2;
+    static const struct option opts[] = {
+        {"read-only", no_argument, NULL, 'r'},     {"single-threaded", no_argument, NULL, 's'},
+        {"allow-other", no_argument, NULL, 'a'},   {"image-key", required_argument, NULL, 'i'},
+        {"upper-key", required_argument, NULL, 'u'}, {"seal-key", required_argument, NULL, 'k'},
+        {"ready-fd", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0},
+    };
+    opterr = 0; /* usage() says what is wrong */
+    int c;
+    /* "+": options end at the first operand, as the runtime passes them */
+    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': o.read_only = 1; break;
+        case 's': o.single_threaded = 1; break;
+        case 'a': o.allow_other = 1; break;
+        case 'i':
+            if (read_hex16(optarg, ikey, "image key")) return 2;
             o.image_key = ikey;
-        } else if (i + 1 < argc && !strcmp(a, "--upper-key")) {
-            if (read_hex16(argv[++i], ukey, "writable layer key")) return 2;
+            break;
+        case 'u':
+            if (read_hex16(optarg, ukey, "writable layer key")) return 2;
             o.upper_key = ukey;
-        } else if (i + 1 < argc && !strcmp(a, "--seal-key")) {
-            o.seal_key_file = argv[++i];
-        } else if (i + 1 < argc && !strcmp(a, "--ready-fd")) {
-            o.ready_fd = atoi(argv[++i]);
-        } else {
-            usage();
-            return 2;
+            break;
+        case 'k': o.seal_key_file = optarg; break;
+        case 'f': o.ready_fd = atoi(optarg); break;
+        default: usage(); return 2;
         }
     }
+    i = optind;
     if (argc - i != 4) {
         usage();
         return 2;
