@@ -23,6 +23,7 @@
 
 #include <limits.h>
 #include <signal.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,45 +64,61 @@ int main(int argc, char **argv)
     const char *instance = getenv("OCCLUM_INSTANCE_DIR");
     if (instance == NULL || instance[0] == '\0')
         instance = instance_of_exe();
-    int i = 1;
-    if (i + 1 < argc && strcmp(argv[i], "--instance") == 0) {
-        instance = argv[i + 1];
-        i += 2;
-    }
-    const char *inst = instance && instance[0] ? instance : ".";
     /* Launch options: the PAL reads them from its environment at occlum_pal_init, where real
      * Occlum's PAL reads OCCLUM_CONF_ID_BASE64 and OCCLUM_CONF_SVN (docs/runtime.md). */
-    static const char *const launch_opts[][2] = {
-        {"--config-id", "OCCLUM_CONF_ID_BASE64"},     {"--config-svn", "OCCLUM_CONF_SVN"},
-        {"--expect-mrenclave", "OCCLUM_EXPECT_MRENCLAVE"}, {"--expect-mrsigner", "OCCLUM_EXPECT_MRSIGNER"},
-        {"--cpus", "OCCLUM_CPUS"},
+    enum { O_INSTANCE = 256, O_CONFIG_ID, O_CONFIG_SVN, O_EXPECT_MRENCLAVE, O_EXPECT_MRSIGNER, O_CPUS,
+           O_SERVE, O_READY_FD, O_STOP, O_EXEC };
+    static const struct option opts[] = {
+        {"instance", required_argument, NULL, O_INSTANCE},
+        {"config-id", required_argument, NULL, O_CONFIG_ID},
+        {"config-svn", required_argument, NULL, O_CONFIG_SVN},
+        {"expect-mrenclave", required_argument, NULL, O_EXPECT_MRENCLAVE},
+        {"expect-mrsigner", required_argument, NULL, O_EXPECT_MRSIGNER},
+        {"cpus", required_argument, NULL, O_CPUS},
+        {"serve", no_argument, NULL, O_SERVE},
+        {"ready-fd", required_argument, NULL, O_READY_FD},
+        {"stop", no_argument, NULL, O_STOP},
+        {"exec", required_argument, NULL, O_EXEC},
+        {NULL, 0, NULL, 0},
     };
-    for (int matched = 1; matched && i < argc;) {
-        matched = 0;
-        for (size_t k = 0; k < sizeof launch_opts / sizeof launch_opts[0]; k++) {
-            if (strcmp(argv[i], launch_opts[k][0]) != 0)
-                continue;
-            if (i + 1 >= argc || argv[i + 1][0] == '\0') {
-                fprintf(stderr, "occlum-run: %s needs a value\n", launch_opts[k][0]);
+    static const char *const launch_env[] = {
+        [O_CONFIG_ID - O_CONFIG_ID] = "OCCLUM_CONF_ID_BASE64", [O_CONFIG_SVN - O_CONFIG_ID] = "OCCLUM_CONF_SVN",
+        [O_EXPECT_MRENCLAVE - O_CONFIG_ID] = "OCCLUM_EXPECT_MRENCLAVE",
+        [O_EXPECT_MRSIGNER - O_CONFIG_ID] = "OCCLUM_EXPECT_MRSIGNER", [O_CPUS - O_CONFIG_ID] = "OCCLUM_CPUS",
+    };
+    int serve = 0, stop = 0, ready = -1, exec_at = -1, c, bad = 0;
+    opterr = 0;
+    /* "+": the program and its arguments start at the first operand (they may look like options) */
+    while (exec_at < 0 && !bad && (c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (c) {
+        case O_INSTANCE: instance = optarg; break;
+        case O_CONFIG_ID: case O_CONFIG_SVN: case O_EXPECT_MRENCLAVE: case O_EXPECT_MRSIGNER: case O_CPUS:
+            if (optarg[0] == '\0') {
+                fprintf(stderr, "occlum-run: --%s needs a value\n", opts[c - O_INSTANCE].name);
                 return 1;
             }
-            setenv(launch_opts[k][1], argv[i + 1], 1);
-            i += 2;
-            matched = 1;
+            setenv(launch_env[c - O_CONFIG_ID], optarg, 1);
             break;
+        case O_SERVE: serve = 1; break;
+        case O_READY_FD: ready = atoi(optarg); break;
+        case O_STOP: stop = 1; break;
+        case O_EXEC: /* the program's argv starts at its path: "--exec <path> [args...]" */
+            if (argv[optind - 1] != optarg)
+                bad = 1;
+            exec_at = optind - 1;
+            break;
+        default: bad = 1;
         }
     }
-    if (i < argc && strcmp(argv[i], "--serve") == 0) {
-        int ready = -1;
-        if (i + 2 < argc && strcmp(argv[i + 1], "--ready-fd") == 0)
-            ready = atoi(argv[i + 2]);
+    const char *inst = instance && instance[0] ? instance : ".";
+    if (!bad && serve)
         return ocb_serve(inst, ready);
-    }
-    if (i < argc && strcmp(argv[i], "--stop") == 0)
+    if (!bad && stop)
         return ocb_client_stop(inst);
-    if (i + 1 < argc && strcmp(argv[i], "--exec") == 0)
-        return ocb_client_exec(inst, argv[i + 1], &argv[i + 1]);
-    if (i >= argc || argv[i][0] == '-') {
+    if (!bad && exec_at >= 0)
+        return ocb_client_exec(inst, argv[exec_at], &argv[exec_at]);
+    int i = optind;
+    if (bad || i >= argc) {
         fprintf(stderr, "usage: occlum-run [--instance DIR] [--config-id B64] [--config-svn N] [--expect-mrenclave HEX]\n"
                         "                  [--expect-mrsigner HEX] [--cpus N] <path> [args...]\n"
                         "       occlum-run [--instance DIR] --serve [--ready-fd N] | --exec <path> [args...] | --stop\n");
