@@ -27,8 +27,11 @@ from .fsutil import special_kind
 MAX_CONFIG_BYTES = 1 << 20
 # copy_bom's bom files (the shipped python3.yaml is 2 KB) and the ELF loader config.
 MAX_BOM_BYTES = 4 << 20
-# Image keys are 48 bytes, RSA-3072 PEM keys ~2.5 KB.
+# Image keys are 48 bytes, RSA-3072 PEM keys ~2.5 KB; MAC files 47 bytes.
 MAX_KEY_FILE_BYTES = 64 << 10
+# Enclave files occlum-sgx-sign reads whole (Occlum's LibOS is tens of MiB) and their
+# companions (Enclave.xml, signature and data files).
+MAX_ENCLAVE_BYTES = 1 << 30
 
 
 def _kind(mode: int) -> str:

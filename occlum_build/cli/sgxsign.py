@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from ..errors import EXIT_VERIFY, OcclumError
 from ..fsutil import atomic_write
+from ..inputfile import MAX_ENCLAVE_BYTES, read_limited
 from ..sgx.sign import catsig, gendata, sign_enclave
 from ..sgx.signer import PemSigner, load_public_key
 from ..sgx.sigstruct import parse_date
@@ -23,13 +24,7 @@ DEFAULT_CONFIG = b"<EnclaveConfiguration></EnclaveConfiguration>"
 
 
 def _read(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise OcclumError(f"{what} does not exist", where=path) from None
-    except OSError as e:
-        raise OcclumError(f"cannot read {what}: {e.strerror}", where=path) from None
+    return read_limited(path, what=what, limit=MAX_ENCLAVE_BYTES)
 
 
 def _date(args: argparse.Namespace) -> int | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import KeyFileError, VerifyError
 from ..fsutil import atomic_write
+from ..inputfile import MAX_KEY_FILE_BYTES, read_limited
 from ..keys import format_hex16, parse_hex16
 
 
@@ -16,14 +18,13 @@ def write_mac_file(path: Path, mac: bytes) -> None:
 def read_mac_file(path: Path) -> bytes:
     """Read a MAC file; a missing or malformed one is a VerifyError naming the file."""
     p = Path(path)
+    if not os.path.lexists(p):
+        raise VerifyError("MAC file does not exist; build the instance first", where=str(p))
+    raw = read_limited(p, what="MAC file", limit=MAX_KEY_FILE_BYTES, error=VerifyError)
     try:
-        text = p.read_bytes().decode("ascii")
-    except FileNotFoundError:
-        raise VerifyError("MAC file does not exist; build the instance first", where=str(p)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise VerifyError(
-            f"cannot read MAC file: {getattr(e, 'strerror', None) or e}", where=str(p)
-        ) from None
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise VerifyError("cannot read MAC file: not ASCII text", where=str(p)) from None
     try:
         return parse_hex16(text, str(p))
     except KeyFileError as e:

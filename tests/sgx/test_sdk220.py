@@ -5,6 +5,7 @@ the fork's patch 64e8e0c9).  Also the 2.21 profile, the refusal of other SDK ver
 a note size that does not match the enclave's SDK."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -264,3 +265,16 @@ def test_sdk220_paths_without_vector(tmp, key, cfg, versions):
         d = M.DATA_DIRECTORY.unpack(mds[0].raw, SDK_2_20.header.size)
         assert d["size"] == M.ELRANGE_ENTRY.size and d["offset"] == SDK_2_20.header.size + 8
         assert mds[0].elrange() == (0x100400000, 0x100000000, 0x100000000)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir"])
+def test_an_enclave_path_that_is_not_a_file_is_one_line(tmp_path, kind):
+    """A FIFO (an open that would block forever) or a directory given as -enclave: refused
+    before it is opened, one line naming it, exit 2 (inputfile.read_limited)."""
+    bad = tmp_path / "enclave.so"
+    os.mkfifo(bad) if kind == "fifo" else bad.mkdir()
+    r = subprocess.run([sys.executable, "-m", "occlum_build.cli.sgxsign", "dump", "-enclave", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in r.stderr, r.stderr
