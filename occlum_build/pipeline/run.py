@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
+from doit.reporter import ZeroReporter
 
 from .. import ignored_paths, log, paths, runtime
 from ..errors import OcclumError, OutputError
@@ -141,24 +142,21 @@ def namespace(ctx: BuildContext, reporter: Any = None) -> dict[str, Any]:
 
 
 def _reporter_for(ctx: BuildContext, out: TextIO) -> type:
-    class OcclumReporter:
-        """One line per stage that runs; failures are re-raised by run_build, not printed."""
+    class OcclumReporter(ZeroReporter):  # type: ignore[misc]  # doit is untyped
+        """One line per stage that runs; failures are collected for run_build, which raises
+        them as one line (doit's ZeroReporter prints nothing else)."""
 
         desc = "occlum build"
 
         def __init__(self, outstream: Any, options: Any):
+            super().__init__(outstream, options)
             self.errors: list[str] = []
-
-        def initialize(self, tasks: Any, selected_tasks: Any) -> None: ...
-        def get_status(self, task: Any) -> None: ...
 
         def execute_task(self, task: Any) -> None:
             msg = STAGE_MESSAGES.get(task.name)
             if msg:
                 out.write(f"{msg}...\n")
                 out.flush()
-
-        def add_success(self, task: Any) -> None: ...
 
         def add_failure(self, task: Any, fail: Any) -> None:
             self.errors.append(f"{task.name}: {fail.get_msg().strip()}")
@@ -167,14 +165,11 @@ def _reporter_for(ctx: BuildContext, out: TextIO) -> type:
             if task.name in STAGE_MESSAGES:
                 _log.debug("%s: up to date", task.name)
 
-        def skip_ignore(self, task: Any) -> None: ...
         def cleanup_error(self, exception: Any) -> None:
             self.errors.append(str(exception))
 
         def runtime_error(self, msg: str) -> None:
             self.errors.append(msg)
-
-        def teardown_task(self, task: Any) -> None: ...
 
         def complete_run(self) -> None:
             ctx.doit_errors = self.errors
