@@ -288,10 +288,10 @@ def runtime_files(ctx: BuildContext) -> list[tuple[Path, Path]]:
     """(source, destination) of the runtime files to copy; a missing required one is an error
     when the stage runs, a missing optional one (a program the runtime build did not make)
     is left out with a warning."""
-    from .target import runtime_copies
+    from .target import install_runtime_copies
 
     if ctx.install is not None:
-        return runtime_copies(ctx.inst, ctx.install, [])
+        return install_runtime_copies(ctx.inst, ctx.install)
     out = []
     for name, sub, required in RUNTIME_FILES:
         src = ctx.native(name)

@@ -79,27 +79,20 @@ def make_libos_links(inst: Instance, install: OcclumInstall | None) -> None:
             _link(inst.build_lib / name, target)
 
 
-def runtime_copies(inst: Instance, install: OcclumInstall | None,
-                   native: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-    """(source, destination) of the runtime files copied into build/."""
-    if install is None:
-        return native
+def install_runtime_copies(inst: Instance, install: OcclumInstall) -> list[tuple[Path, Path]]:
+    """(source, destination) of the runtime files copied into build/ from an install."""
     return [(install.pal, inst.build_lib / install.pal_name)]
 
 
-def make_runtime_links(inst: Instance, install: OcclumInstall | None) -> list[Path]:
-    """The symlinks of the runtime stage (none for our SIM runtime); returns them."""
+def make_runtime_links(inst: Instance, install: OcclumInstall | None) -> None:
+    """The symlinks of the runtime stage (none for our SIM runtime)."""
     if install is None:
-        return []
-    out = []
+        return
     for name, target in install.pal_links():
         _link(inst.build_lib / name, target)
-        out.append(inst.build_lib / name)
     inst.build_bin.mkdir(parents=True, exist_ok=True)
     for name in BIN_LINKS:
         _link(inst.build_bin / name, str(install.bin(name)))
-        out.append(inst.build_bin / name)
-    return out
 
 
 def initfs_files(install: OcclumInstall | None) -> dict[str, tuple[bytes, int]]:

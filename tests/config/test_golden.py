@@ -1,7 +1,7 @@
 """Golden tests: derived configs for known Occlum.json files equal hand-written expectations.
 
 Every expected number below was computed by hand from the rules in
-/work/shared/research/occlum_build.md §2.4-2.5 (see tests/vectors/config/README.md).
+the project's research notes (shared/research/occlum_build.md §2.4-2.5) (see tests/vectors/config/README.md).
 """
 
 from __future__ import annotations
